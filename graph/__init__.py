@@ -1,0 +1,1 @@
+"""The GraphQL edge: Strawberry types, resolvers, loaders, limits and error mapping."""

@@ -1,0 +1,55 @@
+"""Builds the Strawberry schema with its caches, limits and error masking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import strawberry
+from graphql.validation import NoSchemaIntrospectionCustomRule
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    SchemaExtension,
+    ValidationCache,
+)
+from strawberry.schema.config import StrawberryConfig
+
+from graph.errors import MaskUnexpectedErrors
+from graph.mutations import Mutation
+from graph.queries import Query
+from graph.types.catalogue import ModelType, ModelVersionType
+from graph.types.predictions import PredictionType
+
+
+@dataclass(frozen=True)
+class SchemaOptions:
+    query_cache_size: int = 256
+    max_query_depth: int = 15
+    max_query_tokens: int = 5_000
+    max_query_aliases: int = 50
+    introspection: bool = True
+
+
+def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
+    """The public schema; the options change limits and caches, never the SDL."""
+    options = options or SchemaOptions()
+    extensions: list[type[SchemaExtension] | SchemaExtension] = [
+        MaskUnexpectedErrors,
+        MaxTokensLimiter(max_token_count=options.max_query_tokens),
+        ParserCache(maxsize=options.query_cache_size),
+        ValidationCache(maxsize=options.query_cache_size),
+        QueryDepthLimiter(max_depth=options.max_query_depth),
+        MaxAliasesLimiter(max_alias_count=options.max_query_aliases),
+    ]
+    if not options.introspection:
+        extensions.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[ModelType, ModelVersionType, PredictionType],
+        extensions=extensions,
+        config=StrawberryConfig(disable_field_suggestions=True),
+    )

@@ -1,0 +1,1 @@
+"""Alembic migrations; `modelql migrate` applies them."""

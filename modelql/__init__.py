@@ -1,0 +1,1 @@
+"""ModelQL composition root: settings, the application factory and the command line."""

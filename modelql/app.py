@@ -1,0 +1,161 @@
+"""The application factory: FastAPI with the GraphQL router, health probes and a lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from graph.context import GraphDependencies
+from graph.limits import Limits
+from graph.router import create_graphql_router
+from graph.schema import SchemaOptions, build_schema
+from modelql import migrations
+from modelql.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from modelql.settings import Settings
+from models.artifacts import ArtifactStore
+from persistence.database import create_engine, create_sessionmaker
+from services import catalogue
+from services.errors import ModelUnavailableError
+from services.inference import ModelCache
+
+logger = logging.getLogger("modelql")
+
+
+class NotMigratedError(RuntimeError):
+    """The database is not at the migration head and migrating was not allowed."""
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds and the probes inspect."""
+
+    engine: AsyncEngine
+    model_cache: ModelCache
+
+
+def schema_options(settings: Settings) -> SchemaOptions:
+    return SchemaOptions(
+        query_cache_size=settings.query_cache_size,
+        max_query_depth=settings.max_query_depth,
+        max_query_tokens=settings.max_query_tokens,
+        max_query_aliases=settings.max_query_aliases,
+        introspection=settings.introspection_enabled,
+    )
+
+
+async def ensure_migrated(engine: AsyncEngine, database_url: str, *, migrate: bool) -> None:
+    """Bring the database to head when allowed; otherwise refuse to run on an old schema."""
+    head = migrations.head_revision()
+    current = await migrations.current_revision(engine)
+    if current == head:
+        return
+    if not migrate:
+        raise NotMigratedError(
+            f"The database is at migration {current or 'none'}, the code needs {head}. "
+            "Run `modelql migrate` (or set MODELQL_AUTO_MIGRATE=true)."
+        )
+    logger.info("migrating database from %s to %s", current or "empty", head)
+    await asyncio.to_thread(migrations.upgrade_to_head, database_url)
+
+
+async def warm_model_cache(runtime: Runtime) -> None:
+    """Load every model's default version so the first prediction does not pay for it."""
+    async with create_sessionmaker(runtime.engine)() as session:
+        versions = await catalogue.all_default_versions(session)
+    for version in versions:
+        try:
+            await runtime.model_cache.predictor(version)
+        except ModelUnavailableError:
+            logger.exception("default version %s of a model could not be loaded", version.id)
+
+
+def create_app(settings: Settings, *, database_url: str) -> FastAPI:
+    """The ASGI application; `database_url` is the external or the started embedded database."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
+        settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+        model_cache = ModelCache(ArtifactStore(settings.artifact_dir))
+        runtime = Runtime(engine=engine, model_cache=model_cache)
+        try:
+            await ensure_migrated(engine, database_url, migrate=settings.should_auto_migrate)
+            await warm_model_cache(runtime)
+            app.state.runtime = runtime
+            app.state.graph_dependencies = GraphDependencies(
+                sessionmaker=create_sessionmaker(engine),
+                model_cache=model_cache,
+                limits=Limits(
+                    max_page_size=settings.max_page_size, max_batch_size=settings.max_batch_size
+                ),
+            )
+            yield
+        finally:
+            model_cache.close()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="ModelQL",
+        summary="GraphQL over a model catalogue and a prediction store.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    schema = build_schema(schema_options(settings))
+    app.include_router(
+        create_graphql_router(schema, graphiql=settings.graphiql_enabled), prefix="/graphql"
+    )
+    app.add_api_route("/healthz", healthz, methods=["GET"])
+    app.add_api_route("/readyz", readyz, methods=["GET"])
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """The database answers, its schema is at head and every default version is loaded."""
+    runtime: Runtime = request.app.state.runtime
+    checks: dict[str, object] = {}
+    try:
+        async with runtime.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        revision = await migrations.current_revision(runtime.engine)
+        checks["migrations"] = "ok" if revision == migrations.head_revision() else revision
+        async with create_sessionmaker(runtime.engine)() as session:
+            defaults = await catalogue.all_default_versions(session)
+        unloadable = []
+        for version in defaults:
+            try:
+                await runtime.model_cache.predictor(version)
+            except ModelUnavailableError:
+                unloadable.append(str(version.id))
+        checks["models"] = "ok" if not unloadable else {"unloadable_versions": unloadable}
+    except (TimeoutError, OSError, ConnectionError) as error:
+        checks["database"] = f"unreachable: {type(error).__name__}"
+    except Exception as error:
+        checks.setdefault("database", f"error: {type(error).__name__}")
+    ready = all(value == "ok" for value in checks.values()) and len(checks) == 3
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

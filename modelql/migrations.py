@@ -1,0 +1,48 @@
+"""Running and checking Alembic migrations against a database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import migrations
+from persistence.database import async_url
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic configuration pointing at the packaged migrations and the given database."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", async_url(database_url).render_as_string(False))
+    return config
+
+
+def upgrade_to_head(database_url: str) -> None:
+    """Apply every pending migration (blocking; call it outside a running event loop)."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def downgrade_to_base(database_url: str) -> None:
+    """Revert every migration (blocking)."""
+    command.downgrade(alembic_config(database_url), "base")
+
+
+def head_revision() -> str:
+    """The newest revision the code knows."""
+    script = ScriptDirectory(str(Path(migrations.__file__).parent))
+    head = script.get_current_head()
+    assert head is not None, "the migrations folder has no revision"
+    return head
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at, or None when it was never migrated."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(
+            lambda sync: MigrationContext.configure(sync).get_current_revision()
+        )

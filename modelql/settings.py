@@ -1,0 +1,95 @@
+"""Runtime configuration, read once from the environment and passed down."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class AuthMode(StrEnum):
+    REQUIRED = "required"
+    DISABLED = "disabled"
+
+
+class Settings(BaseSettings):
+    """Every setting ModelQL reads; environment variables are `MODELQL_<NAME>` unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELQL_", env_file=".env", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "MODELQL_DATABASE_URL"),
+        description="External PostgreSQL; unset starts an embedded cluster in data_dir.",
+    )
+    data_dir: Path = Path(".modelql")
+    pgdata: Path | None = Field(default=None, description="Embedded cluster data directory.")
+    embedded_backend: Literal["auto", "pgserver", "system"] = "auto"
+    artifact_root: Path | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auto_migrate: bool | None = Field(
+        default=None, description="Migrate on start; default: yes when embedded, no otherwise."
+    )
+    train_demo_if_empty: bool = True
+
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
+
+    max_batch_size: int = Field(default=1_000, ge=1)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_page_size: int = Field(default=100, ge=1)
+    max_query_depth: int = Field(default=15, ge=1)
+    max_query_tokens: int = Field(default=5_000, ge=10)
+    max_query_aliases: int = Field(default=50, ge=1)
+    execution_timeout_s: float = Field(default=15.0, gt=0)
+    query_cache_size: int = Field(default=256, ge=1)
+
+    auth_mode: AuthMode = AuthMode.DISABLED
+    graphiql: bool | None = Field(default=None, description="Default: on outside production.")
+    introspection: bool | None = Field(default=None, description="Default: on outside production.")
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @property
+    def embedded(self) -> bool:
+        """True when ModelQL runs its own PostgreSQL cluster."""
+        return self.database_url is None
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.pgdata or self.data_dir / "pgdata"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.artifact_root or self.data_dir / "artifacts"
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.embedded if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return (
+            self.environment is not Environment.PRODUCTION
+            if self.graphiql is None
+            else self.graphiql
+        )
+
+    @property
+    def introspection_enabled(self) -> bool:
+        if self.introspection is None:
+            return self.environment is not Environment.PRODUCTION
+        return self.introspection

@@ -1,0 +1,1 @@
+"""The scikit-learn side of the catalogue: signatures, artifacts, prediction, metrics, demo."""

@@ -1,0 +1,1 @@
+"""Use-cases: catalogue look-ups, registration, prediction, audit. No web framework here."""

@@ -1,0 +1,47 @@
+"""Domain errors raised by services; the graph layer maps them to GraphQL answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"
+    VERSION_NOT_FOUND = "VERSION_NOT_FOUND"
+    INVALID_FEATURES = "INVALID_FEATURES"
+    BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
+    IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One problem with one input path, e.g. ("instances", "3", "petal_length")."""
+
+    path: tuple[str, ...]
+    code: ErrorCode
+    message: str
+
+
+class DomainError(Exception):
+    """Base of every error a service raises on purpose."""
+
+
+class UserInputError(DomainError):
+    """The caller's input cannot be served; carries every problem found, not only the first."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        super().__init__("; ".join(problem.message for problem in problems))
+        self.problems = problems
+
+    @classmethod
+    def single(cls, path: tuple[str, ...], code: ErrorCode, message: str) -> UserInputError:
+        return cls([FieldProblem(path, code, message)])
+
+
+class RegistrationError(DomainError):
+    """A registration request that cannot be honoured (bad files, existing version, ...)."""
+
+
+class ModelUnavailableError(DomainError):
+    """A version's artifact cannot be used (missing, outside the artifact root, or tampered)."""

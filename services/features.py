@@ -1,0 +1,131 @@
+"""Validation of one instance's features against a version's input signature."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.signature import FeatureSpec, FeatureType
+from services.errors import ErrorCode, FieldProblem
+
+
+@dataclass
+class ValidatedInstance:
+    """The features to score, in signature order, or the problems that prevent scoring."""
+
+    features: dict[str, Any] = field(default_factory=dict)
+    problems: list[FieldProblem] = field(default_factory=list)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {value[:40]!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _expected(spec: FeatureSpec) -> str:
+    if spec.type is FeatureType.CATEGORY and spec.allowed_values:
+        return f"one of {', '.join(repr(value) for value in spec.allowed_values)}"
+    description = {
+        FeatureType.NUMBER: "a finite number",
+        FeatureType.INTEGER: "a whole number",
+        FeatureType.BOOLEAN: "true or false",
+        FeatureType.CATEGORY: "a string",
+        FeatureType.TEXT: "a string",
+    }[spec.type]
+    if spec.minimum is not None and spec.maximum is not None:
+        description += f" (training data ranged from {spec.minimum:g} to {spec.maximum:g})"
+    return description
+
+
+def _check_value(spec: FeatureSpec, value: Any) -> str | None:
+    """Why `value` does not fit `spec`, or None when it does."""
+    if spec.type in (FeatureType.NUMBER, FeatureType.INTEGER):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "wrong type"
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:
+            finite = False
+        if not finite:
+            return "not finite"
+        if spec.type is FeatureType.INTEGER and isinstance(value, float) and not value.is_integer():
+            return "not whole"
+        return None
+    if spec.type is FeatureType.BOOLEAN:
+        return None if isinstance(value, bool) else "wrong type"
+    if not isinstance(value, str):
+        return "wrong type"
+    if spec.type is FeatureType.CATEGORY and spec.allowed_values:
+        return None if value in spec.allowed_values else "not allowed"
+    return None
+
+
+def validate_instance(
+    features: Any, signature: Sequence[FeatureSpec], path: tuple[str, ...]
+) -> ValidatedInstance:
+    """Check every feature of one instance; report every problem, each with its input path."""
+    result = ValidatedInstance()
+    if not isinstance(features, dict):
+        names = ", ".join(spec.name for spec in signature)
+        result.problems.append(
+            FieldProblem(
+                path,
+                ErrorCode.INVALID_FEATURES,
+                f"Expected an object mapping feature names ({names}) to values, "
+                f"got {_json_type(features)}.",
+            )
+        )
+        return result
+    known = {spec.name for spec in signature}
+    for name in features:
+        if name not in known:
+            result.problems.append(
+                FieldProblem(
+                    (*path, str(name)),
+                    ErrorCode.INVALID_FEATURES,
+                    f"Unknown feature {name!r}; the model expects: "
+                    f"{', '.join(spec.name for spec in signature)}.",
+                )
+            )
+    for spec in signature:
+        feature_path = (*path, spec.name)
+        if spec.name not in features:
+            if spec.required:
+                result.problems.append(
+                    FieldProblem(
+                        feature_path,
+                        ErrorCode.INVALID_FEATURES,
+                        f"Missing required feature {spec.name!r}: expected {_expected(spec)}.",
+                    )
+                )
+            continue
+        value = features[spec.name]
+        reason = _check_value(spec, value)
+        if reason is None:
+            result.features[spec.name] = value
+            continue
+        problem = {
+            "not finite": "got a value that is not finite",
+            "not allowed": f"got {value!r}, which the model was not trained on",
+        }.get(reason, f"got {_json_type(value)}")
+        result.problems.append(
+            FieldProblem(
+                feature_path,
+                ErrorCode.INVALID_FEATURES,
+                f"Feature {spec.name!r} expects {_expected(spec)}; {problem}.",
+            )
+        )
+    return result

@@ -1,0 +1,87 @@
+"""The model cache: loads each artifact once (checksum verified) and scores off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from models.artifacts import ArtifactError, ArtifactStore
+from models.predictor import ModelOutput, Predictor
+from models.signature import FeatureSpec
+from persistence.tables import ModelVersion
+from services.errors import ModelUnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    outputs: list[ModelOutput]
+    latency_ms: float
+    """Wall time of the one estimator call that scored the whole batch."""
+
+
+class ModelCache:
+    """Predictors by version id; each artifact is read, verified and unpickled at most once."""
+
+    def __init__(self, store: ArtifactStore, *, workers: int = 2) -> None:
+        self._store = store
+        self._predictors: dict[uuid.UUID, Predictor] = {}
+        self._loading: dict[uuid.UUID, asyncio.Lock] = {}
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
+
+    def is_loaded(self, version_id: uuid.UUID) -> bool:
+        return version_id in self._predictors
+
+    async def predictor(self, version: ModelVersion) -> Predictor:
+        """The version's predictor, loading its artifact on first use."""
+        if (ready := self._predictors.get(version.id)) is not None:
+            return ready
+        lock = self._loading.setdefault(version.id, asyncio.Lock())
+        async with lock:
+            if (ready := self._predictors.get(version.id)) is not None:
+                return ready
+            loop = asyncio.get_running_loop()
+            predictor = await loop.run_in_executor(self._executor, self._load, version)
+            self._predictors[version.id] = predictor
+            return predictor
+
+    async def score(
+        self, version: ModelVersion, rows: Sequence[Mapping[str, object]]
+    ) -> ScoredBatch:
+        """Score every row in one estimator call, in a worker thread."""
+        predictor = await self.predictor(version)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _timed_predict, predictor, rows)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _load(self, version: ModelVersion) -> Predictor:
+        try:
+            estimator = self._store.load(version.artifact_path, version.artifact_sha256)
+        except ArtifactError as error:
+            logger.critical(
+                "refusing to load model version %s (%s): %s",
+                version.id,
+                version.artifact_path,
+                error,
+            )
+            raise ModelUnavailableError(
+                f"Model version {version.number} cannot be loaded: its artifact failed the "
+                "integrity check or is missing. Operators have been alerted in the log."
+            ) from error
+        signature = [FeatureSpec.from_json(spec) for spec in version.input_schema]
+        logger.info("loaded model version %s from %s", version.id, version.artifact_path)
+        return Predictor(estimator, signature, version.labels)
+
+
+def _timed_predict(predictor: Predictor, rows: Sequence[Mapping[str, object]]) -> ScoredBatch:
+    started = time.perf_counter()
+    outputs = predictor.predict(rows)
+    return ScoredBatch(outputs=outputs, latency_ms=(time.perf_counter() - started) * 1000)

@@ -1,0 +1,239 @@
+"""Creating predictions: choose the version, validate, score, and store, all or nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.signature import FeatureSpec
+from persistence.tables import IdempotencyRecord, Model, ModelAlias, ModelVersion, Prediction
+from services import catalogue
+from services.errors import ErrorCode, FieldProblem, UserInputError
+from services.features import validate_instance
+from services.inference import ModelCache, ScoredBatch
+
+
+@dataclass(frozen=True)
+class PredictionRequest:
+    """A request as the client sent it; `batch` decides the input paths errors are reported at."""
+
+    model: str
+    version: int | None
+    alias: str | None
+    instances: list[Any]
+    batch: bool
+    idempotency_key: str | None = None
+
+    def instance_path(self, index: int) -> tuple[str, ...]:
+        return ("instances", str(index)) if self.batch else ("features",)
+
+    def fingerprint(self) -> str:
+        """A digest of everything that decides the result, for idempotent replays."""
+        canonical = json.dumps(
+            [self.model, self.version, self.alias, self.batch, self.instances],
+            sort_keys=True,
+            separators=(",", ":"),
+            allow_nan=True,
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Requester:
+    request_id: str
+    caller: str | None
+
+
+async def resolve_version(
+    session: AsyncSession, *, model: str, version: int | None, alias: str | None
+) -> ModelVersion:
+    """The version a request names, or a user error saying which argument names nothing."""
+    model_row = await catalogue.get_model_by_name(session, model)
+    if model_row is None:
+        raise UserInputError.single(
+            ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {model!r}."
+        )
+    if alias is not None:
+        found = await _version_by_alias(session, model_row, alias)
+        if found is None:
+            raise UserInputError.single(
+                ("alias",),
+                ErrorCode.VERSION_NOT_FOUND,
+                f"Model {model!r} has no alias {alias!r}.",
+            )
+        if version is not None and found.number != version:
+            raise UserInputError.single(
+                ("version",),
+                ErrorCode.VERSION_NOT_FOUND,
+                f"Alias {alias!r} of model {model!r} points to version {found.number}, "
+                f"not {version}; give one of them, or both agreeing.",
+            )
+        return found
+    if version is not None:
+        found = (await catalogue.versions_by_number(session, [(model_row.id, version)])).get(
+            (model_row.id, version)
+        )
+        if found is None:
+            raise UserInputError.single(
+                ("version",),
+                ErrorCode.VERSION_NOT_FOUND,
+                f"Model {model!r} has no version {version}.",
+            )
+        return found
+    default = (await catalogue.default_versions(session, [model_row.id])).get(model_row.id)
+    if default is None:
+        raise UserInputError.single(
+            ("model",), ErrorCode.VERSION_NOT_FOUND, f"Model {model!r} has no version yet."
+        )
+    return default
+
+
+async def _version_by_alias(session: AsyncSession, model: Model, alias: str) -> ModelVersion | None:
+    statement = (
+        select(ModelVersion)
+        .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
+        .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
+    )
+    return await session.scalar(statement)
+
+
+def validate_request(
+    request: PredictionRequest, version: ModelVersion, *, max_batch_size: int
+) -> list[dict[str, Any]]:
+    """The validated rows to score; every problem of every instance at once otherwise."""
+    if request.batch and len(request.instances) > max_batch_size:
+        raise UserInputError.single(
+            ("instances",),
+            ErrorCode.BATCH_TOO_LARGE,
+            f"A batch holds at most {max_batch_size} instances, got {len(request.instances)}.",
+        )
+    if request.batch and not request.instances:
+        raise UserInputError.single(
+            ("instances",), ErrorCode.INVALID_FEATURES, "Expected at least one instance."
+        )
+    signature = [FeatureSpec.from_json(spec) for spec in version.input_schema]
+    rows: list[dict[str, Any]] = []
+    problems: list[FieldProblem] = []
+    for index, instance in enumerate(request.instances):
+        checked = validate_instance(instance, signature, request.instance_path(index))
+        rows.append(checked.features)
+        problems.extend(checked.problems)
+    if problems:
+        raise UserInputError(problems)
+    return rows
+
+
+async def _replay(
+    session: AsyncSession, requester: Requester, request: PredictionRequest
+) -> list[Prediction] | None:
+    """The stored predictions of an earlier identical request with this key, if any."""
+    record = await session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.caller == (requester.caller or ""),
+            IdempotencyRecord.key == request.idempotency_key,
+        )
+    )
+    if record is None:
+        return None
+    if record.fingerprint != request.fingerprint():
+        raise UserInputError.single(
+            ("idempotencyKey",),
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            f"Idempotency key {request.idempotency_key!r} was already used with a different "
+            "input; use a new key for a new request.",
+        )
+    stored = await session.scalars(
+        select(Prediction)
+        .where(Prediction.idempotency_record_id == record.id)
+        .order_by(Prediction.batch_index)
+    )
+    return list(stored.all())
+
+
+async def _claim_key(
+    session: AsyncSession, requester: Requester, request: PredictionRequest
+) -> IdempotencyRecord | None:
+    """Claim the key; None when a concurrent request claimed it first (and has committed)."""
+    claimed = await session.scalar(
+        pg_insert(IdempotencyRecord)
+        .values(
+            caller=requester.caller or "",
+            key=request.idempotency_key,
+            fingerprint=request.fingerprint(),
+        )
+        .on_conflict_do_nothing(index_elements=["caller", "key"])
+        .returning(IdempotencyRecord)
+    )
+    return claimed
+
+
+async def create_predictions(
+    session: AsyncSession,
+    cache: ModelCache,
+    request: PredictionRequest,
+    requester: Requester,
+    *,
+    max_batch_size: int,
+) -> list[Prediction]:
+    """Validate, score and store every instance of the request; flushes, never commits."""
+    version = await resolve_version(
+        session, model=request.model, version=request.version, alias=request.alias
+    )
+    rows = validate_request(request, version, max_batch_size=max_batch_size)
+    if request.idempotency_key is not None:
+        replayed = await _replay(session, requester, request)
+        if replayed is not None:
+            return replayed
+    scored = await cache.score(version, rows)
+    record_id = None
+    if request.idempotency_key is not None:
+        record = await _claim_key(session, requester, request)
+        if record is None:
+            replayed = await _replay(session, requester, request)
+            assert replayed is not None, "a conflicting claim is committed before we proceed"
+            return replayed
+        record_id = record.id
+    return await _store(session, version, rows, scored, requester, request, record_id)
+
+
+async def _store(
+    session: AsyncSession,
+    version: ModelVersion,
+    rows: list[dict[str, Any]],
+    scored: ScoredBatch,
+    requester: Requester,
+    request: PredictionRequest,
+    record_id: Any,
+) -> list[Prediction]:
+    latency_ms = scored.latency_ms / len(rows)
+    values = [
+        {
+            "model_id": version.model_id,
+            "model_version_id": version.id,
+            "inputs": features,
+            "label": output.label,
+            "value": output.value,
+            "probabilities": [
+                {"label": label, "probability": probability}
+                for label, probability in output.probabilities
+            ]
+            if output.probabilities is not None
+            else None,
+            "confidence": output.confidence,
+            "latency_ms": latency_ms,
+            "request_id": requester.request_id,
+            "caller": requester.caller,
+            "idempotency_key": request.idempotency_key,
+            "idempotency_record_id": record_id,
+            "batch_index": index,
+        }
+        for index, (features, output) in enumerate(zip(rows, scored.outputs, strict=True))
+    ]
+    statement = insert(Prediction).returning(Prediction, sort_by_parameter_order=True)
+    return list((await session.scalars(statement, values)).all())
