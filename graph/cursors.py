@@ -15,14 +15,26 @@ def encode_cursor(kind: str, *values: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(kind: str, cursor: str, *, arity: int, argument: str = "after") -> list[Any]:
-    """The values in a cursor made by `encode_cursor(kind, ...)`; a clear error otherwise."""
+def decode_cursor(
+    kind: str, cursor: str, *, types: tuple[type, ...], argument: str = "after"
+) -> list[Any]:
+    """The values in a cursor made by `encode_cursor(kind, ...)`, of the given types; else an
+    error naming the argument."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         decoded = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         decoded = None
-    if not (isinstance(decoded, list) and len(decoded) == arity + 1 and decoded[0] == kind):
+    valid = (
+        isinstance(decoded, list)
+        and len(decoded) == len(types) + 1
+        and decoded[0] == kind
+        and all(
+            isinstance(value, expected) and not isinstance(value, bool)
+            for value, expected in zip(decoded[1:], types, strict=True)
+        )
+    )
+    if not valid:
         raise bad_input(
             f"Argument `{argument}` is not a valid cursor for this connection: {cursor!r}. "
             "Pass a cursor returned by this connection's pageInfo.endCursor or edges.cursor.",

@@ -70,7 +70,9 @@ class Query:
         filter: ModelFilter | None = None,
     ) -> ModelConnection:
         size = info.context.limits.page_size(first)
-        after_name = decode_cursor(MODEL_CURSOR, after, arity=1)[0] if after else None
+        after_name = (
+            decode_cursor(MODEL_CURSOR, after, types=(str,))[0] if after is not None else None
+        )
         where = catalogue.ModelFilter(
             task=filter.task.value if filter and filter.task else None,
             tag=filter.tag if filter else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import strawberry
@@ -36,16 +37,16 @@ class SchemaOptions:
 def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
     """The public schema; the options change limits and caches, never the SDL."""
     options = options or SchemaOptions()
-    extensions: list[type[SchemaExtension] | SchemaExtension] = [
+    extensions: list[Callable[[], SchemaExtension]] = [
         MaskUnexpectedErrors,
-        MaxTokensLimiter(max_token_count=options.max_query_tokens),
-        ParserCache(maxsize=options.query_cache_size),
-        ValidationCache(maxsize=options.query_cache_size),
-        QueryDepthLimiter(max_depth=options.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=options.max_query_aliases),
+        lambda: MaxTokensLimiter(max_token_count=options.max_query_tokens),
+        lambda: ParserCache(maxsize=options.query_cache_size),
+        lambda: ValidationCache(maxsize=options.query_cache_size),
+        lambda: QueryDepthLimiter(max_depth=options.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=options.max_query_aliases),
     ]
     if not options.introspection:
-        extensions.append(AddValidationRules([NoSchemaIntrospectionCustomRule]))
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,

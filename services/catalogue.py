@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Select, and_, func, literal, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.tables import Model, ModelAlias, ModelVersion, PerformanceMetric, TrainingArgument
@@ -126,7 +127,7 @@ def _default_versions_statement(
     )
     statement = (
         select(ModelVersion)
-        .distinct(ModelVersion.model_id)
+        .ext(distinct_on(ModelVersion.model_id))
         .order_by(ModelVersion.model_id, production.desc(), ModelVersion.number.desc())
     )
     if model_ids is None:

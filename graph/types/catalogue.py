@@ -69,7 +69,9 @@ class ModelType(Node):
         self, info: Info, first: int = 20, after: str | None = None
     ) -> ModelVersionConnection:
         size = info.context.limits.page_size(first)
-        before = decode_cursor(VERSION_CURSOR, after, arity=1)[0] if after else None
+        before = (
+            decode_cursor(VERSION_CURSOR, after, types=(int,))[0] if after is not None else None
+        )
         rows = await info.context.loaders.versions_page.load((self.key, size + 1, before))
         return ModelVersionConnection.of(rows, size=size, has_previous_page=after is not None)
 

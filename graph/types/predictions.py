@@ -118,7 +118,7 @@ class PredictionConnection:
 
 
 def _keyset(after: str) -> audit.Keyset:
-    created_at, local_id = decode_cursor(PREDICTION_CURSOR, after, arity=2)
+    created_at, local_id = decode_cursor(PREDICTION_CURSOR, after, types=(str, str))
     try:
         return datetime.fromisoformat(created_at), uuid.UUID(local_id)
     except (TypeError, ValueError):
@@ -137,7 +137,7 @@ async def prediction_page(
     """One page of predictions, newest first, by keyset (created_at, id)."""
     size = info.context.limits.page_size(first)
     query = (where or PredictionFilter()).to_query(model_id=model_id, version_id=version_id)
-    keyset = _keyset(after) if after else None
+    keyset = _keyset(after) if after is not None else None
     rows = await info.context.db.run(
         lambda session: audit.list_predictions(session, query, limit=size + 1, after=keyset)
     )

@@ -1,0 +1,129 @@
+"""Test database and application fixtures.
+
+Every test run works in a database of its own, created here and dropped afterwards, on:
+MODELQL_TEST_DATABASE_URL, else DATABASE_URL, else a PostgreSQL answering on 127.0.0.1:5432,
+else an embedded cluster in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support import app_client, create_database, drop_database, make_settings
+
+from modelql import migrations
+from modelql.settings import Settings
+from models.artifacts import ArtifactStore
+from models.demo import train_demo
+from persistence.database import create_engine, create_sessionmaker
+from persistence.embedded import EmbeddedPostgres
+from services import registration
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+PER_TEST_TABLES = ("predictions", "idempotency_records")
+
+
+def _local_server_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """The PostgreSQL server this run uses; an embedded one is started when none is given."""
+    configured = os.environ.get("MODELQL_TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    if _local_server_answers():
+        yield LOCAL_SERVER
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="mqtest"))
+    cluster = EmbeddedPostgres(data_dir / "pg")
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """This run's own database, migrated to head, dropped at the end."""
+    url = await create_database(server_url)
+    try:
+        await asyncio.to_thread(migrations.upgrade_to_head, url)
+        yield url
+    finally:
+        await drop_database(server_url, url)
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="mqdata"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def artifact_store(data_dir: Path) -> ArtifactStore:
+    root = data_dir / "artifacts"
+    root.mkdir(parents=True, exist_ok=True)
+    return ArtifactStore(root)
+
+
+@pytest.fixture(scope="session")
+async def demo_catalogue(
+    sessionmaker: async_sessionmaker[AsyncSession], artifact_store: ArtifactStore
+) -> None:
+    """The demo catalogue, trained and registered once per run."""
+    trained = await asyncio.to_thread(train_demo)
+    async with sessionmaker.begin() as session:
+        await registration.register_demo(session, artifact_store, trained, actor="tests")
+
+
+@pytest.fixture(autouse=True)
+async def clean_predictions(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Tests that touch the database start with no stored predictions."""
+    yield
+    if "engine" in request.fixturenames:
+        engine: AsyncEngine = request.getfixturevalue("engine")
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {', '.join(PER_TEST_TABLES)}"))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, data_dir: Path) -> Settings:
+    return make_settings(database_url, data_dir)
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings, demo_catalogue: None) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app (lifespan run), over the demo catalogue."""
+    async with app_client(settings) as http:
+        yield http
