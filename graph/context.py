@@ -11,6 +11,8 @@ from strawberry.fastapi import BaseContext
 from graph.limits import Limits
 from graph.loaders import Loaders
 from graph.request_database import RequestDatabase
+from graph.request_log import RequestLog
+from services.api_keys import Caller, Scope
 from services.inference import ModelCache
 
 
@@ -21,19 +23,37 @@ class GraphDependencies:
     sessionmaker: async_sessionmaker[AsyncSession]
     model_cache: ModelCache
     limits: Limits
+    auth_required: bool = False
 
 
 class GraphContext(BaseContext):
     """Typed Strawberry context; resolvers read dependencies, identity and loaders from it."""
 
     def __init__(
-        self, dependencies: GraphDependencies, *, request_id: str, caller: str | None
+        self,
+        dependencies: GraphDependencies,
+        *,
+        request_id: str,
+        caller: Caller | None,
+        request_log: RequestLog,
     ) -> None:
         super().__init__()
         self.dependencies = dependencies
         self.request_id = request_id
-        self.caller = caller
+        self.caller_identity = caller
+        self.request_log = request_log
         self.db = RequestDatabase(dependencies.sessionmaker)
+
+    @property
+    def caller(self) -> str | None:
+        """The API key name recorded on predictions; None when auth is off."""
+        return self.caller_identity.name if self.caller_identity else None
+
+    @property
+    def scopes(self) -> frozenset[Scope]:
+        if self.caller_identity is None:
+            return frozenset() if self.dependencies.auth_required else frozenset(Scope)
+        return self.caller_identity.scopes
 
     @cached_property
     def loaders(self) -> Loaders:

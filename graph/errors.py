@@ -10,9 +10,14 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from persistence.database import is_connection_failure
+
 logger = logging.getLogger("modelql.graph")
 
 UNEXPECTED_ERROR_MESSAGE = "Unexpected error."
+DATABASE_UNAVAILABLE_MESSAGE = (
+    "The database is unreachable right now; nothing was stored by this request. Retry shortly."
+)
 
 
 class ErrorCode(StrEnum):
@@ -22,6 +27,21 @@ class ErrorCode(StrEnum):
     MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
     PAGE_SIZE_EXCEEDED = "PAGE_SIZE_EXCEEDED"
     TIMEOUT = "TIMEOUT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
+    TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
+    TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
+
+
+# Messages of Strawberry's and graphql-core's limit rules, which carry no code of their own.
+_LIMIT_MESSAGES = (
+    ("exceeds maximum operation depth", ErrorCode.QUERY_TOO_DEEP),
+    ("aliases found. Allowed:", ErrorCode.TOO_MANY_ALIASES),
+    ("tokens. Parsing aborted", ErrorCode.TOO_MANY_TOKENS),
+)
 
 
 class ClientError(Exception):
@@ -33,42 +53,82 @@ class ClientError(Exception):
         self.extensions: dict[str, Any] = {"code": str(code), **details}
 
 
+class AuthenticationError(Exception):
+    """No usable API key; answered with HTTP 401 before any GraphQL runs."""
+
+
+class DatabaseUnavailableError(Exception):
+    """The database cannot be reached before any GraphQL runs; answered with HTTP 503."""
+
+
 def bad_input(message: str, argument: str) -> ClientError:
     return ClientError(message, ErrorCode.BAD_USER_INPUT, argument=argument)
 
 
-def is_client_facing(error: GraphQLError) -> bool:
-    """Parse and validation errors and ClientErrors are shown; anything else is masked."""
-    original = error.original_error
-    return original is None or isinstance(original, (ClientError, GraphQLError))
+def _request_error_code(error: GraphQLError) -> ErrorCode:
+    for fragment, code in _LIMIT_MESSAGES:
+        if fragment in error.message:
+            return code
+    if error.message.startswith("Syntax Error"):
+        return ErrorCode.GRAPHQL_PARSE_FAILED
+    return ErrorCode.GRAPHQL_VALIDATION_FAILED
 
 
 class MaskUnexpectedErrors(SchemaExtension):
-    """Replaces unexpected errors by "Unexpected error." with the request id; logs them whole."""
+    """Gives every error a code; replaces unexpected ones by "Unexpected error." with the
+    request id (the traceback goes to the log); answers 503 when the database is down."""
 
     def on_operation(self) -> Iterator[None]:
         yield
+        context = self.execution_context.context
+        log = getattr(context, "request_log", None)
+        if log is not None:
+            log.operation_name = self.execution_context.operation_name
+            operation_type = self.execution_context.operation_type
+            log.operation_type = operation_type.value if operation_type else None
         result = self.execution_context.result
         if result is None or not result.errors:
             return
-        request_id = getattr(self.execution_context.context, "request_id", None)
-        result.errors = [self._mask(error, request_id) for error in result.errors]
+        request_id = getattr(context, "request_id", None)
+        result.errors = [self._classify(error, request_id) for error in result.errors]
+        if log is not None:
+            log.outcome = "error"
+        response = getattr(context, "response", None)
+        if response is None:
+            return
+        codes = {error.extensions.get("code") for error in result.errors}
+        if str(ErrorCode.SERVICE_UNAVAILABLE) in codes:
+            response.status_code = 503
+        elif (
+            response.media_type == "application/graphql-response+json"
+            and result.data is None
+            and all(error.original_error is None for error in result.errors)
+        ):
+            # A request error (parse or validation): GraphQL over HTTP wants a 4xx with
+            # application/graphql-response+json; plain application/json keeps 200.
+            response.status_code = 400
 
     @staticmethod
-    def _mask(error: GraphQLError, request_id: str | None) -> GraphQLError:
-        if is_client_facing(error):
-            if "code" not in error.extensions:
-                error.extensions["code"] = (
-                    "GRAPHQL_PARSE_FAILED"
-                    if error.message.startswith("Syntax Error")
-                    else "GRAPHQL_VALIDATION_FAILED"
-                )
+    def _classify(error: GraphQLError, request_id: str | None) -> GraphQLError:
+        original = error.original_error
+        if original is None:
+            error.extensions.setdefault("code", str(_request_error_code(error)))
             return error
+        if isinstance(original, ClientError | GraphQLError):
+            return error
+        if is_connection_failure(original):
+            logger.warning("database unreachable during request %s: %r", request_id, original)
+            return GraphQLError(
+                DATABASE_UNAVAILABLE_MESSAGE,
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": str(ErrorCode.SERVICE_UNAVAILABLE), "requestId": request_id},
+            )
         logger.error(
             "unexpected error in %s (request %s)",
             ".".join(map(str, error.path or [])) or "operation",
             request_id,
-            exc_info=error.original_error,
+            exc_info=original,
         )
         return GraphQLError(
             UNEXPECTED_ERROR_MESSAGE,

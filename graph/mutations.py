@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from graph.context import GraphContext
 from graph.errors import ClientError, ErrorCode, bad_input
+from graph.permissions import CanPredict
 from graph.types.predictions import PredictionType
 from persistence import tables
 from services import predictions
@@ -94,7 +95,7 @@ async def _create(info: Info, request: predictions.PredictionRequest) -> list[ta
     requester = predictions.Requester(request_id=context.request_id, caller=context.caller)
     try:
         async with context.dependencies.sessionmaker.begin() as session:
-            return await predictions.create_predictions(
+            outcome = await predictions.create_predictions(
                 session,
                 context.dependencies.model_cache,
                 request,
@@ -103,11 +104,16 @@ async def _create(info: Info, request: predictions.PredictionRequest) -> list[ta
             )
     except ModelUnavailableError as error:
         raise ClientError(str(error), ErrorCode.MODEL_UNAVAILABLE) from error
+    if not outcome.replayed:
+        context.request_log.predictions_stored += len(outcome.predictions)
+    return outcome.predictions
 
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Validate, score and store one instance.")
+    @strawberry.mutation(
+        description="Validate, score and store one instance.", permission_classes=[CanPredict]
+    )
     async def create_prediction(
         self, info: Info, input: CreatePredictionInput
     ) -> CreatePredictionPayload:
@@ -127,7 +133,10 @@ class Mutation:
             prediction=PredictionType.from_row(stored[0]), user_errors=[]
         )
 
-    @strawberry.mutation(description="Validate, score and store a batch: all or nothing.")
+    @strawberry.mutation(
+        description="Validate, score and store a batch: all or nothing.",
+        permission_classes=[CanPredict],
+    )
     async def create_predictions(
         self, info: Info, input: CreatePredictionsInput
     ) -> CreatePredictionsPayload:

@@ -6,6 +6,8 @@ import strawberry
 
 from graph.context import GraphContext
 from graph.cursors import decode_cursor, encode_cursor
+from graph.errors import ClientError, ErrorCode
+from graph.permissions import CanAudit, CanRead
 from graph.types.catalogue import (
     ModelConnection,
     ModelEdge,
@@ -24,6 +26,7 @@ from graph.types.predictions import (
     prediction_page,
 )
 from services import audit, catalogue
+from services.api_keys import Scope
 
 Info = strawberry.Info[GraphContext, None]
 MODEL_CURSOR = "model"
@@ -50,6 +53,12 @@ async def _node(info: Info, global_id: str, *, expected: str | None = None) -> N
         version = await loaders.version_by_id.load(key)
         return ModelVersionType.from_row(version) if version else None
     if type_name == "Prediction":
+        if Scope.AUDIT not in info.context.scopes:
+            raise ClientError(
+                "Predictions need an API key with the `audit` scope.",
+                ErrorCode.FORBIDDEN,
+                requiredScope=str(Scope.AUDIT),
+            )
         prediction = await loaders.prediction_by_id.load(key)
         return PredictionType.from_row(prediction) if prediction else None
     return None
@@ -57,11 +66,14 @@ async def _node(info: Info, global_id: str, *, expected: str | None = None) -> N
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="Any object by its global id; null when it does not exist.")
+    @strawberry.field(
+        description="Any object by its global id; null when it does not exist.",
+        permission_classes=[CanRead],
+    )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await _node(info, id)
 
-    @strawberry.field(description="Models ordered by name.")
+    @strawberry.field(description="Models ordered by name.", permission_classes=[CanRead])
     async def models(
         self,
         info: Info,
@@ -96,13 +108,16 @@ class Query:
             ),
         )
 
-    @strawberry.field(description="A model by name; null when unknown.")
+    @strawberry.field(
+        description="A model by name; null when unknown.", permission_classes=[CanRead]
+    )
     async def model(self, info: Info, name: str) -> ModelType | None:
         row = await info.context.loaders.model_by_name.load(name)
         return ModelType.from_row(row) if row else None
 
     @strawberry.field(
-        description="A version by number and/or alias; neither: the model's default version."
+        description="A version by number and/or alias; neither: the model's default version.",
+        permission_classes=[CanRead],
     )
     async def model_version(
         self, info: Info, model: str, version: int | None = None, alias: str | None = None
@@ -113,7 +128,9 @@ class Query:
         row = await select_version(info, model_row.id, version, alias)
         return ModelVersionType.from_row(row) if row else None
 
-    @strawberry.field(description="Stored predictions, newest first.")
+    @strawberry.field(
+        description="Stored predictions, newest first.", permission_classes=[CanAudit]
+    )
     async def predictions(
         self,
         info: Info,
@@ -123,12 +140,16 @@ class Query:
     ) -> PredictionConnection:
         return await prediction_page(info, first, after, filter)
 
-    @strawberry.field(description="A stored prediction by id; null when unknown.")
+    @strawberry.field(
+        description="A stored prediction by id; null when unknown.", permission_classes=[CanAudit]
+    )
     async def prediction(self, info: Info, id: strawberry.ID) -> PredictionType | None:
         found = await _node(info, id, expected="Prediction")
         return found if isinstance(found, PredictionType) else None
 
-    @strawberry.field(description="Aggregates over the filtered predictions.")
+    @strawberry.field(
+        description="Aggregates over the filtered predictions.", permission_classes=[CanAudit]
+    )
     async def prediction_stats(
         self, info: Info, filter: PredictionFilter | None = None
     ) -> PredictionStats:

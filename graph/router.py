@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from functools import cached_property
+from typing import Any
 
 import strawberry
-from fastapi import Request
+from fastapi import Request, Response
+from graphql import GraphQLError
 from strawberry.fastapi import GraphQLRouter
+from strawberry.types import ExecutionResult
 
 from graph.context import GraphContext, GraphDependencies
+from graph.errors import AuthenticationError, DatabaseUnavailableError, ErrorCode
+from graph.request_log import RequestLog
+from persistence.database import is_connection_failure
+from services import api_keys
+from services.api_keys import Caller
 
 EXAMPLE_QUERY = """# ModelQL: the model catalogue and its predictions. Press the run button.
 {
@@ -36,8 +45,15 @@ EXAMPLE_QUERY = """# ModelQL: the model catalogue and its predictions. Press the
 _STRAWBERRY_EXAMPLE_START = "const EXAMPLE_QUERY = `"
 
 
+GRAPHQL_RESPONSE_MEDIA_TYPE = "application/graphql-response+json"
+
+
 class ModelQLRouter(GraphQLRouter):
-    """Serves GraphiQL pre-loaded with a query that works on the demo catalogue."""
+    """Adds an execution timeout, GraphQL-over-HTTP media types and our GraphiQL example."""
+
+    def __init__(self, *args: Any, execution_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.execution_timeout_s = execution_timeout_s
 
     @cached_property
     def graphql_ide_html(self) -> str:
@@ -47,24 +63,79 @@ class ModelQLRouter(GraphQLRouter):
         replacement = EXAMPLE_QUERY.replace("\\", "\\\\").replace("`", "\\`").replace("${", "\\${")
         return html[:start] + replacement + html[end:]
 
+    async def execute_operation(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            async with asyncio.timeout(self.execution_timeout_s):
+                return await super().execute_operation(*args, **kwargs)
+        except TimeoutError:
+            message = (
+                f"The operation took longer than {self.execution_timeout_s:g} s; it was stopped."
+            )
+            error = GraphQLError(message, extensions={"code": str(ErrorCode.TIMEOUT)})
+            return ExecutionResult(data=None, errors=[error])
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if sub_response.media_type == GRAPHQL_RESPONSE_MEDIA_TYPE:
+            response.headers["content-type"] = GRAPHQL_RESPONSE_MEDIA_TYPE
+        return response
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _wants_graphiql(request: Request) -> bool:
+    return (
+        request.method == "GET"
+        and "text/html" in request.headers.get("accept", "")
+        and "query" not in request.query_params
+    )
+
+
+async def _identify(request: Request, dependencies: GraphDependencies) -> Caller | None:
+    """The caller behind the bearer key; AuthenticationError when auth is required and absent."""
+    if not dependencies.auth_required or _wants_graphiql(request):
+        return None
+    token = _bearer_token(request)
+    if token is None:
+        raise AuthenticationError("Send an API key: `Authorization: Bearer <key>`.")
+    try:
+        async with dependencies.sessionmaker() as session:
+            caller = await api_keys.authenticate(session, token)
+    except Exception as error:
+        if is_connection_failure(error):
+            raise DatabaseUnavailableError from error
+        raise
+    if caller is None:
+        raise AuthenticationError("The API key is unknown or revoked.")
+    return caller
+
 
 async def _context(request: Request) -> AsyncIterator[GraphContext]:
     dependencies: GraphDependencies = request.app.state.graph_dependencies
+    request_log: RequestLog = request.state.request_log
+    caller = await _identify(request, dependencies)
+    request_log.caller = caller.name if caller else None
     context = GraphContext(
-        dependencies,
-        request_id=request.state.request_id,
-        caller=getattr(request.state, "caller", None),
+        dependencies, request_id=request.state.request_id, caller=caller, request_log=request_log
     )
+    if GRAPHQL_RESPONSE_MEDIA_TYPE in request.headers.get("accept", ""):
+        context.response.media_type = GRAPHQL_RESPONSE_MEDIA_TYPE
     try:
         yield context
     finally:
         await context.db.close()
 
 
-def create_graphql_router(schema: strawberry.Schema, *, graphiql: bool) -> ModelQLRouter:
+def create_graphql_router(
+    schema: strawberry.Schema, *, graphiql: bool, execution_timeout_s: float
+) -> ModelQLRouter:
     return ModelQLRouter(
         schema,
         graphql_ide="graphiql" if graphiql else None,
         context_getter=_context,
         allow_queries_via_get=True,
+        execution_timeout_s=execution_timeout_s,
     )

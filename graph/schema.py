@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import strawberry
+from graphql import GraphQLError
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
@@ -17,6 +18,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from graph.errors import MaskUnexpectedErrors
 from graph.mutations import Mutation
@@ -34,6 +36,16 @@ class SchemaOptions:
     introspection: bool = True
 
 
+class ModelQLSchema(strawberry.Schema):
+    """Strawberry's schema minus its logging of every error: MaskUnexpectedErrors logs the
+    unexpected ones with their traceback; client mistakes are not server errors."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        return None
+
+
 def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
     """The public schema; the options change limits and caches, never the SDL."""
     options = options or SchemaOptions()
@@ -47,7 +59,7 @@ def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
     ]
     if not options.introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
-    return strawberry.Schema(
+    return ModelQLSchema(
         query=Query,
         mutation=Mutation,
         types=[ModelType, ModelVersionType, PredictionType],

@@ -14,12 +14,18 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from graph.context import GraphDependencies
+from graph.errors import (
+    DATABASE_UNAVAILABLE_MESSAGE,
+    AuthenticationError,
+    DatabaseUnavailableError,
+    ErrorCode,
+)
 from graph.limits import Limits
 from graph.router import create_graphql_router
 from graph.schema import SchemaOptions, build_schema
 from modelql import migrations
-from modelql.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from modelql.settings import Settings
+from modelql.middleware import BodySizeLimitMiddleware, RequestTrackingMiddleware
+from modelql.settings import AuthMode, Settings
 from models.artifacts import ArtifactStore
 from persistence.database import create_engine, create_sessionmaker
 from services import catalogue
@@ -101,6 +107,7 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
                 limits=Limits(
                     max_page_size=settings.max_page_size, max_batch_size=settings.max_batch_size
                 ),
+                auth_required=settings.auth_mode is AuthMode.REQUIRED,
             )
             yield
         finally:
@@ -116,14 +123,43 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         openapi_url=None,
     )
     schema = build_schema(schema_options(settings))
-    app.include_router(
-        create_graphql_router(schema, graphiql=settings.graphiql_enabled), prefix="/graphql"
+    router = create_graphql_router(
+        schema,
+        graphiql=settings.graphiql_enabled,
+        execution_timeout_s=settings.execution_timeout_s,
     )
+    app.include_router(router, prefix="/graphql")
+    app.add_exception_handler(AuthenticationError, _unauthenticated)
+    app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestTrackingMiddleware)
     return app
+
+
+def graphql_error_response(
+    message: str, code: ErrorCode, status_code: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """An HTTP error shaped like a GraphQL response, for failures before GraphQL runs."""
+    return JSONResponse(
+        {"data": None, "errors": [{"message": message, "extensions": {"code": str(code)}}]},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+async def _unauthenticated(request: Request, error: Exception) -> JSONResponse:
+    request.state.request_log.outcome = "unauthenticated"
+    return graphql_error_response(
+        str(error), ErrorCode.UNAUTHENTICATED, 401, {"WWW-Authenticate": 'Bearer realm="modelql"'}
+    )
+
+
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    return graphql_error_response(
+        DATABASE_UNAVAILABLE_MESSAGE, ErrorCode.SERVICE_UNAVAILABLE, 503, {"Retry-After": "5"}
+    )
 
 
 async def healthz() -> dict[str, str]:

@@ -26,17 +26,20 @@ from modelql.registration_files import (
     read_metrics,
     read_signature,
 )
-from modelql.settings import Settings
+from modelql.settings import Settings, UnsafeExposureError, check_exposure
 from models.artifacts import ArtifactStore
 from models.demo import DEMO_VERSION_COUNT, train_demo
 from persistence.database import create_engine, create_sessionmaker
 from persistence.embedded import EmbeddedPostgres, PostgresNotFoundError
-from services import registration
+from services import api_keys, registration
+from services.api_keys import ApiKeyError
 from services.errors import RegistrationError
 
 app = typer.Typer(help="ModelQL: a GraphQL API over a model catalogue and a prediction store.")
 alias_app = typer.Typer(help="Point aliases such as `production` at versions.")
 app.add_typer(alias_app, name="alias")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
 
 SCHEMA_FILE = Path("schema.graphql")
@@ -124,11 +127,19 @@ def serve(
         bool | None,
         typer.Option(help="Migrate on start. Default: yes when embedded, else no."),
     ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Allow MODELQL_AUTH_MODE=disabled on a non-loopback address.")
+    ] = False,
 ) -> None:
     """Start the API (with an embedded PostgreSQL unless DATABASE_URL is set)."""
     settings = _settings()
     updates = {"host": host, "port": port, "auto_migrate": migrate}
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
+    try:
+        check_exposure(settings, insecure=insecure)
+    except UnsafeExposureError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
     with database(settings) as url:
         try:
             asyncio.run(
@@ -273,3 +284,60 @@ def export_schema(
     """Write the GraphQL schema printed from code (schema.graphql)."""
     output.write_text(print_schema(build_schema()) + "\n")
     console.print(f"Wrote {output}")
+
+
+async def _with_session(url: str, work: Any) -> Any:
+    """Run `work(session)` in one committed transaction on a migrated database."""
+    engine = create_engine(url)
+    try:
+        await ensure_migrated(engine, url, migrate=False)
+        async with create_sessionmaker(engine).begin() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _run_key_command(work: Any) -> Any:
+    settings = _settings()
+    with database(settings) as url:
+        try:
+            return asyncio.run(_with_session(url, work))
+        except (ApiKeyError, NotMigratedError) as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who the key is for; recorded as `caller`.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, predict, audit.")] = "read",
+) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    parsed = _parse_scopes(scopes)
+    _, plain = _run_key_command(lambda session: api_keys.create(session, name=name, scopes=parsed))
+    console.print(f"Key {name!r} with scopes {', '.join(sorted(parsed))}. Store it now:")
+    typer.echo(plain)
+
+
+def _parse_scopes(text: str) -> frozenset[api_keys.Scope]:
+    try:
+        return api_keys.parse_scopes(text)
+    except ApiKeyError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their secret): name, scopes, created, revoked."""
+    rows = _run_key_command(api_keys.list_all)
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
+        typer.echo(f"{row.name}\t{','.join(row.scopes)}\t{row.created_at:%Y-%m-%d %H:%M}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str) -> None:
+    """Revoke a key by name; requests with it are refused from now on."""
+    _run_key_command(lambda session: api_keys.revoke(session, name=name))
+    console.print(f"Revoked {name!r}.")

@@ -1,19 +1,26 @@
-"""Pure ASGI middleware: request ids and the request body cap."""
+"""Pure ASGI middleware: request ids, one log line per request, and the request body cap."""
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graph.request_log import RequestLog
+
+access_logger = logging.getLogger("modelql.access")
 REQUEST_ID_HEADER = "x-request-id"
+QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
 
 
-class RequestIdMiddleware:
-    """Honours a sane `X-Request-ID` (else makes one), exposes it as scope state, echoes it."""
+class RequestTrackingMiddleware:
+    """Honours a sane `X-Request-ID` (else makes one) and echoes it; writes one log line per
+    request with what the graph layer recorded in the request's `RequestLog`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -22,12 +29,19 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
         request_id = given if _ACCEPTABLE_REQUEST_ID.match(given) else str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
+        request_log = RequestLog()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["request_log"] = request_log
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = [
                     (name, value)
                     for name, value in message.get("headers", [])
@@ -37,7 +51,33 @@ class RequestIdMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["path"] not in QUIET_PATHS:
+                _log_request(scope, request_id, request_log, status, started)
+
+
+def _log_request(
+    scope: Scope, request_id: str, log: RequestLog, status: int, started: float
+) -> None:
+    outcome = log.outcome if status < 400 else "rejected" if status < 500 else "failed"
+    access_logger.info(
+        "%s %s %s",
+        scope["method"],
+        scope["path"],
+        status,
+        extra={
+            "request_id": request_id,
+            "caller": log.caller,
+            "operation_name": log.operation_name,
+            "operation_type": log.operation_type,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "outcome": outcome,
+            "predictions_stored": log.predictions_stored,
+        },
+    )
 
 
 class BodySizeLimitMiddleware:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -93,3 +95,32 @@ class Settings(BaseSettings):
         if self.introspection is None:
             return self.environment is not Environment.PRODUCTION
         return self.introspection
+
+
+class UnsafeExposureError(RuntimeError):
+    """Serving without authentication on an address other machines can reach."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings, *, insecure: bool) -> None:
+    """Refuse auth mode `disabled` off loopback unless `insecure`, which logs a warning."""
+    if settings.auth_mode is AuthMode.REQUIRED or is_loopback(settings.host):
+        return
+    if not insecure:
+        raise UnsafeExposureError(
+            f"Refusing to serve on {settings.host} with MODELQL_AUTH_MODE=disabled: anyone who "
+            "can reach it could predict and read every stored prediction. Set "
+            "MODELQL_AUTH_MODE=required and create keys with `modelql keys create`, or pass "
+            "--insecure if this network is trusted."
+        )
+    logging.getLogger("modelql").warning(
+        "serving on %s WITHOUT authentication (--insecure)", settings.host
+    )

@@ -45,6 +45,14 @@ class PredictionRequest:
 
 
 @dataclass(frozen=True)
+class PredictionOutcome:
+    """The predictions a request yields; `replayed` when they were stored by an earlier request."""
+
+    predictions: list[Prediction]
+    replayed: bool
+
+
+@dataclass(frozen=True)
 class Requester:
     request_id: str
     caller: str | None
@@ -180,7 +188,7 @@ async def create_predictions(
     requester: Requester,
     *,
     max_batch_size: int,
-) -> list[Prediction]:
+) -> PredictionOutcome:
     """Validate, score and store every instance of the request; flushes, never commits."""
     version = await resolve_version(
         session, model=request.model, version=request.version, alias=request.alias
@@ -189,7 +197,7 @@ async def create_predictions(
     if request.idempotency_key is not None:
         replayed = await _replay(session, requester, request)
         if replayed is not None:
-            return replayed
+            return PredictionOutcome(replayed, replayed=True)
     scored = await cache.score(version, rows)
     record_id = None
     if request.idempotency_key is not None:
@@ -197,9 +205,10 @@ async def create_predictions(
         if record is None:
             replayed = await _replay(session, requester, request)
             assert replayed is not None, "a conflicting claim is committed before we proceed"
-            return replayed
+            return PredictionOutcome(replayed, replayed=True)
         record_id = record.id
-    return await _store(session, version, rows, scored, requester, request, record_id)
+    stored = await _store(session, version, rows, scored, requester, request, record_id)
+    return PredictionOutcome(stored, replayed=False)
 
 
 async def _store(

@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 
 from graph.context import GraphContext
 from graph.cursors import decode_cursor, encode_cursor
+from graph.permissions import CanAudit
 from graph.types.enums import DataSplit, FeatureType, ModelTask
 from graph.types.node import Node, to_global_id
 from graph.types.pagination import PageInfo
@@ -92,7 +93,10 @@ class ModelType(Node):
         rows = await info.context.loaders.aliases_by_model.load(self.key)
         return [ModelAliasType(alias=row.alias, version_id=row.version_id) for row in rows]
 
-    @strawberry.field(description="Predictions made by any version of this model, newest first.")
+    @strawberry.field(
+        description="Predictions made by any version of this model, newest first.",
+        permission_classes=[CanAudit],
+    )
     async def predictions(
         self,
         info: Info,
@@ -272,7 +276,10 @@ class ModelVersionType(Node):
             None,
         )
 
-    @strawberry.field(description="Predictions made by this version, newest first.")
+    @strawberry.field(
+        description="Predictions made by this version, newest first.",
+        permission_classes=[CanAudit],
+    )
     async def predictions(
         self,
         info: Info,

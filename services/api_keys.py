@@ -1,0 +1,98 @@
+"""API keys: created once, stored as a hash, looked up by prefix, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from persistence.tables import ApiKey
+from services.errors import DomainError
+
+KEY_PREFIX = "mql"
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
+
+
+class Scope(StrEnum):
+    READ = "read"
+    PREDICT = "predict"
+    AUDIT = "audit"
+
+
+class ApiKeyError(DomainError):
+    """A key request that cannot be honoured (bad name or scopes, unknown key)."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, as established from their key."""
+
+    name: str
+    scopes: frozenset[Scope]
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_scopes(text: str) -> frozenset[Scope]:
+    """`read,predict,audit` -> the scopes; unknown names are refused."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in Scope.__members__.values()]
+    if unknown or not names:
+        raise ApiKeyError(
+            f"Scopes must be a comma-separated subset of {', '.join(Scope)}; got {text!r}."
+        )
+    return frozenset(Scope(name) for name in names)
+
+
+async def create(
+    session: AsyncSession, *, name: str, scopes: frozenset[Scope]
+) -> tuple[ApiKey, str]:
+    """A new key; the plain key is returned once and never stored."""
+    if not KEY_NAME.fullmatch(name):
+        raise ApiKeyError(f"Key name {name!r} must be 1-100 letters, digits, '.', '_', '@' or '-'.")
+    if await session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+        raise ApiKeyError(f"A key named {name!r} already exists; revoke it or pick another name.")
+    prefix = secrets.token_hex(6)
+    plain = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(name=name, prefix=prefix, key_sha256=_digest(plain), scopes=sorted(scopes))
+    session.add(row)
+    await session.flush()
+    return row, plain
+
+
+async def list_all(session: AsyncSession) -> list[ApiKey]:
+    return list((await session.scalars(select(ApiKey).order_by(ApiKey.name))).all())
+
+
+async def revoke(session: AsyncSession, *, name: str) -> None:
+    """Revoke a key by name; its next request is refused."""
+    revoked = await session.execute(
+        update(ApiKey)
+        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+    )
+    if revoked.rowcount == 0:
+        raise ApiKeyError(f"No active key is named {name!r}.")
+
+
+async def authenticate(session: AsyncSession, presented: str) -> Caller | None:
+    """The caller a presented key belongs to; None for a malformed, unknown or revoked key."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        return None
+    row = await session.scalar(
+        select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
+    )
+    expected = row.key_sha256 if row is not None else _digest("")
+    matches = hmac.compare_digest(expected, _digest(presented))
+    if row is None or not matches:
+        return None
+    return Caller(name=row.name, scopes=frozenset(Scope(scope) for scope in row.scopes))
