@@ -18,7 +18,8 @@ def alembic_config(database_url: str) -> Config:
     """An Alembic configuration pointing at the packaged migrations and the given database."""
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    config.set_main_option("sqlalchemy.url", async_url(database_url).render_as_string(False))
+    url = async_url(database_url).render_as_string(hide_password=False)
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 
 

@@ -111,7 +111,7 @@ async def demo_catalogue(
 async def clean_predictions(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Tests that touch the database start with no stored predictions."""
     yield
-    if "engine" in request.fixturenames:
+    if "database_url" in request.fixturenames:
         engine: AsyncEngine = request.getfixturevalue("engine")
         async with engine.begin() as connection:
             await connection.execute(text(f"TRUNCATE {', '.join(PER_TEST_TABLES)}"))
