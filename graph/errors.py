@@ -14,6 +14,7 @@ from persistence.database import is_connection_failure
 
 logger = logging.getLogger("modelql.graph")
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
 UNEXPECTED_ERROR_MESSAGE = "Unexpected error."
 DATABASE_UNAVAILABLE_MESSAGE = (
     "The database is unreachable right now; nothing was stored by this request. Retry shortly."
@@ -74,9 +75,25 @@ def _request_error_code(error: GraphQLError) -> ErrorCode:
     return ErrorCode.GRAPHQL_VALIDATION_FAILED
 
 
+def mark_request_errors(errors: list[GraphQLError], context: Any) -> None:
+    """Give parse and validation errors (and limit refusals) their code; with the
+    application/graphql-response+json media type such a request error is an HTTP 400."""
+    request_errors = [error for error in errors if error.original_error is None]
+    for error in request_errors:
+        if error.extensions is None:
+            error.extensions = {}
+        error.extensions.setdefault("code", str(_request_error_code(error)))
+    log = getattr(context, "request_log", None)
+    if log is not None:
+        log.outcome = "error"
+    response = getattr(context, "response", None)
+    if request_errors and response is not None and response.media_type == GRAPHQL_RESPONSE:
+        response.status_code = 400
+
+
 class MaskUnexpectedErrors(SchemaExtension):
-    """Gives every error a code; replaces unexpected ones by "Unexpected error." with the
-    request id (the traceback goes to the log); answers 503 when the database is down."""
+    """Replaces unexpected errors by "Unexpected error." with the request id (the traceback
+    goes to the log); answers 503 when the database is down."""
 
     def on_operation(self) -> Iterator[None]:
         yield
@@ -91,30 +108,15 @@ class MaskUnexpectedErrors(SchemaExtension):
             return
         request_id = getattr(context, "request_id", None)
         result.errors = [self._classify(error, request_id) for error in result.errors]
-        if log is not None:
-            log.outcome = "error"
-        response = getattr(context, "response", None)
-        if response is None:
-            return
         codes = {error.extensions.get("code") for error in result.errors}
-        if str(ErrorCode.SERVICE_UNAVAILABLE) in codes:
+        response = getattr(context, "response", None)
+        if str(ErrorCode.SERVICE_UNAVAILABLE) in codes and response is not None:
             response.status_code = 503
-        elif (
-            response.media_type == "application/graphql-response+json"
-            and result.data is None
-            and all(error.original_error is None for error in result.errors)
-        ):
-            # A request error (parse or validation): GraphQL over HTTP wants a 4xx with
-            # application/graphql-response+json; plain application/json keeps 200.
-            response.status_code = 400
 
     @staticmethod
     def _classify(error: GraphQLError, request_id: str | None) -> GraphQLError:
         original = error.original_error
-        if original is None:
-            error.extensions.setdefault("code", str(_request_error_code(error)))
-            return error
-        if isinstance(original, ClientError | GraphQLError):
+        if original is None or isinstance(original, ClientError | GraphQLError):
             return error
         if is_connection_failure(original):
             logger.warning("database unreachable during request %s: %r", request_id, original)

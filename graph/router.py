@@ -14,7 +14,12 @@ from strawberry.fastapi import GraphQLRouter
 from strawberry.types import ExecutionResult
 
 from graph.context import GraphContext, GraphDependencies
-from graph.errors import AuthenticationError, DatabaseUnavailableError, ErrorCode
+from graph.errors import (
+    GRAPHQL_RESPONSE,
+    AuthenticationError,
+    DatabaseUnavailableError,
+    ErrorCode,
+)
 from graph.request_log import RequestLog
 from persistence.database import is_connection_failure
 from services import api_keys
@@ -45,9 +50,6 @@ EXAMPLE_QUERY = """# ModelQL: the model catalogue and its predictions. Press the
 _STRAWBERRY_EXAMPLE_START = "const EXAMPLE_QUERY = `"
 
 
-GRAPHQL_RESPONSE_MEDIA_TYPE = "application/graphql-response+json"
-
-
 class ModelQLRouter(GraphQLRouter):
     """Adds an execution timeout, GraphQL-over-HTTP media types and our GraphiQL example."""
 
@@ -76,8 +78,8 @@ class ModelQLRouter(GraphQLRouter):
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)
-        if sub_response.media_type == GRAPHQL_RESPONSE_MEDIA_TYPE:
-            response.headers["content-type"] = GRAPHQL_RESPONSE_MEDIA_TYPE
+        if sub_response.media_type == GRAPHQL_RESPONSE:
+            response.headers["content-type"] = GRAPHQL_RESPONSE
         return response
 
 
@@ -113,7 +115,8 @@ async def _identify(request: Request, dependencies: GraphDependencies) -> Caller
     return caller
 
 
-async def _context(request: Request) -> AsyncIterator[GraphContext]:
+async def _context(request: Request, response: Response) -> AsyncIterator[GraphContext]:
+    """The request's context; `response` is the sub-response Strawberry sends headers from."""
     dependencies: GraphDependencies = request.app.state.graph_dependencies
     request_log: RequestLog = request.state.request_log
     caller = await _identify(request, dependencies)
@@ -121,8 +124,8 @@ async def _context(request: Request) -> AsyncIterator[GraphContext]:
     context = GraphContext(
         dependencies, request_id=request.state.request_id, caller=caller, request_log=request_log
     )
-    if GRAPHQL_RESPONSE_MEDIA_TYPE in request.headers.get("accept", ""):
-        context.response.media_type = GRAPHQL_RESPONSE_MEDIA_TYPE
+    if GRAPHQL_RESPONSE in request.headers.get("accept", ""):
+        response.media_type = GRAPHQL_RESPONSE
     try:
         yield context
     finally:

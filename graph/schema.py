@@ -20,7 +20,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graph.errors import MaskUnexpectedErrors
+from graph.errors import MaskUnexpectedErrors, mark_request_errors
 from graph.mutations import Mutation
 from graph.queries import Query
 from graph.types.catalogue import ModelType, ModelVersionType
@@ -31,19 +31,19 @@ from graph.types.predictions import PredictionType
 class SchemaOptions:
     query_cache_size: int = 256
     max_query_depth: int = 15
-    max_query_tokens: int = 5_000
+    max_query_tokens: int = 10_000
     max_query_aliases: int = 50
     introspection: bool = True
 
 
 class ModelQLSchema(strawberry.Schema):
-    """Strawberry's schema minus its logging of every error: MaskUnexpectedErrors logs the
+    """Strawberry's schema, but errors are not all logged: MaskUnexpectedErrors logs the
     unexpected ones with their traceback; client mistakes are not server errors."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        return None
+        mark_request_errors(errors, execution_context.context if execution_context else None)
 
 
 def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:

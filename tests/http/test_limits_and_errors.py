@@ -1,0 +1,135 @@
+"""Abusive documents are refused with their own code before any resolver runs; unexpected
+errors are masked; responses follow GraphQL over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from support import app_client, graphql, make_settings
+
+from services import catalogue
+
+
+def nested_query(depth: int) -> str:
+    """`{ models { nodes { defaultVersion { model { defaultVersion { ... } } } } } }`"""
+    fields = [("defaultVersion", "model")[level % 2] for level in range(depth)]
+    leaf = "name" if fields[-1] == "model" else "number"
+    opening = " ".join(f"{field} {{" for field in fields)
+    return f"{{ models {{ nodes {{ {opening} {leaf} {'}' * depth} }} }} }}"
+
+
+async def test_a_query_nested_40_levels_is_refused(client: httpx.AsyncClient):
+    body = await graphql(client, nested_query(40))
+    assert body["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP"
+    assert body.get("data") is None
+
+
+async def test_a_query_within_the_depth_limit_runs(client: httpx.AsyncClient):
+    body = await graphql(client, nested_query(6))
+    assert "errors" not in body
+
+
+async def test_a_document_with_2000_aliases_is_refused(client: httpx.AsyncClient):
+    aliases = " ".join(f"a{index}: __typename" for index in range(2000))
+    body = await graphql(client, f"{{ {aliases} }}")
+    assert body["errors"][0]["extensions"]["code"] == "TOO_MANY_ALIASES"
+
+
+async def test_a_one_megabyte_document_is_refused(client: httpx.AsyncClient):
+    document = "{ " + "__typename " * 100_000 + "}"
+    assert len(document) > 1_000_000
+    body = await graphql(client, document)
+    assert body["errors"][0]["extensions"]["code"] == "TOO_MANY_TOKENS"
+
+
+async def test_a_body_over_the_cap_is_413(client: httpx.AsyncClient):
+    response = await client.post(
+        "/graphql",
+        content=json.dumps({"query": "{ __typename }", "padding": "x" * 5_000_000}),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_an_operation_over_the_time_limit_is_stopped(
+    database_url: str, data_dir: Path, demo_catalogue: None
+):
+    settings = make_settings(database_url, data_dir, execution_timeout_s=1e-6)
+    async with app_client(settings) as http:
+        body = await graphql(http, "{ models { nodes { name } } }")
+    assert body["errors"][0]["extensions"]["code"] == "TIMEOUT"
+
+
+async def test_unexpected_errors_are_masked_and_carry_the_request_id(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("SELECT secret FROM /srv/modelql/internal.py line 42")
+
+    monkeypatch.setattr(catalogue, "list_models", broken)
+    response = await client.post(
+        "/graphql",
+        json={"query": "{ models { nodes { name } } }"},
+        headers={"X-Request-ID": "masked-1"},
+    )
+    assert response.status_code == 200
+    [error] = response.json()["errors"]
+    assert error["message"] == "Unexpected error."
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "masked-1"}
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
+    assert any("secret" in (record.exc_text or "") for record in caplog.records)
+
+
+async def test_client_errors_are_not_logged_as_server_errors(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+):
+    await graphql(client, "{ models(first: 1000) { nodes { name } } }")
+    await graphql(client, "{ nope }")
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/plain", "{ __typename }"), ("application/xml", "<q/>")],
+)
+async def test_wrong_content_types_get_a_4xx(client: httpx.AsyncClient, content_type, body):
+    response = await client.post("/graphql", content=body, headers={"content-type": content_type})
+    assert 400 <= response.status_code < 500
+
+
+async def test_malformed_json_gets_400(client: httpx.AsyncClient):
+    response = await client.post(
+        "/graphql", content="{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+async def test_graphql_response_media_type_is_honoured(client: httpx.AsyncClient):
+    accept = {"accept": "application/graphql-response+json"}
+    ok = await client.post("/graphql", json={"query": "{ __typename }"}, headers=accept)
+    assert ok.status_code == 200
+    assert ok.headers["content-type"].startswith("application/graphql-response+json")
+    invalid = await client.post("/graphql", json={"query": "{ nope }"}, headers=accept)
+    assert invalid.status_code == 400
+    assert invalid.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    plain = await client.post("/graphql", json={"query": "{ nope }"})
+    assert plain.status_code == 200
+    assert plain.headers["content-type"].startswith("application/json")
+
+
+async def test_production_turns_off_introspection_and_graphiql(
+    database_url: str, data_dir: Path, demo_catalogue: None
+):
+    settings = make_settings(database_url, data_dir, environment="production")
+    async with app_client(settings) as http:
+        introspection = await graphql(http, "{ __schema { types { name } } }")
+        page = await http.get("/graphql", headers={"accept": "text/html"})
+        catalogue_query = await graphql(http, "{ models { nodes { name } } }")
+    assert introspection["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert page.status_code == 404
+    assert "errors" not in catalogue_query
