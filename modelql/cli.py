@@ -341,3 +341,7 @@ def keys_revoke(name: str) -> None:
     """Revoke a key by name; requests with it are refused from now on."""
     _run_key_command(lambda session: api_keys.revoke(session, name=name))
     console.print(f"Revoked {name!r}.")
+
+
+if __name__ == "__main__":
+    app()
