@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
@@ -45,6 +46,10 @@ _LIMIT_MESSAGES = (
 )
 
 
+# graphql-core suggests argument names and enum values even with field suggestions off.
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?$")
+
+
 class ClientError(Exception):
     """An error the client caused or must know about; its message and code reach the client."""
 
@@ -72,17 +77,25 @@ def _request_error_code(error: GraphQLError) -> ErrorCode:
             return code
     if error.message.startswith("Syntax Error"):
         return ErrorCode.GRAPHQL_PARSE_FAILED
+    if error.message.startswith("Variable '$"):
+        return ErrorCode.BAD_USER_INPUT
     return ErrorCode.GRAPHQL_VALIDATION_FAILED
 
 
 def mark_request_errors(errors: list[GraphQLError], context: Any) -> None:
     """Give parse and validation errors (and limit refusals) their code; with the
     application/graphql-response+json media type such a request error is an HTTP 400."""
-    request_errors = [error for error in errors if error.original_error is None]
+    request_errors = [
+        error
+        for error in errors
+        if error.path is None
+        and (error.original_error is None or type(error.original_error) is GraphQLError)
+    ]
     for error in request_errors:
         if error.extensions is None:
             error.extensions = {}
         error.extensions.setdefault("code", str(_request_error_code(error)))
+        error.message = _SUGGESTION.sub("", error.message)
     log = getattr(context, "request_log", None)
     if log is not None:
         log.outcome = "error"

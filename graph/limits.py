@@ -12,10 +12,10 @@ class Limits:
     max_page_size: int = 100
     max_batch_size: int = 1_000
 
-    def page_size(self, first: int | None, *, argument: str = "first") -> int:
-        """The validated `first` argument of a connection."""
+    def page_size(self, first: int | None, *, default: int, argument: str = "first") -> int:
+        """The validated `first` argument of a connection; null means its default."""
         if first is None:
-            return self.max_page_size
+            return min(default, self.max_page_size)
         if first < 0:
             raise ClientError(
                 f"Argument `{argument}` must be zero or more, got {first}.",

@@ -77,11 +77,11 @@ class Query:
     async def models(
         self,
         info: Info,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
         filter: ModelFilter | None = None,
     ) -> ModelConnection:
-        size = info.context.limits.page_size(first)
+        size = info.context.limits.page_size(first, default=20)
         after_name = (
             decode_cursor(MODEL_CURSOR, after, types=(str,))[0] if after is not None else None
         )
@@ -134,7 +134,7 @@ class Query:
     async def predictions(
         self,
         info: Info,
-        first: int = 50,
+        first: int | None = 50,
         after: str | None = None,
         filter: PredictionFilter | None = None,
     ) -> PredictionConnection:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from functools import cached_property
 from typing import Any
@@ -75,6 +76,13 @@ class ModelQLRouter(GraphQLRouter):
             )
             error = GraphQLError(message, extensions={"code": str(ErrorCode.TIMEOUT)})
             return ExecutionResult(data=None, errors=[error])
+
+    async def parse_http_body(self, request: Any) -> Any:
+        """Strawberry answers 400 to malformed JSON; a body that is not UTF-8 is one too."""
+        try:
+            return await super().parse_http_body(request)
+        except UnicodeDecodeError as error:
+            raise json.JSONDecodeError("the request body is not UTF-8", "", 0) from error
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)

@@ -52,7 +52,7 @@ class PredictionQuery:
         if self.request_id is not None:
             conditions.append(Prediction.request_id == self.request_id)
         if self.created_after is not None:
-            conditions.append(Prediction.created_at > self.created_after)
+            conditions.append(Prediction.created_at >= self.created_after)
         if self.created_before is not None:
             conditions.append(Prediction.created_at < self.created_before)
         if self.min_confidence is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from modelql.app import create_app
@@ -34,6 +35,16 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://modelql.test") as http:
             yield http
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """Like `app_client`, but also yields the app, e.g. to reach `app.state.runtime.engine`."""
+    app = create_app(settings, database_url=str(settings.database_url))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://modelql.test") as http:
+            yield app, http
 
 
 async def graphql(

@@ -67,9 +67,9 @@ class ModelType(Node):
 
     @strawberry.field(description="Versions, newest first.")
     async def versions(
-        self, info: Info, first: int = 20, after: str | None = None
+        self, info: Info, first: int | None = 20, after: str | None = None
     ) -> ModelVersionConnection:
-        size = info.context.limits.page_size(first)
+        size = info.context.limits.page_size(first, default=20)
         before = (
             decode_cursor(VERSION_CURSOR, after, types=(int,))[0] if after is not None else None
         )
@@ -100,7 +100,7 @@ class ModelType(Node):
     async def predictions(
         self,
         info: Info,
-        first: int = 50,
+        first: int | None = 50,
         after: str | None = None,
         filter: PredictionFilterRef | None = None,
     ) -> PredictionConnectionRef:
@@ -264,8 +264,14 @@ class ModelVersionType(Node):
 
     @strawberry.field(description="One metric value; null when it was not measured.")
     async def metric(
-        self, info: Info, name: str, split: DataSplit = DataSplit.TEST, slice: str = "overall"
+        self,
+        info: Info,
+        name: str,
+        split: DataSplit | None = DataSplit.TEST,
+        slice: str | None = "overall",
     ) -> float | None:
+        split = split or DataSplit.TEST
+        slice = slice or "overall"
         rows = await info.context.loaders.metrics.load(self.key)
         return next(
             (
@@ -283,7 +289,7 @@ class ModelVersionType(Node):
     async def predictions(
         self,
         info: Info,
-        first: int = 50,
+        first: int | None = 50,
         after: str | None = None,
         filter: PredictionFilterRef | None = None,
     ) -> PredictionConnectionRef:

@@ -127,7 +127,7 @@ def _keyset(after: str) -> audit.Keyset:
 
 async def prediction_page(
     info: Info,
-    first: int,
+    first: int | None,
     after: str | None,
     where: PredictionFilter | None,
     *,
@@ -135,7 +135,7 @@ async def prediction_page(
     version_id: uuid.UUID | None = None,
 ) -> PredictionConnection:
     """One page of predictions, newest first, by keyset (created_at, id)."""
-    size = info.context.limits.page_size(first)
+    size = info.context.limits.page_size(first, default=50)
     query = (where or PredictionFilter()).to_query(model_id=model_id, version_id=version_id)
     keyset = _keyset(after) if after is not None else None
     rows = await info.context.db.run(

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 from support import app_client, make_settings
 
+from modelql import migrations
 from models.artifacts import ArtifactStore
 from models.demo import DEMO_RECIPES, train_recipe
-from modelql import migrations
 from persistence.database import create_engine, create_sessionmaker
 from persistence.embedded import EmbeddedPostgres
 from services import registration
