@@ -47,7 +47,7 @@ _LIMIT_MESSAGES = (
 
 
 # graphql-core suggests argument names and enum values even with field suggestions off.
-_SUGGESTION = re.compile(r" Did you mean [^?]*\?$")
+_SUGGESTION = re.compile(r" Did you mean [^?]*\?")
 
 
 class ClientError(Exception):

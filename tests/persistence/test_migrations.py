@@ -1,0 +1,135 @@
+"""Alembic migrations: upgrade and downgrade on an empty database, no drift from the models,
+and the database itself refusing to change registered versions and stored predictions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support import create_database, drop_database
+
+from modelql import migrations
+from persistence.database import create_engine
+from persistence.tables import Base
+
+EXPECTED_TABLES = set(Base.metadata.tables)
+
+
+@pytest.fixture
+async def empty_database(server_url: str) -> AsyncIterator[str]:
+    """A fresh database with no tables at all, dropped after the test."""
+    url = await create_database(server_url)
+    try:
+        yield url
+    finally:
+        await drop_database(server_url, url)
+
+
+async def _tables(url: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    finally:
+        await engine.dispose()
+    return set(names)
+
+
+async def _revision(url: str) -> str | None:
+    engine = create_engine(url)
+    try:
+        return await migrations.current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_upgrade_downgrade_and_upgrade_again_on_an_empty_database(empty_database: str):
+    assert await _tables(empty_database) == set()
+    assert await _revision(empty_database) is None
+
+    await asyncio.to_thread(migrations.upgrade_to_head, empty_database)
+    assert await _tables(empty_database) == EXPECTED_TABLES | {"alembic_version"}
+    assert await _revision(empty_database) == migrations.head_revision()
+
+    await asyncio.to_thread(migrations.downgrade_to_base, empty_database)
+    assert await _tables(empty_database) <= {"alembic_version"}
+    assert await _revision(empty_database) is None
+
+    await asyncio.to_thread(migrations.upgrade_to_head, empty_database)
+    assert await _tables(empty_database) == EXPECTED_TABLES | {"alembic_version"}
+    assert await _revision(empty_database) == migrations.head_revision()
+
+
+async def test_downgrade_removes_the_immutability_function(empty_database: str):
+    await asyncio.to_thread(migrations.upgrade_to_head, empty_database)
+    await asyncio.to_thread(migrations.downgrade_to_base, empty_database)
+    engine = create_engine(empty_database)
+    try:
+        async with engine.connect() as connection:
+            functions = await connection.scalar(
+                text("SELECT count(*) FROM pg_proc WHERE proname LIKE 'modelql%'")
+            )
+    finally:
+        await engine.dispose()
+    assert functions == 0
+
+
+async def test_the_models_match_the_migrations(engine: AsyncEngine):
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(
+            lambda sync: compare_metadata(
+                MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+            )
+        )
+    assert differences == [], (
+        f"persistence/tables.py and migrations/ disagree; write a migration for: {differences}"
+    )
+
+
+async def _update_refused(engine: AsyncEngine, statement: str) -> str:
+    with pytest.raises(DBAPIError) as caught:
+        async with engine.begin() as connection:
+            await connection.execute(text(statement))
+    return str(caught.value.orig)
+
+
+async def test_registered_versions_are_immutable(engine: AsyncEngine, demo_catalogue: None):
+    message = await _update_refused(
+        engine, "UPDATE model_versions SET description = 'changed' WHERE number = 1"
+    )
+    assert "immutable" in message
+    async with engine.connect() as connection:
+        changed = await connection.scalar(
+            text("SELECT count(*) FROM model_versions WHERE description = 'changed'")
+        )
+        versions = await connection.scalar(text("SELECT count(*) FROM model_versions"))
+    assert changed == 0
+    assert versions >= 5
+    for table, column in (("training_arguments", "kind"), ("performance_metrics", "value")):
+        value = "'DATA'" if column == "kind" else "0"
+        assert "immutable" in await _update_refused(
+            engine, f"UPDATE {table} SET {column} = {value}"
+        )
+
+
+async def test_stored_predictions_are_immutable(engine: AsyncEngine, demo_catalogue: None):
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(
+                """INSERT INTO predictions (id, model_id, model_version_id, inputs, label,
+                     latency_ms, request_id, batch_index)
+                   SELECT gen_random_uuid(), v.model_id, v.id, '{"x": 1}', 'a', 1.5, 'req-1', 0
+                   FROM model_versions v ORDER BY v.created_at LIMIT 1"""
+            )
+        )
+    message = await _update_refused(engine, "UPDATE predictions SET label = 'b'")
+    assert "immutable" in message
+    async with engine.connect() as connection:
+        labels = (await connection.scalars(text("SELECT label FROM predictions"))).all()
+    assert labels == ["a"]

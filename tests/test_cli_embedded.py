@@ -1,0 +1,390 @@
+"""The `modelql` command as a newcomer runs it: embedded PostgreSQL, demo catalogue, clean stops;
+`export-schema`; `register` and `alias set` against an external database."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import joblib
+import numpy as np
+import psutil
+import pytest
+from sklearn.linear_model import LogisticRegression
+from support import graphql, libpq_url
+
+pytestmark = pytest.mark.slow  # every test here starts `modelql` processes
+
+REPO = Path(__file__).resolve().parents[1]
+MODELQL = str(Path(sys.executable).with_name("modelql"))
+READY_TIMEOUT_S = 90
+STOP_TIMEOUT_S = 30
+DEMO_MODELS = [
+    "breast-cancer-classifier",
+    "diabetes-regressor",
+    "iris-classifier",
+    "wine-classifier",
+]
+CATALOGUE_QUERY = "{ models(first: 50) { nodes { name versions { nodes { number } } } } }"
+
+
+def _base_env(**extra: str) -> dict[str, str]:
+    """The caller's environment without any database settings, plus `extra`."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DATABASE_URL", "MODELQL_DATABASE_URL", "MODELQL_TEST_DATABASE_URL"}
+        and not key.startswith("MODELQL_")
+    }
+    env.update(MODELQL_LOG_JSON="false", COLUMNS="200", NO_COLOR="1", **extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _is_alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _postgres_processes(data_dir: Path) -> list[psutil.Process]:
+    """Live processes other than ours whose command line mentions the data dir."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "name"]):
+        cmdline = " ".join(process.info["cmdline"] or ())
+        mentions = str(data_dir) in cmdline and "postgres" in cmdline + (process.info["name"] or "")
+        if mentions and _is_alive(process):
+            found.append(process)
+    return found
+
+
+def _assert_no_postgres_left(data_dir: Path) -> None:
+    deadline = time.monotonic() + 10
+    while _postgres_processes(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _postgres_processes(data_dir)
+    assert not left, [" ".join(process.cmdline()) for process in left]
+
+
+@pytest.fixture
+def short_data_dir() -> Iterator[Path]:
+    """A data dir under a short /tmp path (Unix socket paths are limited); removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="mq", dir="/tmp"))
+    yield path
+    for process in _postgres_processes(path):  # never leave a server behind, even on failure
+        process.kill()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class Server:
+    """`modelql serve` in a subprocess, its output in a file."""
+
+    def __init__(self, data_dir: Path, log: Path, **env: str) -> None:
+        self.port = _free_port()
+        self.log = log
+        self.url = f"http://127.0.0.1:{self.port}"
+        with log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [MODELQL, "serve", "--port", str(self.port)],
+                env=_base_env(MODELQL_DATA_DIR=str(data_dir), **env),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self) -> dict:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(
+                    f"modelql serve exited with {self.process.returncode}:\n{self.output()}"
+                )
+            try:
+                response = httpx.get(f"{self.url}/readyz", timeout=5)
+                if response.status_code == 200:
+                    return response.json()
+                last = f"{response.status_code} {response.text}"
+            except httpx.TransportError as error:
+                last = repr(error)
+            time.sleep(0.5)
+        pytest.fail(f"not ready after {READY_TIMEOUT_S} s ({last}):\n{self.output()}")
+
+    def query(self, document: str) -> dict:
+        response = httpx.post(f"{self.url}/graphql", json={"query": document}, timeout=30)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    def stop(self, signum: int) -> int:
+        self.process.send_signal(signum)
+        try:
+            return self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"modelql serve ignored signal {signum}:\n{self.output()}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    """Servers started by a test; killed if the test left them running."""
+    started: list[Server] = []
+    yield started
+    for server in started:
+        server.kill()
+
+
+def _catalogue(server: Server) -> dict[str, list[int]]:
+    nodes = server.query(CATALOGUE_QUERY)["models"]["nodes"]
+    return {node["name"]: [v["number"] for v in node["versions"]["nodes"]] for node in nodes}
+
+
+def _exited_on(signum: int, returncode: int) -> bool:
+    """A clean exit after a signal: 0, the shell convention 128+N, or killed by it."""
+    return returncode in {0, 128 + signum, -signum}
+
+
+def test_embedded_serve_trains_once_and_stops_cleanly(
+    short_data_dir: Path, servers: list[Server], tmp_path: Path
+):
+    first = Server(short_data_dir, tmp_path / "first.log")
+    servers.append(first)
+    ready = first.wait_ready()
+    assert ready == {
+        "status": "ready",
+        "checks": {"database": "ok", "migrations": "ok", "models": "ok"},
+    }
+    assert _catalogue(first) == {
+        "breast-cancer-classifier": [1],
+        "diabetes-regressor": [1],
+        "iris-classifier": [2, 1],
+        "wine-classifier": [1],
+    }
+    assert "Registered 5 demo versions" in first.output()
+    assert (short_data_dir / "pgdata").is_dir()
+    assert _postgres_processes(short_data_dir), "the embedded server is not where it should be"
+    assert any((short_data_dir / "artifacts").rglob("*.joblib"))
+
+    returncode = first.stop(signal.SIGTERM)
+    assert _exited_on(signal.SIGTERM, returncode), (returncode, first.output())
+    assert "Traceback" not in first.output()
+    _assert_no_postgres_left(short_data_dir)
+
+    second = Server(short_data_dir, tmp_path / "second.log")
+    servers.append(second)
+    assert second.wait_ready()["status"] == "ready"
+    catalogue = _catalogue(second)
+    assert sorted(catalogue) == DEMO_MODELS
+    assert sum(len(numbers) for numbers in catalogue.values()) == 5
+    assert "Registered" not in second.output()
+    assert len(list((short_data_dir / "artifacts").rglob("*.joblib"))) == 5
+
+    returncode = second.stop(signal.SIGINT)
+    assert _exited_on(signal.SIGINT, returncode), (returncode, second.output())
+    assert "Traceback" not in second.output()
+    _assert_no_postgres_left(short_data_dir)
+
+
+def test_embedded_serve_with_the_system_backend(
+    short_data_dir: Path, servers: list[Server], tmp_path: Path
+):
+    from persistence.embedded import find_postgres_bindir
+
+    if find_postgres_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries on this machine")
+    server = Server(short_data_dir, tmp_path / "system.log", MODELQL_EMBEDDED_BACKEND="system")
+    servers.append(server)
+    assert server.wait_ready()["checks"] == {"database": "ok", "migrations": "ok", "models": "ok"}
+    assert "Embedded PostgreSQL (system)" in server.output()
+    assert _postgres_processes(short_data_dir)
+    assert sorted(_catalogue(server)) == DEMO_MODELS
+
+    returncode = server.stop(signal.SIGTERM)
+    assert _exited_on(signal.SIGTERM, returncode), (returncode, server.output())
+    _assert_no_postgres_left(short_data_dir)
+    assert not (short_data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_export_schema_writes_the_committed_schema(tmp_path: Path):
+    output = tmp_path / "exported.graphql"
+    result = subprocess.run(
+        [MODELQL, "export-schema", "--output", str(output)],
+        env=_base_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert output.read_text() == (REPO / "schema.graphql").read_text()
+
+
+# --- register and alias set against the test database ------------------------------------
+
+
+def _run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MODELQL, *args], env=env, capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+
+
+def _said(result: subprocess.CompletedProcess[str]) -> str:
+    """Everything the command printed, with rich's line wrapping undone."""
+    return " ".join((result.stdout + result.stderr).split())
+
+
+@pytest.fixture
+def registration_files(tmp_path: Path) -> dict[str, Path]:
+    features = ["alpha", "beta"]
+    x = np.array([[0.0, 1.0], [0.5, 1.5], [1.0, 0.5], [3.0, 4.0], [3.5, 3.0], [4.0, 5.0]])
+    y = np.array(["no", "no", "no", "yes", "yes", "yes"])
+    files = {
+        "artifact": tmp_path / "model.joblib",
+        "metrics": tmp_path / "metrics.json",
+        "args": tmp_path / "args.json",
+        "signature": tmp_path / "signature.json",
+    }
+    joblib.dump(LogisticRegression(C=0.5, max_iter=300).fit(x, y), files["artifact"])
+    files["metrics"].write_text(
+        json.dumps(
+            [
+                {"split": "test", "num_samples": 6, "metrics": {"accuracy": 1.0, "f1_macro": 1.0}},
+                {
+                    "split": "TRAIN",
+                    "slice": "overall",
+                    "num_samples": 6,
+                    "metrics": {"accuracy": 1},
+                },
+            ]
+        )
+    )
+    files["args"].write_text(
+        json.dumps({"hyperparameters": {"C": 0.5, "max_iter": 300}, "data": {"rows": 6}})
+    )
+    files["signature"].write_text(
+        json.dumps(
+            [{"name": name, "type": "NUMBER", "minimum": 0.0, "maximum": 5.0} for name in features]
+        )
+    )
+    return files
+
+
+@pytest.fixture
+def cli_env(database_url: str, data_dir: Path) -> dict[str, str]:
+    """The test database as a plain postgresql:// URL; artifacts where the test app reads them."""
+    return _base_env(DATABASE_URL=libpq_url(database_url), MODELQL_DATA_DIR=str(data_dir))
+
+
+async def test_register_and_move_aliases_from_the_command_line(
+    client: httpx.AsyncClient,
+    cli_env: dict[str, str],
+    registration_files: dict[str, Path],
+):
+    model = f"cli-model-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    files = registration_files
+    register = [
+        "register",
+        str(files["artifact"]),
+        "--model",
+        model,
+        "--metrics",
+        str(files["metrics"]),
+        "--args",
+        str(files["args"]),
+        "--signature",
+        str(files["signature"]),
+    ]
+
+    first = _run_cli([*register, "--alias", "production", "--version", "1"], cli_env)
+    assert first.returncode == 0, _said(first)
+    assert f"Registered {model} v1" in _said(first)
+
+    again = _run_cli([*register, "--version", "1", "--description", "retrained"], cli_env)
+    assert again.returncode != 0
+    assert "already exists" in _said(again)
+    assert "Traceback" not in _said(again)
+
+    second = _run_cli([*register, "--description", "second"], cli_env)
+    assert second.returncode == 0, _said(second)
+    assert f"Registered {model} v2" in _said(second)
+
+    body = await graphql(
+        client,
+        """query($name: String!) { model(name: $name) { task
+             versions { nodes { number aliases description } }
+             defaultVersion { number labels inputSchema { name type maximum }
+               accuracy: metric(name: "accuracy") trainAccuracy: metric(name: "accuracy", split: TRAIN)
+               trainingArguments { name value } } } }""",
+        {"name": model},
+    )
+    registered = body["data"]["model"]
+    assert registered["task"] == "CLASSIFICATION"
+    assert registered["versions"]["nodes"] == [
+        {"number": 2, "aliases": [], "description": "second"},
+        {"number": 1, "aliases": ["production"], "description": None},
+    ]
+    default = registered["defaultVersion"]
+    assert default["number"] == 1
+    assert default["labels"] == ["no", "yes"]
+    assert [f["name"] for f in default["inputSchema"]] == ["alpha", "beta"]
+    assert default["accuracy"] == 1.0 and default["trainAccuracy"] == 1.0
+    assert {a["name"]: a["value"] for a in default["trainingArguments"]} == {
+        "C": 0.5,
+        "max_iter": 300,
+        "rows": 6,
+    }
+
+    moved = _run_cli(["alias", "set", model, "production", "2", "--actor", "ops"], cli_env)
+    assert moved.returncode == 0, _said(moved)
+    assert f"{model}: production -> version 2" in _said(moved)
+    body = await graphql(
+        client,
+        "query($name: String!) { model(name: $name) { defaultVersion { number } "
+        "aliases { alias version { number } } } }",
+        {"name": model},
+    )
+    assert body["data"]["model"] == {
+        "defaultVersion": {"number": 2},
+        "aliases": [{"alias": "production", "version": {"number": 2}}],
+    }
+
+    unknown = _run_cli(["alias", "set", model, "production", "9"], cli_env)
+    assert unknown.returncode != 0
+    assert "has no version 9" in _said(unknown)
+
+
+async def test_register_refuses_an_estimator_without_feature_names_or_signature(
+    client: httpx.AsyncClient, cli_env: dict[str, str], registration_files: dict[str, Path]
+):
+    model = f"cli-unsigned-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    result = _run_cli(["register", str(registration_files["artifact"]), "--model", model], cli_env)
+    assert result.returncode != 0
+    assert "--signature" in _said(result)
+    body = await graphql(client, "query($n: String!) { model(name: $n) { name } }", {"n": model})
+    assert body["data"]["model"] is None
