@@ -181,6 +181,17 @@ def train_demo_command() -> None:
         asyncio.run(_prepare(settings, url, migrate=settings.should_auto_migrate, demo=True))
 
 
+async def _with_session(url: str, work: Any) -> Any:
+    """Run `work(session)` in one committed transaction on a migrated database."""
+    engine = create_engine(url)
+    try:
+        await ensure_migrated(engine, url, migrate=False)
+        async with create_sessionmaker(engine).begin() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
 async def _register(settings: Settings, url: str, artifact: Path, **options: Any) -> str:
     estimator = joblib.load(artifact)
     signature = read_signature(options["signature"]) if options["signature"] else None
@@ -192,20 +203,17 @@ async def _register(settings: Settings, url: str, artifact: Path, **options: Any
     described.aliases = [options["alias"]] if options["alias"] else []
     described.description = options["description"]
     described.number = options["version"]
-    engine = create_engine(url)
-    try:
-        await ensure_migrated(engine, url, migrate=False)
-        async with create_sessionmaker(engine).begin() as session:
-            version = await registration.register_version(
-                session,
-                _artifact_store(settings),
-                described,
-                artifact_file=artifact,
-                actor=options["actor"],
-            )
-            return f"Registered {options['model']} v{version.number} ({version.artifact_sha256})."
-    finally:
-        await engine.dispose()
+    version = await _with_session(
+        url,
+        lambda session: registration.register_version(
+            session,
+            _artifact_store(settings),
+            described,
+            artifact_file=artifact,
+            actor=options["actor"],
+        ),
+    )
+    return f"Registered {options['model']} v{version.number} ({version.artifact_sha256})."
 
 
 @app.command()
@@ -247,18 +255,6 @@ def register(
     console.print(message)
 
 
-async def _set_alias(url: str, model: str, alias: str, version: int, actor: str) -> None:
-    engine = create_engine(url)
-    try:
-        await ensure_migrated(engine, url, migrate=False)
-        async with create_sessionmaker(engine).begin() as session:
-            await registration.set_alias(
-                session, model_name=model, alias=alias, number=version, actor=actor
-            )
-    finally:
-        await engine.dispose()
-
-
 @alias_app.command("set")
 def alias_set(
     model: str,
@@ -270,7 +266,14 @@ def alias_set(
     settings = _settings()
     with database(settings) as url:
         try:
-            asyncio.run(_set_alias(url, model, alias, version, actor))
+            asyncio.run(
+                _with_session(
+                    url,
+                    lambda session: registration.set_alias(
+                        session, model_name=model, alias=alias, number=version, actor=actor
+                    ),
+                )
+            )
         except (RegistrationError, NotMigratedError) as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from None
@@ -284,17 +287,6 @@ def export_schema(
     """Write the GraphQL schema printed from code (schema.graphql)."""
     output.write_text(print_schema(build_schema()) + "\n")
     console.print(f"Wrote {output}")
-
-
-async def _with_session(url: str, work: Any) -> Any:
-    """Run `work(session)` in one committed transaction on a migrated database."""
-    engine = create_engine(url)
-    try:
-        await ensure_migrated(engine, url, migrate=False)
-        async with create_sessionmaker(engine).begin() as session:
-            return await work(session)
-    finally:
-        await engine.dispose()
 
 
 def _run_key_command(work: Any) -> Any:

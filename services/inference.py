@@ -35,9 +35,6 @@ class ModelCache:
         self._loading: dict[uuid.UUID, asyncio.Lock] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
 
-    def is_loaded(self, version_id: uuid.UUID) -> bool:
-        return version_id in self._predictors
-
     async def predictor(self, version: ModelVersion) -> Predictor:
         """The version's predictor, loading its artifact on first use."""
         if (ready := self._predictors.get(version.id)) is not None:
