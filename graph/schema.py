@@ -7,16 +7,16 @@ from dataclasses import dataclass
 
 import strawberry
 from graphql import GraphQLError
-from graphql.validation import NoSchemaIntrospectionCustomRule
+from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import (
     AddValidationRules,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -49,16 +49,21 @@ class ModelQLSchema(strawberry.Schema):
 def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
     """The public schema; the options change limits and caches, never the SDL."""
     options = options or SchemaOptions()
+    # Rule classes built once: the validation cache is keyed by the rules, and Strawberry's
+    # limiter extensions would build new classes on every request (never a cache hit).
+    rules: list[type[ASTValidationRule]] = [
+        depth_limit_rule(options.max_query_depth, should_ignore=None),
+        alias_limit_rule(options.max_query_aliases),
+    ]
+    if not options.introspection:
+        rules.append(NoSchemaIntrospectionCustomRule)
     extensions: list[Callable[[], SchemaExtension]] = [
         MaskUnexpectedErrors,
         lambda: MaxTokensLimiter(max_token_count=options.max_query_tokens),
+        lambda: AddValidationRules(rules),
         lambda: ParserCache(maxsize=options.query_cache_size),
         lambda: ValidationCache(maxsize=options.query_cache_size),
-        lambda: QueryDepthLimiter(max_depth=options.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=options.max_query_aliases),
     ]
-    if not options.introspection:
-        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return ModelQLSchema(
         query=Query,
         mutation=Mutation,

@@ -6,14 +6,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, or_, select, tuple_
+from sqlalchemy import Row, Select, and_, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from persistence.tables import Model, ModelAlias, ModelVersion, PerformanceMetric, TrainingArgument
 
 DEFAULT_ALIAS = "production"
+
+ArgumentRow = Row[tuple[uuid.UUID, str, str, Any]]
+MetricRow = Row[tuple[uuid.UUID, str, str, str, float, int]]
 
 
 @dataclass(frozen=True)
@@ -176,27 +180,42 @@ async def alias_names_for_versions(
 
 async def training_arguments_for_versions(
     session: AsyncSession, version_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[TrainingArgument]]:
+) -> dict[uuid.UUID, list[ArgumentRow]]:
+    """Arguments as plain rows (name, kind, value): hyperparameters first, then data ones."""
     statement = (
-        select(TrainingArgument)
+        select(
+            TrainingArgument.version_id,
+            TrainingArgument.name,
+            TrainingArgument.kind,
+            TrainingArgument.value,
+        )
         .where(TrainingArgument.version_id.in_(version_ids))
         .order_by(TrainingArgument.kind.desc(), TrainingArgument.name)
     )
-    grouped: dict[uuid.UUID, list[TrainingArgument]] = defaultdict(list)
-    for argument in await session.scalars(statement):
-        grouped[argument.version_id].append(argument)
+    grouped: dict[uuid.UUID, list[ArgumentRow]] = defaultdict(list)
+    for row in await session.execute(statement):
+        grouped[row.version_id].append(row)
     return grouped
 
 
 async def metrics_for_versions(
     session: AsyncSession, version_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[PerformanceMetric]]:
+) -> dict[uuid.UUID, list[MetricRow]]:
+    """Metrics as plain rows (split, slice, metric, value, num_samples), in registration order:
+    hundreds per version, so no ORM objects are built for them."""
     statement = (
-        select(PerformanceMetric)
+        select(
+            PerformanceMetric.version_id,
+            PerformanceMetric.split,
+            PerformanceMetric.slice,
+            PerformanceMetric.metric,
+            PerformanceMetric.value,
+            PerformanceMetric.num_samples,
+        )
         .where(PerformanceMetric.version_id.in_(version_ids))
         .order_by(PerformanceMetric.id)
     )
-    grouped: dict[uuid.UUID, list[PerformanceMetric]] = defaultdict(list)
-    for metric in await session.scalars(statement):
-        grouped[metric.version_id].append(metric)
+    grouped: dict[uuid.UUID, list[MetricRow]] = defaultdict(list)
+    for row in await session.execute(statement):
+        grouped[row.version_id].append(row)
     return grouped

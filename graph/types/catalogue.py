@@ -16,6 +16,7 @@ from graph.types.enums import DataSplit, FeatureType, ModelTask
 from graph.types.node import Node, to_global_id
 from graph.types.pagination import PageInfo
 from persistence import tables
+from services.catalogue import MetricRow
 
 if TYPE_CHECKING:
     from graph.types.predictions import PredictionConnection, PredictionFilter
@@ -173,7 +174,7 @@ class PerformanceSlice:
     metrics: list[Metric]
 
 
-def group_performance(rows: list[tables.PerformanceMetric]) -> list[PerformanceSlice]:
+def group_performance(rows: list[MetricRow]) -> list[PerformanceSlice]:
     """Metric rows grouped by (split, slice), in the order they were registered."""
     slices: dict[tuple[str, str], PerformanceSlice] = {}
     for row in rows:
@@ -198,19 +199,18 @@ class ModelVersionType(Node):
     artifact_sha256: str
     created_at: datetime
     trained_at: datetime | None
-    input_schema: list[FeatureSpec] = strawberry.field(description="The signature, in model order.")
     labels: list[str] | None = strawberry.field(description="Classes; null for regression.")
-    dataset: DatasetInfo | None
     key: strawberry.Private[uuid.UUID]
     model_key: strawberry.Private[uuid.UUID]
+    row: strawberry.Private[tables.ModelVersion]
 
     @classmethod
     def from_row(cls, row: tables.ModelVersion) -> ModelVersionType:
-        dataset = row.dataset
         return cls(
             id=to_global_id("ModelVersion", row.id),
             key=row.id,
             model_key=row.model_id,
+            row=row,
             number=row.number,
             description=row.description,
             algorithm=row.algorithm,
@@ -219,16 +219,23 @@ class ModelVersionType(Node):
             artifact_sha256=row.artifact_sha256,
             created_at=row.created_at,
             trained_at=row.trained_at,
-            input_schema=[FeatureSpec.from_json(spec) for spec in row.input_schema],
             labels=list(row.labels) if row.labels is not None else None,
-            dataset=DatasetInfo(
-                name=dataset["name"],
-                source=dataset.get("source"),
-                num_train_samples=dataset.get("num_train_samples"),
-                num_test_samples=dataset.get("num_test_samples"),
-            )
-            if dataset
-            else None,
+        )
+
+    @strawberry.field(description="The signature, in model order.")
+    def input_schema(self) -> list[FeatureSpec]:
+        return [FeatureSpec.from_json(spec) for spec in self.row.input_schema]
+
+    @strawberry.field
+    def dataset(self) -> DatasetInfo | None:
+        dataset = self.row.dataset
+        if not dataset:
+            return None
+        return DatasetInfo(
+            name=dataset["name"],
+            source=dataset.get("source"),
+            num_train_samples=dataset.get("num_train_samples"),
+            num_test_samples=dataset.get("num_test_samples"),
         )
 
     @strawberry.field
