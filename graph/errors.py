@@ -11,7 +11,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from persistence.database import is_connection_failure
+from services.errors import is_connection_failure, is_rejected_value
 
 logger = logging.getLogger("modelql.graph")
 
@@ -131,6 +131,14 @@ class MaskUnexpectedErrors(SchemaExtension):
         original = error.original_error
         if original is None or isinstance(original, ClientError | GraphQLError):
             return error
+        if is_rejected_value(original):
+            return GraphQLError(
+                "A value in this request cannot be stored or compared (for example a NUL "
+                "character in a string, or a date or number out of range).",
+                nodes=error.nodes,
+                path=error.path,
+                extensions={"code": str(ErrorCode.BAD_USER_INPUT), "requestId": request_id},
+            )
         if is_connection_failure(original):
             logger.warning("database unreachable during request %s: %r", request_id, original)
             return GraphQLError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from enum import Enum
 from typing import Any
 
@@ -81,9 +82,10 @@ class CreatePredictionsPayload:
 
 
 def _checked_key(key: str | None) -> str | None:
-    if key is not None and not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+    if key is not None and (not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or "\x00" in key):
         raise bad_input(
-            f"`idempotencyKey` must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters long.",
+            f"`idempotencyKey` must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters long, "
+            "without NUL characters.",
             "idempotencyKey",
         )
     return key
@@ -93,15 +95,20 @@ async def _create(info: Info, request: predictions.PredictionRequest) -> list[ta
     """Run the use-case in its own transaction; raises UserInputError after rolling back."""
     context = info.context
     requester = predictions.Requester(request_id=context.request_id, caller=context.caller)
-    try:
+
+    async def in_transaction() -> predictions.PredictionOutcome:
         async with context.dependencies.sessionmaker.begin() as session:
-            outcome = await predictions.create_predictions(
+            return await predictions.create_predictions(
                 session,
                 context.dependencies.model_cache,
                 request,
                 requester,
                 max_batch_size=context.limits.max_batch_size,
             )
+
+    try:
+        # Shielded: an execution timeout must not cut a transaction between COMMIT and reply.
+        outcome = await asyncio.shield(in_transaction())
     except ModelUnavailableError as error:
         raise ClientError(str(error), ErrorCode.MODEL_UNAVAILABLE) from error
     if not outcome.replayed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -20,10 +21,18 @@ class RequestDatabase:
         self._lock = asyncio.Lock()
 
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` on the shared session; a failure discards the session so the request's
+        other fields get a fresh one instead of an aborted transaction."""
         async with self._lock:
             if self._session is None:
                 self._session = self._sessionmaker()
-            return await work(self._session)
+            try:
+                return await work(self._session)
+            except BaseException:
+                session, self._session = self._session, None
+                with contextlib.suppress(Exception):
+                    await session.close()
+                raise
 
     async def close(self) -> None:
         if self._session is not None:

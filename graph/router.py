@@ -22,9 +22,9 @@ from graph.errors import (
     ErrorCode,
 )
 from graph.request_log import RequestLog
-from persistence.database import is_connection_failure
 from services import api_keys
 from services.api_keys import Caller
+from services.errors import is_connection_failure
 
 EXAMPLE_QUERY = """# ModelQL: the model catalogue and its predictions. Press the run button.
 {
@@ -72,17 +72,19 @@ class ModelQLRouter(GraphQLRouter):
                 return await super().execute_operation(*args, **kwargs)
         except TimeoutError:
             message = (
-                f"The operation took longer than {self.execution_timeout_s:g} s; it was stopped."
+                f"The operation took longer than {self.execution_timeout_s:g} s and was stopped. "
+                "A mutation may still have completed: retry it with the same idempotencyKey."
             )
             error = GraphQLError(message, extensions={"code": str(ErrorCode.TIMEOUT)})
             return ExecutionResult(data=None, errors=[error])
 
-    async def parse_http_body(self, request: Any) -> Any:
-        """Strawberry answers 400 to malformed JSON; a body that is not UTF-8 is one too."""
+    def decode_json(self, data: str | bytes) -> object:
+        """Strawberry answers 400 to malformed JSON; so to bodies that are not UTF-8 or nest
+        too deeply for the decoder (a few KB of brackets would otherwise be a 500)."""
         try:
-            return await super().parse_http_body(request)
-        except UnicodeDecodeError as error:
-            raise json.JSONDecodeError("the request body is not UTF-8", "", 0) from error
+            return super().decode_json(data)
+        except (UnicodeDecodeError, RecursionError) as error:
+            raise json.JSONDecodeError(f"unreadable JSON: {type(error).__name__}", "", 0) from error
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         response = super().create_response(response_data, sub_response)

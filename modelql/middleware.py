@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graph.request_log import RequestLog
 
 access_logger = logging.getLogger("modelql.access")
+logger = logging.getLogger("modelql")
 REQUEST_ID_HEADER = "x-request-id"
 QUIET_PATHS = frozenset({"/healthz", "/readyz"})
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
@@ -36,7 +37,7 @@ class RequestTrackingMiddleware:
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["request_log"] = request_log
-        status = 500
+        status: int | None = None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -53,9 +54,40 @@ class RequestTrackingMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled error in request %s", request_id)
+            if status is not None:
+                raise
+            await _send_unexpected_error(send_with_id, request_id)
         finally:
             if scope["path"] not in QUIET_PATHS:
-                _log_request(scope, request_id, request_log, status, started)
+                _log_request(scope, request_id, request_log, status or 500, started)
+
+
+async def _send_unexpected_error(send: Send, request_id: str) -> None:
+    """The masked answer to a failure no handler caught, with the request id to quote."""
+    body = json.dumps(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": "Unexpected error.",
+                    "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+                }
+            ],
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _log_request(

@@ -45,11 +45,6 @@ class Predictor:
         if n_jobs:
             estimator.set_params(**n_jobs)
 
-    @property
-    def is_classifier(self) -> bool:
-        """Whether the estimator predicts labels rather than values."""
-        return self.labels is not None
-
     def predict(self, rows: Sequence[Mapping[str, object]]) -> list[ModelOutput]:
         """Score all rows with one call to the estimator."""
         if not rows:

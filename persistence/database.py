@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -43,17 +44,34 @@ def create_engine(
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions that keep loaded attributes after commit; lazy loading is refused per query."""
+    """Sessions that keep loaded attributes after commit (the tables declare no relationships,
+    so nothing is ever lazy-loaded: loaders and services query explicitly)."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def is_rejected_value(error: BaseException) -> bool:
+    """True when PostgreSQL refused a value the client sent (SQLSTATE class 22, data exception:
+    a NUL character in text, a timestamp or integer out of range, ...)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError):
+            return str(getattr(current.orig, "sqlstate", "") or "").startswith("22")
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def is_connection_failure(error: BaseException) -> bool:
-    """True when `error` (or what caused it) means the database could not be reached."""
+    """True when `error` (or what caused it) means the database could not be reached, or no
+    pooled connection became free in time."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, PoolTimeoutError):
             return True
         if isinstance(
             current,

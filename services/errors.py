@@ -5,6 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from persistence.database import is_connection_failure, is_rejected_value
+
+__all__ = [
+    "DomainError",
+    "ErrorCode",
+    "FieldProblem",
+    "ModelUnavailableError",
+    "RegistrationError",
+    "UserInputError",
+    "is_connection_failure",
+    "is_rejected_value",
+]
+
 
 class ErrorCode(StrEnum):
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"

@@ -68,6 +68,8 @@ def _check_value(spec: FeatureSpec, value: Any) -> str | None:
         return None if isinstance(value, bool) else "wrong type"
     if not isinstance(value, str):
         return "wrong type"
+    if "\x00" in value:
+        return "NUL character"
     if spec.type is FeatureType.CATEGORY and spec.allowed_values:
         return None if value in spec.allowed_values else "not allowed"
     return None
@@ -120,6 +122,7 @@ def validate_instance(
         problem = {
             "not finite": "got a value that is not finite",
             "not allowed": f"got {value!r}, which the model was not trained on",
+            "NUL character": "got a string containing a NUL character",
         }.get(reason, f"got {_json_type(value)}")
         result.problems.append(
             FieldProblem(

@@ -27,7 +27,8 @@ class ScoredBatch:
 
 
 class ModelCache:
-    """Predictors by version id; each artifact is read, verified and unpickled at most once."""
+    """Predictors by version id: each artifact is read, verified and unpickled once, when first
+    needed, and kept (versions are immutable); a failed load is retried on the next request."""
 
     def __init__(self, store: ArtifactStore, *, workers: int = 2) -> None:
         self._store = store

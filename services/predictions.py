@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.signature import FeatureSpec
-from persistence.tables import IdempotencyRecord, Model, ModelAlias, ModelVersion, Prediction
+from persistence.tables import IdempotencyRecord, ModelVersion, Prediction
 from services import catalogue
 from services.errors import ErrorCode, FieldProblem, UserInputError
 from services.features import validate_instance
@@ -34,14 +34,28 @@ class PredictionRequest:
         return ("instances", str(index)) if self.batch else ("features",)
 
     def fingerprint(self) -> str:
-        """A digest of everything that decides the result, for idempotent replays."""
+        """A digest of everything that decides the result, for idempotent replays; key order
+        and the spelling of numbers (5 or 5.0) do not count."""
         canonical = json.dumps(
-            [self.model, self.version, self.alias, self.batch, self.instances],
+            _normalised([self.model, self.version, self.alias, self.batch, self.instances]),
             sort_keys=True,
             separators=(",", ":"),
             allow_nan=True,
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _normalised(value: Any) -> Any:
+    """Numbers as floats (when exact), recursively, so equal JSON values hash equally."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) <= 2**53 else value
+    if isinstance(value, list):
+        return [_normalised(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _normalised(item) for key, item in value.items()}
+    return value
 
 
 @dataclass(frozen=True)
@@ -68,7 +82,9 @@ async def resolve_version(
             ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {model!r}."
         )
     if alias is not None:
-        found = await _version_by_alias(session, model_row, alias)
+        found = (await catalogue.versions_by_alias(session, [(model_row.id, alias)])).get(
+            (model_row.id, alias)
+        )
         if found is None:
             raise UserInputError.single(
                 ("alias",),
@@ -100,15 +116,6 @@ async def resolve_version(
             ("model",), ErrorCode.VERSION_NOT_FOUND, f"Model {model!r} has no version yet."
         )
     return default
-
-
-async def _version_by_alias(session: AsyncSession, model: Model, alias: str) -> ModelVersion | None:
-    statement = (
-        select(ModelVersion)
-        .join(ModelAlias, ModelAlias.version_id == ModelVersion.id)
-        .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
-    )
-    return await session.scalar(statement)
 
 
 def validate_request(
@@ -190,14 +197,14 @@ async def create_predictions(
     max_batch_size: int,
 ) -> PredictionOutcome:
     """Validate, score and store every instance of the request; flushes, never commits."""
-    version = await resolve_version(
-        session, model=request.model, version=request.version, alias=request.alias
-    )
-    rows = validate_request(request, version, max_batch_size=max_batch_size)
     if request.idempotency_key is not None:
         replayed = await _replay(session, requester, request)
         if replayed is not None:
             return PredictionOutcome(replayed, replayed=True)
+    version = await resolve_version(
+        session, model=request.model, version=request.version, alias=request.alias
+    )
+    rows = validate_request(request, version, max_batch_size=max_batch_size)
     scored = await cache.score(version, rows)
     record_id = None
     if request.idempotency_key is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.artifacts import ArtifactError, ArtifactStore, StoredArtifact
@@ -111,20 +112,23 @@ def _check_alias(alias: str) -> None:
 
 
 async def _model_for_update(session: AsyncSession, registration: VersionRegistration) -> Model:
-    """The model row, locked so version numbers are handed out one at a time; created if new."""
-    model = await session.scalar(
-        select(Model).where(Model.name == registration.model_name).with_for_update()
-    )
-    if model is None:
-        model = Model(
+    """The model row, created if new (concurrent creators agree on one row) and locked, so
+    version numbers are handed out one at a time."""
+    await session.execute(
+        pg_insert(Model)
+        .values(
             name=registration.model_name,
             description=registration.model_description,
             task=registration.task,
             tags=list(registration.tags),
         )
-        session.add(model)
-        await session.flush()
-    elif model.task != registration.task:
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    model = await session.scalar(
+        select(Model).where(Model.name == registration.model_name).with_for_update()
+    )
+    assert model is not None, "the row was inserted or already existed"
+    if model.task != registration.task:
         raise RegistrationError(
             f"Model {model.name!r} is a {model.task.lower()} model; "
             f"cannot register a {registration.task.lower()} version."
@@ -138,6 +142,8 @@ async def _next_number(session: AsyncSession, model: Model, requested: int | Non
     )
     if requested is None:
         return (newest or 0) + 1
+    if requested < 1:
+        raise RegistrationError(f"Version numbers start at 1, got {requested}.")
     exists = await session.scalar(
         select(ModelVersion.id).where(
             ModelVersion.model_id == model.id, ModelVersion.number == requested
@@ -148,8 +154,6 @@ async def _next_number(session: AsyncSession, model: Model, requested: int | Non
             f"Version {requested} of model {model.name!r} already exists; versions are "
             "immutable, register a new version instead."
         )
-    if requested < 1:
-        raise RegistrationError(f"Version numbers start at 1, got {requested}.")
     return requested
 
 

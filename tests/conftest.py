@@ -104,7 +104,14 @@ async def demo_catalogue(
     """The demo catalogue, trained and registered once per run."""
     trained = await asyncio.to_thread(train_demo)
     async with sessionmaker.begin() as session:
-        await registration.register_demo(session, artifact_store, trained, actor="tests")
+        for version in trained:
+            await registration.register_version(
+                session,
+                artifact_store,
+                registration.VersionRegistration.from_trained(version),
+                estimator=version.estimator,
+                actor="tests",
+            )
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from graph.context import GraphContext
 from graph.cursors import decode_cursor, encode_cursor
 from graph.errors import bad_input
+from graph.permissions import CanRead
 from graph.types.catalogue import ModelVersionType
 from graph.types.node import Node, to_global_id
 from graph.types.pagination import PageInfo
@@ -35,7 +36,9 @@ class PredictionType(Node):
     value: float | None
     probabilities: list[ClassProbability] | None
     confidence: float | None = strawberry.field(description="The highest probability.")
-    latency_ms: float = strawberry.field(description="Inference time for this prediction.")
+    latency_ms: float = strawberry.field(
+        description="Inference time for this prediction (a batch's time divided by its size)."
+    )
     created_at: datetime
     request_id: str
     caller: str | None
@@ -64,7 +67,10 @@ class PredictionType(Node):
             idempotency_key=row.idempotency_key,
         )
 
-    @strawberry.field(description="The exact version that produced this prediction.")
+    @strawberry.field(
+        description="The exact version that produced this prediction.",
+        permission_classes=[CanRead],
+    )
     async def model_version(self, info: Info) -> ModelVersionType:
         row = await info.context.loaders.version_by_id.load(self.version_key)
         assert row is not None, "a prediction always references an existing version"
@@ -74,7 +80,9 @@ class PredictionType(Node):
 @strawberry.input(description="Narrows predictions; every field given must hold.")
 class PredictionFilter:
     model: str | None = None
-    version: int | None = None
+    version: int | None = strawberry.field(
+        default=None, description="Version number; without `model`, that number of any model."
+    )
     label: str | None = None
     caller: str | None = None
     request_id: str | None = None

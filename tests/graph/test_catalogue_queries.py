@@ -141,7 +141,7 @@ async def test_training_argument_by_name(client: httpx.AsyncClient):
 async def test_model_filter_by_task_tag_and_search(client: httpx.AsyncClient):
     body = await graphql(
         client,
-        """{ regression: models(filter: {task: REGRESSION}) { nodes { name } }
+        """{ regression: models(filter: {task: REGRESSION, tag: "demo"}) { nodes { name } }
              iris: models(filter: {tag: "iris"}) { nodes { name } }
              search: models(filter: {search: "WINE"}) { nodes { name } }
              none: models(filter: {search: "%"}) { nodes { name } } }""",

@@ -185,3 +185,17 @@ def test_auth_can_be_off_only_on_loopback_unless_insecure(host: str, insecure: b
         check_exposure(settings, insecure=insecure)
     required = Settings(_env_file=None, host=host, auth_mode=AuthMode.REQUIRED)  # type: ignore[call-arg]
     check_exposure(required, insecure=False)
+
+
+async def test_a_predict_key_cannot_walk_from_its_prediction_into_the_catalogue(
+    secured: httpx.AsyncClient, keys: dict[str, str]
+):
+    query = PREDICT.replace("prediction { id caller }", "prediction { id modelVersion { number } }")
+    response = await secured.post(
+        "/graphql", json={"query": query}, headers=bearer(keys["predict"])
+    )
+    body = response.json()
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert body["errors"][0]["path"] == ["createPrediction", "prediction", "modelVersion"]
+    allowed = await secured.post("/graphql", json={"query": query}, headers=bearer(keys["all"]))
+    assert allowed.json()["data"]["createPrediction"]["prediction"]["modelVersion"] == {"number": 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -368,3 +369,23 @@ async def test_exactly_one_of_estimator_or_file(
                 session, artifact_store, classification(model_name), actor="tests"
             )
     assert await version_numbers(sessionmaker, model_name) == []
+
+
+async def test_concurrent_first_registrations_of_a_new_model_share_one_model(
+    sessionmaker: Sessionmaker,
+    artifact_store: ArtifactStore,
+    classifier: LogisticRegression,
+    model_name: str,
+):
+    async def one() -> int:
+        async with sessionmaker.begin() as session:
+            version = await registration.register_version(
+                session, artifact_store, classification(model_name), estimator=classifier
+            )
+            return version.number
+
+    numbers = await asyncio.gather(*(one() for _ in range(4)))
+    assert sorted(numbers) == [1, 2, 3, 4]
+    async with sessionmaker() as session:
+        models = await session.scalar(select(func.count()).where(Model.name == model_name))
+    assert models == 1

@@ -1,0 +1,107 @@
+"""Inputs that reach PostgreSQL or the JSON decoder in odd shapes are the client's mistake (4xx
+or BAD_USER_INPUT), never a 500, and never spoil the rest of the request."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import pytest
+from support import graphql
+
+import graph.router
+from graph.cursors import encode_cursor
+
+CREATE = """mutation($features: JSON!, $key: String) {
+  createPrediction(input: {model: "iris-classifier", features: $features, idempotencyKey: $key}) {
+    prediction { id } userErrors { field code message } } }"""
+
+
+async def test_deeply_nested_json_is_a_400_not_a_500(client: httpx.AsyncClient):
+    body = '{"query": "{ __typename }", "variables": {"v": ' + "[" * 5000 + "]" * 5000 + "}}"
+    response = await client.post(
+        "/graphql", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+async def test_a_nul_character_is_bad_input_and_other_fields_still_resolve(
+    client: httpx.AsyncClient,
+):
+    body = await graphql(
+        client,
+        """query($name: String!) { models { nodes { name defaultVersion { number } } }
+             broken: model(name: $name) { name } }""",
+        {"name": "iris\u0000classifier"},
+    )
+    [error] = body["errors"]
+    assert error["path"] == ["broken"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert all(node["defaultVersion"] for node in body["data"]["models"]["nodes"])
+
+
+@pytest.mark.parametrize(
+    "filter_",
+    [{"createdAfter": "9999-12-31T23:59:59-14:00"}, {"label": "a\u0000b"}],
+    ids=["date-out-of-range", "nul-in-label"],
+)
+async def test_unstorable_filter_values_are_bad_input(client: httpx.AsyncClient, filter_):
+    body = await graphql(
+        client,
+        "query($f: PredictionFilter) { predictions(filter: $f) { nodes { id } } }",
+        {"f": filter_},
+    )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_version_cursor_out_of_range_is_bad_input(client: httpx.AsyncClient):
+    cursor = encode_cursor("version", 2**40)
+    body = await graphql(
+        client,
+        'query($c: String) { model(name: "iris-classifier") { versions(after: $c) { nodes { number } } } }',
+        {"c": cursor},
+    )
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_a_nul_in_the_idempotency_key_is_refused(client: httpx.AsyncClient):
+    features = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    body = await graphql(client, CREATE, {"features": features, "key": "k\u0000"})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_the_same_number_spelled_differently_replays(client: httpx.AsyncClient):
+    first = {"sepal_length": 5, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    again = {**first, "sepal_length": 5.0}
+    one = await graphql(client, CREATE, {"features": first, "key": "spelling-1"})
+    two = await graphql(client, CREATE, {"features": again, "key": "spelling-1"})
+    assert two["data"]["createPrediction"]["userErrors"] == []
+    assert (
+        one["data"]["createPrediction"]["prediction"]["id"]
+        == two["data"]["createPrediction"]["prediction"]["id"]
+    )
+
+
+async def test_an_unhandled_failure_is_a_masked_500_with_the_request_id(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
+    async def broken(*args: object) -> None:
+        raise RuntimeError("/srv/secret/path.py exploded")
+
+    monkeypatch.setattr(graph.router, "_identify", broken)
+    response = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"X-Request-ID": "boom-1"}
+    )
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "boom-1"
+    assert response.json()["errors"][0]["extensions"] == {
+        "code": "INTERNAL_SERVER_ERROR",
+        "requestId": "boom-1",
+    }
+    assert "secret" not in response.text
+
+
+def test_cursor_encoding_is_opaque_base64():
+    raw = base64.urlsafe_b64decode(encode_cursor("model", "x") + "==")
+    assert json.loads(raw) == ["model", "x"]
