@@ -39,7 +39,9 @@ class PredictionType(Node):
     latency_ms: float = strawberry.field(
         description="Inference time for this prediction (a batch's time divided by its size)."
     )
-    created_at: datetime
+    created_at: datetime = strawberry.field(
+        description="Database time of the storing transaction; one request's predictions share it."
+    )
     request_id: str
     caller: str | None
     idempotency_key: str | None
