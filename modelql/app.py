@@ -24,7 +24,11 @@ from graph.limits import Limits
 from graph.router import create_graphql_router
 from graph.schema import SchemaOptions, build_schema
 from modelql import migrations
-from modelql.middleware import BodySizeLimitMiddleware, RequestTrackingMiddleware
+from modelql.middleware import (
+    BodySizeLimitMiddleware,
+    RequestTrackingMiddleware,
+    graphql_error_body,
+)
 from modelql.settings import AuthMode, Settings
 from models.artifacts import ArtifactStore
 from persistence.database import create_engine, create_sessionmaker
@@ -143,9 +147,7 @@ def graphql_error_response(
 ) -> JSONResponse:
     """An HTTP error shaped like a GraphQL response, for failures before GraphQL runs."""
     return JSONResponse(
-        {"data": None, "errors": [{"message": message, "extensions": {"code": str(code)}}]},
-        status_code=status_code,
-        headers=headers,
+        graphql_error_body(message, str(code)), status_code=status_code, headers=headers
     )
 
 

@@ -64,23 +64,20 @@ class RequestTrackingMiddleware:
                 _log_request(scope, request_id, request_log, status or 500, started)
 
 
-async def _send_unexpected_error(send: Send, request_id: str) -> None:
-    """The masked answer to a failure no handler caught, with the request id to quote."""
-    body = json.dumps(
-        {
-            "data": None,
-            "errors": [
-                {
-                    "message": "Unexpected error.",
-                    "extensions": {"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
-                }
-            ],
-        }
-    ).encode()
+def graphql_error_body(message: str, code: str, **extensions: object) -> dict[str, object]:
+    """A GraphQL-shaped body for a request refused before GraphQL runs."""
+    return {
+        "data": None,
+        "errors": [{"message": message, "extensions": {"code": code, **extensions}}],
+    }
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, object]) -> None:
+    body = json.dumps(payload).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 500,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
@@ -88,6 +85,12 @@ async def _send_unexpected_error(send: Send, request_id: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_unexpected_error(send: Send, request_id: str) -> None:
+    """The masked answer to a failure no handler caught, with the request id to quote."""
+    payload = graphql_error_body("Unexpected error.", "INTERNAL_SERVER_ERROR", requestId=request_id)
+    await _send_json(send, 500, payload)
 
 
 def _log_request(
@@ -151,27 +154,12 @@ class BodySizeLimitMiddleware:
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "errors": [
-                    {
-                        "message": f"Request body is larger than {self.max_bytes} bytes.",
-                        "extensions": {"code": "PAYLOAD_TOO_LARGE", "maximum": self.max_bytes},
-                    }
-                ]
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        payload = graphql_error_body(
+            f"Request body is larger than {self.max_bytes} bytes.",
+            "PAYLOAD_TOO_LARGE",
+            maximum=self.max_bytes,
         )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, payload)
 
 
 class _BodyTooLargeError(Exception):
