@@ -200,16 +200,12 @@ class ModelVersionType(Node):
     created_at: datetime
     trained_at: datetime | None
     labels: list[str] | None = strawberry.field(description="Classes; null for regression.")
-    key: strawberry.Private[uuid.UUID]
-    model_key: strawberry.Private[uuid.UUID]
     row: strawberry.Private[tables.ModelVersion]
 
     @classmethod
     def from_row(cls, row: tables.ModelVersion) -> ModelVersionType:
         return cls(
             id=to_global_id("ModelVersion", row.id),
-            key=row.id,
-            model_key=row.model_id,
             row=row,
             number=row.number,
             description=row.description,
@@ -240,17 +236,17 @@ class ModelVersionType(Node):
 
     @strawberry.field
     async def model(self, info: Info) -> ModelType:
-        row = await info.context.loaders.model_by_id.load(self.model_key)
+        row = await info.context.loaders.model_by_id.load(self.row.model_id)
         assert row is not None, "a version always belongs to an existing model"
         return ModelType.from_row(row)
 
     @strawberry.field
     async def aliases(self, info: Info) -> list[str]:
-        return await info.context.loaders.alias_names_by_version.load(self.key)
+        return await info.context.loaders.alias_names_by_version.load(self.row.id)
 
     @strawberry.field(description="Hyperparameters and data parameters, by name.")
     async def training_arguments(self, info: Info) -> list[TrainingArgument]:
-        rows = await info.context.loaders.training_arguments.load(self.key)
+        rows = await info.context.loaders.training_arguments.load(self.row.id)
         return [TrainingArgument(name=row.name, value=row.value, kind=row.kind) for row in rows]
 
     @strawberry.field(description="One training argument; null when unknown.")
@@ -262,7 +258,7 @@ class ModelVersionType(Node):
     async def performance(
         self, info: Info, split: DataSplit | None = None, slice: str | None = None
     ) -> list[PerformanceSlice]:
-        groups = group_performance(await info.context.loaders.metrics.load(self.key))
+        groups = group_performance(await info.context.loaders.metrics.load(self.row.id))
         return [
             group
             for group in groups
@@ -279,7 +275,7 @@ class ModelVersionType(Node):
     ) -> float | None:
         split = split or DataSplit.TEST
         slice = slice or "overall"
-        rows = await info.context.loaders.metrics.load(self.key)
+        rows = await info.context.loaders.metrics.load(self.row.id)
         return next(
             (
                 row.value
@@ -302,7 +298,7 @@ class ModelVersionType(Node):
     ) -> PredictionConnectionRef:
         from graph.types.predictions import prediction_page
 
-        return await prediction_page(info, first, after, filter, version_id=self.key)
+        return await prediction_page(info, first, after, filter, version_id=self.row.id)
 
 
 @strawberry.type(name="ModelEdge")
