@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,7 +226,7 @@ async def _store(
     scored: ScoredBatch,
     requester: Requester,
     request: PredictionRequest,
-    record_id: Any,
+    record_id: uuid.UUID | None,
 ) -> list[Prediction]:
     latency_ms = scored.latency_ms / len(rows)
     values = [
