@@ -41,10 +41,21 @@ class ModelFilter:
     )
 
 
+NODE_SCOPES = {"Model": Scope.READ, "ModelVersion": Scope.READ, "Prediction": Scope.AUDIT}
+
+
 async def _node(info: Info, global_id: str, *, expected: str | None = None) -> Node | None:
+    """The object behind a global id, if the caller's key has the scope its type needs."""
     type_name, key = from_global_id(global_id)
-    if expected is not None and type_name != expected:
+    if type_name not in NODE_SCOPES or expected not in (None, type_name):
         return None
+    scope = NODE_SCOPES[type_name]
+    if scope not in info.context.scopes:
+        raise ClientError(
+            f"A {type_name} needs an API key with the `{scope}` scope.",
+            ErrorCode.FORBIDDEN,
+            requiredScope=str(scope),
+        )
     loaders = info.context.loaders
     if type_name == "Model":
         model = await loaders.model_by_id.load(key)
@@ -52,23 +63,15 @@ async def _node(info: Info, global_id: str, *, expected: str | None = None) -> N
     if type_name == "ModelVersion":
         version = await loaders.version_by_id.load(key)
         return ModelVersionType.from_row(version) if version else None
-    if type_name == "Prediction":
-        if Scope.AUDIT not in info.context.scopes:
-            raise ClientError(
-                "Predictions need an API key with the `audit` scope.",
-                ErrorCode.FORBIDDEN,
-                requiredScope=str(Scope.AUDIT),
-            )
-        prediction = await loaders.prediction_by_id.load(key)
-        return PredictionType.from_row(prediction) if prediction else None
-    return None
+    prediction = await loaders.prediction_by_id.load(key)
+    return PredictionType.from_row(prediction) if prediction else None
 
 
 @strawberry.type
 class Query:
     @strawberry.field(
-        description="Any object by its global id; null when it does not exist.",
-        permission_classes=[CanRead],
+        description="Any object by its global id; null when it does not exist. Models and "
+        "versions need the `read` scope, predictions `audit`."
     )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await _node(info, id)

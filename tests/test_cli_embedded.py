@@ -21,7 +21,11 @@ import numpy as np
 import psutil
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import graphql, libpq_url
+
+from services import api_keys
+from services.api_keys import Scope
 
 pytestmark = pytest.mark.slow  # every test here starts `modelql` processes
 
@@ -388,3 +392,49 @@ async def test_register_refuses_an_estimator_without_feature_names_or_signature(
     assert "--signature" in _said(result)
     body = await graphql(client, "query($n: String!) { model(name: $n) { name } }", {"n": model})
     assert body["data"]["model"] is None
+
+
+# --- API keys from the command line -----------------------------------------------------------
+
+
+async def test_keys_are_created_once_listed_without_secret_and_revoked(
+    cli_env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
+):
+    name = f"cli-key-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    created = _run_cli(["keys", "create", "--name", name, "--scopes", "read,audit"], cli_env)
+    assert created.returncode == 0, _said(created)
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("mql_")
+    async with sessionmaker() as session:
+        caller = await api_keys.authenticate(session, key)
+    assert caller is not None
+    assert caller.name == name
+    assert caller.scopes == {Scope.READ, Scope.AUDIT}
+
+    listed = _run_cli(["keys", "list"], cli_env)
+    assert name in listed.stdout
+    assert key not in listed.stdout + listed.stderr
+
+    bad_scope = _run_cli(["keys", "create", "--name", f"{name}-x", "--scopes", "write"], cli_env)
+    assert bad_scope.returncode != 0
+    assert "Scopes must be" in _said(bad_scope)
+
+    revoked = _run_cli(["keys", "revoke", name], cli_env)
+    assert revoked.returncode == 0, _said(revoked)
+    async with sessionmaker() as session:
+        assert await api_keys.authenticate(session, key) is None
+    again = _run_cli(["keys", "revoke", name], cli_env)
+    assert again.returncode != 0
+
+
+def test_serving_without_auth_off_loopback_is_refused():
+    result = subprocess.run(
+        [MODELQL, "serve", "--host", "0.0.0.0", "--port", str(_free_port())],
+        env=_base_env(MODELQL_AUTH_MODE="disabled"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert "MODELQL_AUTH_MODE=required" in _said(result)

@@ -199,3 +199,32 @@ async def test_a_predict_key_cannot_walk_from_its_prediction_into_the_catalogue(
     assert body["errors"][0]["path"] == ["createPrediction", "prediction", "modelVersion"]
     allowed = await secured.post("/graphql", json={"query": query}, headers=bearer(keys["all"]))
     assert allowed.json()["data"]["createPrediction"]["prediction"]["modelVersion"] == {"number": 1}
+
+
+async def test_node_asks_for_the_scope_of_the_type_it_resolves(
+    secured: httpx.AsyncClient, keys: dict[str, str]
+):
+    created = await secured.post(
+        "/graphql", json={"query": PREDICT}, headers=bearer(keys["predict"])
+    )
+    prediction_id = created.json()["data"]["createPrediction"]["prediction"]["id"]
+    model = await secured.post(
+        "/graphql",
+        json={"query": '{ model(name: "iris-classifier") { id } }'},
+        headers=bearer(keys["read"]),
+    )
+    model_id = model.json()["data"]["model"]["id"]
+    query = "query($id: ID!) { node(id: $id) { id } }"
+
+    async def node(key: str, global_id: str) -> dict:
+        response = await secured.post(
+            "/graphql", json={"query": query, "variables": {"id": global_id}}, headers=bearer(key)
+        )
+        return response.json()
+
+    assert (await node(keys["audit"], prediction_id))["data"]["node"] == {"id": prediction_id}
+    assert (await node(keys["read"], prediction_id))["errors"][0]["extensions"][
+        "code"
+    ] == "FORBIDDEN"
+    assert (await node(keys["read"], model_id))["data"]["node"] == {"id": model_id}
+    assert (await node(keys["audit"], model_id))["errors"][0]["extensions"]["code"] == "FORBIDDEN"
