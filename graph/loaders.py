@@ -45,6 +45,7 @@ class Loaders:
         self.default_version = _mapping_loader(db, catalogue.default_versions)
         self.aliases_by_model = _mapping_loader(db, catalogue.aliases_for_models, list)
         self.alias_names_by_version = _mapping_loader(db, catalogue.alias_names_for_versions, list)
+        self.alias_events_by_model = _mapping_loader(db, catalogue.alias_events_for_models, list)
         self.training_arguments = _mapping_loader(
             db, catalogue.training_arguments_for_versions, list
         )

@@ -12,7 +12,14 @@ from sqlalchemy import Row, Select, and_, func, literal, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.tables import Model, ModelAlias, ModelVersion, PerformanceMetric, TrainingArgument
+from persistence.tables import (
+    AliasEvent,
+    Model,
+    ModelAlias,
+    ModelVersion,
+    PerformanceMetric,
+    TrainingArgument,
+)
 
 DEFAULT_ALIAS = "production"
 
@@ -161,6 +168,21 @@ async def aliases_for_models(
     grouped: dict[uuid.UUID, list[ModelAlias]] = defaultdict(list)
     for alias in await session.scalars(statement):
         grouped[alias.model_id].append(alias)
+    return grouped
+
+
+async def alias_events_for_models(
+    session: AsyncSession, model_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[AliasEvent]]:
+    """Every alias move of each model, newest first."""
+    statement = (
+        select(AliasEvent)
+        .where(AliasEvent.model_id.in_(model_ids))
+        .order_by(AliasEvent.changed_at.desc(), AliasEvent.id.desc())
+    )
+    grouped: dict[uuid.UUID, list[AliasEvent]] = defaultdict(list)
+    for event in await session.scalars(statement):
+        grouped[event.model_id].append(event)
     return grouped
 
 

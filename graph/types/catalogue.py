@@ -95,6 +95,14 @@ class ModelType(Node):
         return [ModelAliasType(alias=row.alias, version_id=row.version_id) for row in rows]
 
     @strawberry.field(
+        description="Every move of this model's aliases, newest first: which version an alias "
+        "such as `production` pointed at, when and by whom."
+    )
+    async def alias_history(self, info: Info, alias: str | None = None) -> list[AliasChange]:
+        events = await info.context.loaders.alias_events_by_model.load(self.key)
+        return [AliasChange.from_row(event) for event in events if alias in (None, event.alias)]
+
+    @strawberry.field(
         description="Predictions made by any version of this model, newest first.",
         permission_classes=[CanAudit],
     )
@@ -120,6 +128,38 @@ class ModelAliasType:
         row = await info.context.loaders.version_by_id.load(self.version_id)
         assert row is not None, "an alias always points at an existing version"
         return ModelVersionType.from_row(row)
+
+
+@strawberry.type(description="One move of an alias; a null version means none (set or removed).")
+class AliasChange:
+    alias: str
+    changed_at: datetime
+    changed_by: str | None
+    from_version_id: strawberry.Private[uuid.UUID | None]
+    to_version_id: strawberry.Private[uuid.UUID | None]
+
+    @classmethod
+    def from_row(cls, row: tables.AliasEvent) -> AliasChange:
+        return cls(
+            alias=row.alias,
+            changed_at=row.changed_at,
+            changed_by=row.changed_by,
+            from_version_id=row.from_version_id,
+            to_version_id=row.to_version_id,
+        )
+
+    @strawberry.field
+    async def from_version(self, info: Info) -> ModelVersionType | None:
+        return await _version_or_none(info, self.from_version_id)
+
+    @strawberry.field
+    async def to_version(self, info: Info) -> ModelVersionType | None:
+        return await _version_or_none(info, self.to_version_id)
+
+
+async def _version_or_none(info: Info, version_id: uuid.UUID | None) -> ModelVersionType | None:
+    row = await info.context.loaders.version_by_id.load(version_id) if version_id else None
+    return ModelVersionType.from_row(row) if row else None
 
 
 @strawberry.type(description="One input feature of a model's signature.")

@@ -281,3 +281,18 @@ async def test_dataset_labels_and_checksums(client: httpx.AsyncClient):
     }
     assert iris["createdAt"].endswith("+00:00")
     assert body["data"]["diabetes"]["labels"] is None
+
+
+async def test_alias_history_tells_which_version_an_alias_pointed_at(client: httpx.AsyncClient):
+    body = await graphql(
+        client,
+        """{ model(name: "iris-classifier") {
+             all: aliasHistory { alias fromVersion { number } toVersion { number } changedAt changedBy }
+             production: aliasHistory(alias: "production") { alias toVersion { number } } } }""",
+    )
+    model = body["data"]["model"]
+    moves = {(move["alias"], move["toVersion"]["number"]) for move in model["all"]}
+    assert moves == {("production", 1), ("challenger", 2)}
+    assert all(move["fromVersion"] is None for move in model["all"])
+    assert all(move["changedBy"] == "tests" for move in model["all"])
+    assert model["production"] == [{"alias": "production", "toVersion": {"number": 1}}]
