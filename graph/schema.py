@@ -31,7 +31,7 @@ from graph.types.predictions import PredictionType
 class SchemaOptions:
     query_cache_size: int = 256
     max_query_depth: int = 15
-    max_query_tokens: int = 10_000
+    max_query_tokens: int = 3_000
     max_query_aliases: int = 50
     introspection: bool = True
 

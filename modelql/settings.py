@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_page_size: int = Field(default=100, ge=1)
     max_query_depth: int = Field(default=15, ge=1)
-    max_query_tokens: int = Field(default=10_000, ge=10)
+    max_query_tokens: int = Field(default=3_000, ge=10)
     max_query_aliases: int = Field(default=50, ge=1)
     execution_timeout_s: float = Field(default=15.0, gt=0)
     query_cache_size: int = Field(default=256, ge=1)

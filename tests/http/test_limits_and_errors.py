@@ -35,6 +35,16 @@ async def test_a_query_within_the_depth_limit_runs(client: httpx.AsyncClient):
 async def test_a_document_with_2000_aliases_is_refused(client: httpx.AsyncClient):
     aliases = " ".join(f"a{index}: __typename" for index in range(2000))
     body = await graphql(client, f"{{ {aliases} }}")
+    assert body["errors"][0]["extensions"]["code"] in {"TOO_MANY_ALIASES", "TOO_MANY_TOKENS"}
+    assert body.get("data") is None
+
+
+async def test_more_aliases_than_allowed_are_refused_with_their_own_code(
+    client: httpx.AsyncClient,
+):
+    allowed = " ".join(f"a{index}: __typename" for index in range(50))
+    assert "errors" not in await graphql(client, f"{{ {allowed} }}")
+    body = await graphql(client, f"{{ {allowed} extra: __typename }}")
     assert body["errors"][0]["extensions"]["code"] == "TOO_MANY_ALIASES"
 
 
