@@ -92,25 +92,28 @@ def _checked_key(key: str | None) -> str | None:
 
 
 async def _create(info: Info, request: predictions.PredictionRequest) -> list[tables.Prediction]:
-    """Run the use-case in its own transaction; raises UserInputError after rolling back."""
+    """Look up and validate (read-only), score holding no connection, then store in one
+    transaction committed before returning. Raises UserInputError with nothing stored."""
     context = info.context
     requester = predictions.Requester(request_id=context.request_id, caller=context.caller)
-
-    async def in_transaction() -> predictions.PredictionOutcome:
-        async with context.dependencies.sessionmaker.begin() as session:
-            return await predictions.create_predictions(
-                session,
-                context.dependencies.model_cache,
-                request,
-                requester,
-                max_batch_size=context.limits.max_batch_size,
-            )
-
+    sessionmaker = context.dependencies.sessionmaker
+    async with sessionmaker() as session:
+        prepared = await predictions.prepare(
+            session, request, requester, max_batch_size=context.limits.max_batch_size
+        )
+    if isinstance(prepared, predictions.PredictionOutcome):
+        return prepared.predictions
     try:
-        # Shielded: an execution timeout must not cut a transaction between COMMIT and reply.
-        outcome = await asyncio.shield(in_transaction())
+        scored = await predictions.score(context.dependencies.model_cache, prepared)
     except ModelUnavailableError as error:
         raise ClientError(str(error), ErrorCode.MODEL_UNAVAILABLE) from error
+
+    async def in_transaction() -> predictions.PredictionOutcome:
+        async with sessionmaker.begin() as session:
+            return await predictions.store(session, request, requester, prepared, scored)
+
+    # Shielded: an execution timeout must not cut the transaction between COMMIT and reply.
+    outcome = await asyncio.shield(in_transaction())
     if not outcome.replayed:
         context.request_log.predictions_stored += len(outcome.predictions)
     return outcome.predictions

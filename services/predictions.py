@@ -189,15 +189,23 @@ async def _claim_key(
     return claimed
 
 
-async def create_predictions(
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A request checked against its version's signature, ready to be scored."""
+
+    version: ModelVersion
+    rows: list[dict[str, Any]]
+
+
+async def prepare(
     session: AsyncSession,
-    cache: ModelCache,
     request: PredictionRequest,
     requester: Requester,
     *,
     max_batch_size: int,
-) -> PredictionOutcome:
-    """Validate, score and store every instance of the request; flushes, never commits."""
+) -> PreparedRequest | PredictionOutcome:
+    """Replay an earlier identical request, or resolve the version and validate every
+    instance (all problems at once). Reads only: the session can be released before scoring."""
     if request.idempotency_key is not None:
         replayed = await _replay(session, requester, request)
         if replayed is not None:
@@ -205,8 +213,25 @@ async def create_predictions(
     version = await resolve_version(
         session, model=request.model, version=request.version, alias=request.alias
     )
-    rows = validate_request(request, version, max_batch_size=max_batch_size)
-    scored = await cache.score(version, rows)
+    return PreparedRequest(
+        version, validate_request(request, version, max_batch_size=max_batch_size)
+    )
+
+
+async def score(cache: ModelCache, prepared: PreparedRequest) -> ScoredBatch:
+    """Score every row in one estimator call, off the event loop, holding no connection."""
+    return await cache.score(prepared.version, prepared.rows)
+
+
+async def store(
+    session: AsyncSession,
+    request: PredictionRequest,
+    requester: Requester,
+    prepared: PreparedRequest,
+    scored: ScoredBatch,
+) -> PredictionOutcome:
+    """Claim the idempotency key (or replay the concurrent winner) and insert the predictions;
+    flushes, never commits."""
     record_id = None
     if request.idempotency_key is not None:
         record = await _claim_key(session, requester, request)
@@ -215,19 +240,19 @@ async def create_predictions(
             assert replayed is not None, "a conflicting claim is committed before we proceed"
             return PredictionOutcome(replayed, replayed=True)
         record_id = record.id
-    stored = await _store(session, version, rows, scored, requester, request, record_id)
+    stored = await _store(session, prepared, scored, requester, request, record_id)
     return PredictionOutcome(stored, replayed=False)
 
 
 async def _store(
     session: AsyncSession,
-    version: ModelVersion,
-    rows: list[dict[str, Any]],
+    prepared: PreparedRequest,
     scored: ScoredBatch,
     requester: Requester,
     request: PredictionRequest,
     record_id: uuid.UUID | None,
 ) -> list[Prediction]:
+    version, rows = prepared.version, prepared.rows
     latency_ms = scored.latency_ms / len(rows)
     values = [
         {
