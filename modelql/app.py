@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from graph.context import GraphDependencies
 from graph.errors import (
@@ -48,6 +48,7 @@ class Runtime:
     """What the lifespan builds and the probes inspect."""
 
     engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
     model_cache: ModelCache
 
 
@@ -76,15 +77,18 @@ async def ensure_migrated(engine: AsyncEngine, database_url: str, *, migrate: bo
     await asyncio.to_thread(migrations.upgrade_to_head, database_url)
 
 
-async def warm_model_cache(runtime: Runtime) -> None:
-    """Load every model's default version so the first prediction does not pay for it."""
-    async with create_sessionmaker(runtime.engine)() as session:
+async def load_default_versions(runtime: Runtime) -> list[str]:
+    """Load every model's default version (at start-up, so the first prediction does not pay
+    for it; by the readiness probe, to see they still load); returns the ids that failed."""
+    async with runtime.sessionmaker() as session:
         versions = await catalogue.all_default_versions(session)
+    unloadable = []
     for version in versions:
         try:
             await runtime.model_cache.predictor(version)
-        except ModelUnavailableError:
-            logger.exception("default version %s of a model could not be loaded", version.id)
+        except ModelUnavailableError:  # the model cache has logged why, loudly
+            unloadable.append(str(version.id))
+    return unloadable
 
 
 def create_app(settings: Settings, *, database_url: str) -> FastAPI:
@@ -100,13 +104,14 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         )
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
         model_cache = ModelCache(ArtifactStore(settings.artifact_dir))
-        runtime = Runtime(engine=engine, model_cache=model_cache)
+        sessionmaker = create_sessionmaker(engine)
+        runtime = Runtime(engine=engine, sessionmaker=sessionmaker, model_cache=model_cache)
         try:
             await ensure_migrated(engine, database_url, migrate=settings.should_auto_migrate)
-            await warm_model_cache(runtime)
+            await load_default_versions(runtime)
             app.state.runtime = runtime
             app.state.graph_dependencies = GraphDependencies(
-                sessionmaker=create_sessionmaker(engine),
+                sessionmaker=sessionmaker,
                 model_cache=model_cache,
                 limits=Limits(
                     max_page_size=settings.max_page_size, max_batch_size=settings.max_batch_size
@@ -179,14 +184,7 @@ async def readyz(request: Request) -> JSONResponse:
         checks["database"] = "ok"
         revision = await migrations.current_revision(runtime.engine)
         checks["migrations"] = "ok" if revision == migrations.head_revision() else revision
-        async with create_sessionmaker(runtime.engine)() as session:
-            defaults = await catalogue.all_default_versions(session)
-        unloadable = []
-        for version in defaults:
-            try:
-                await runtime.model_cache.predictor(version)
-            except ModelUnavailableError:
-                unloadable.append(str(version.id))
+        unloadable = await load_default_versions(runtime)
         checks["models"] = "ok" if not unloadable else {"unloadable_versions": unloadable}
     except (TimeoutError, OSError, ConnectionError) as error:
         checks["database"] = f"unreachable: {type(error).__name__}"
