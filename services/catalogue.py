@@ -57,10 +57,6 @@ async def list_models(
     return list((await session.scalars(statement)).all())
 
 
-async def get_model_by_name(session: AsyncSession, name: str) -> Model | None:
-    return await session.scalar(select(Model).where(Model.name == name))
-
-
 async def models_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Model]:
     rows = await session.scalars(select(Model).where(Model.id.in_(ids)))
     return {row.id: row for row in rows}

@@ -77,7 +77,7 @@ async def resolve_version(
     session: AsyncSession, *, model: str, version: int | None, alias: str | None
 ) -> ModelVersion:
     """The version a request names, or a user error saying which argument names nothing."""
-    model_row = await catalogue.get_model_by_name(session, model)
+    model_row = (await catalogue.models_by_name(session, [model])).get(model)
     if model_row is None:
         raise UserInputError.single(
             ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {model!r}."
