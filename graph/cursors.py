@@ -7,7 +7,7 @@ import binascii
 import json
 from typing import Any
 
-from graph.errors import bad_input
+from modelql.graph.errors import bad_input
 
 
 def encode_cursor(kind: str, *values: Any) -> str:

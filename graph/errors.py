@@ -11,7 +11,7 @@ from typing import Any
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
 
-from services.errors import is_connection_failure, is_rejected_value
+from modelql.services.errors import is_connection_failure, is_rejected_value
 
 logger = logging.getLogger("modelql.graph")
 
@@ -36,6 +36,10 @@ class ErrorCode(StrEnum):
     QUERY_TOO_DEEP = "QUERY_TOO_DEEP"
     TOO_MANY_ALIASES = "TOO_MANY_ALIASES"
     TOO_MANY_TOKENS = "TOO_MANY_TOKENS"
+    QUERY_TOO_LONG = "QUERY_TOO_LONG"
+    RATE_LIMITED = "RATE_LIMITED"
+    SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
+    SUBSCRIPTION_LIMIT = "SUBSCRIPTION_LIMIT"
 
 
 # Messages of Strawberry's and graphql-core's limit rules, which carry no code of their own.
@@ -63,6 +67,17 @@ class AuthenticationError(Exception):
     """No usable API key; answered with HTTP 401 before any GraphQL runs."""
 
 
+class RateLimitedError(Exception):
+    """The caller's key spent its budget; answered with HTTP 429 before any GraphQL runs."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            f"This API key is over its rate limit; retry in {retry_after_s} s. "
+            "Nothing was executed or stored."
+        )
+        self.retry_after_s = retry_after_s
+
+
 class DatabaseUnavailableError(Exception):
     """The database cannot be reached before any GraphQL runs; answered with HTTP 503."""
 
@@ -82,15 +97,23 @@ def _request_error_code(error: GraphQLError) -> ErrorCode:
     return ErrorCode.GRAPHQL_VALIDATION_FAILED
 
 
+def _is_request_error(error: GraphQLError) -> bool:
+    """Parse, validation and variable errors: raised before any field resolved (a variable a
+    custom scalar refuses carries that scalar's ValueError)."""
+    if error.path is not None:
+        return False
+    original = error.original_error
+    return (
+        original is None
+        or type(original) is GraphQLError
+        or error.message.startswith("Variable '$")
+    )
+
+
 def mark_request_errors(errors: list[GraphQLError], context: Any) -> None:
     """Give parse and validation errors (and limit refusals) their code; with the
     application/graphql-response+json media type such a request error is an HTTP 400."""
-    request_errors = [
-        error
-        for error in errors
-        if error.path is None
-        and (error.original_error is None or type(error.original_error) is GraphQLError)
-    ]
+    request_errors = [error for error in errors if _is_request_error(error)]
     for error in request_errors:
         if error.extensions is None:
             error.extensions = {}
@@ -130,6 +153,12 @@ class MaskUnexpectedErrors(SchemaExtension):
     def _classify(error: GraphQLError, request_id: str | None) -> GraphQLError:
         original = error.original_error
         if original is None or isinstance(original, ClientError | GraphQLError):
+            # e.g. a value the output type cannot represent: the server's fault, not the client's
+            if not (error.extensions or {}).get("code"):
+                error.extensions = {
+                    **(error.extensions or {}),
+                    "code": str(ErrorCode.INTERNAL_SERVER_ERROR),
+                }
             return error
         if is_rejected_value(original):
             return GraphQLError(

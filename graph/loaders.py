@@ -1,23 +1,31 @@
-"""DataLoaders built per request: each batches its keys into one service call (one statement)."""
+"""DataLoaders built per request: each batches its keys into one call (at most one statement;
+none when the in-memory catalogue already holds the answer)."""
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
-from graph.request_database import RequestDatabase
-from persistence import tables
-from services import audit, catalogue
+from modelql.graph.request_database import RequestDatabase
+from modelql.models.metrics import PerformanceRecord
+from modelql.services import audit, catalogue, outcomes
+from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
+from modelql.services.live_performance import live_performance
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 PageKey = tuple[uuid.UUID, int, int | None]
+LiveKey = tuple[uuid.UUID, datetime | None, datetime | None, bool]
+"""(version id, since, until, with named slices)."""
+WindowKey = tuple[uuid.UUID, datetime | None, datetime | None]
+"""(version id, since, until)."""
 """(model id, page size + 1, exclusive upper bound on the version number)."""
 
 
@@ -36,34 +44,40 @@ def _mapping_loader(
 class Loaders:
     """Every relation a list can fan out to, batched for the lifetime of one request."""
 
-    def __init__(self, db: RequestDatabase) -> None:
+    def __init__(
+        self, db: RequestDatabase, memory: catalogue.Catalogue, drift_policy: DriftPolicy
+    ) -> None:
         self.model_by_id = _mapping_loader(db, catalogue.models_by_id)
         self.model_by_name = _mapping_loader(db, catalogue.models_by_name)
-        self.version_by_id = _mapping_loader(db, catalogue.versions_by_id)
-        self.version_by_number = _mapping_loader(db, catalogue.versions_by_number)
-        self.version_by_alias = _mapping_loader(db, catalogue.versions_by_alias)
-        self.default_version = _mapping_loader(db, catalogue.default_versions)
-        self.aliases_by_model = _mapping_loader(db, catalogue.aliases_for_models, list)
-        self.alias_names_by_version = _mapping_loader(db, catalogue.alias_names_for_versions, list)
+        self.version_by_id = _mapping_loader(db, memory.versions)
+        self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
         self.alias_events_by_model = _mapping_loader(db, catalogue.alias_events_for_models, list)
+        self.split_events_by_model = _mapping_loader(db, catalogue.split_events_for_models, list)
         self.training_arguments = _mapping_loader(
             db, catalogue.training_arguments_for_versions, list
         )
         self.metrics = _mapping_loader(db, catalogue.metrics_for_versions, list)
         self.prediction_by_id = _mapping_loader(db, audit.predictions_by_id)
-        self.versions_page: DataLoader[PageKey, list[tables.ModelVersion]] = DataLoader(
-            load_fn=lambda keys: self._load_version_pages(db, keys)
+        self.outcome_history = _mapping_loader(db, outcomes.histories, list)
+        self.live_performance: DataLoader[LiveKey, list[PerformanceRecord]] = DataLoader(
+            load_fn=lambda keys: self._load_live(db, memory, keys)
+        )
+        self.input_drift: DataLoader[WindowKey, DriftReport] = DataLoader(
+            load_fn=lambda keys: self._load_drift(db, memory, drift_policy, keys)
+        )
+        self.versions_page: DataLoader[PageKey, list[catalogue.Version]] = DataLoader(
+            load_fn=lambda keys: self._load_version_pages(db, memory, keys)
         )
 
     @staticmethod
     async def _load_version_pages(
-        db: RequestDatabase, keys: list[PageKey]
-    ) -> list[list[tables.ModelVersion]]:
+        db: RequestDatabase, memory: catalogue.Catalogue, keys: list[PageKey]
+    ) -> list[list[catalogue.Version]]:
         """One statement per distinct (page size, cursor) pair, whatever the number of models."""
         by_page: dict[tuple[int, int | None], list[uuid.UUID]] = defaultdict(list)
         for model_id, limit, before in keys:
             by_page[(limit, before)].append(model_id)
-        pages: dict[PageKey, list[tables.ModelVersion]] = {}
+        pages: dict[PageKey, list[catalogue.Version]] = {}
         for (limit, before), model_ids in by_page.items():
             found = await db.run(
                 lambda session, ids=model_ids, limit=limit, before=before: (
@@ -73,5 +87,53 @@ class Loaders:
                 )
             )
             for model_id in model_ids:
-                pages[(model_id, limit, before)] = found.get(model_id, [])
+                pages[(model_id, limit, before)] = memory.remember(found.get(model_id, []))
         return [pages[key] for key in keys]
+
+    @staticmethod
+    async def _load_live(
+        db: RequestDatabase, memory: catalogue.Catalogue, keys: list[LiveKey]
+    ) -> list[list[PerformanceRecord]]:
+        """One statement per distinct window, whatever the number of versions and fields
+        (named slices are computed for all when any field asks for them)."""
+        by_window: dict[tuple[datetime | None, datetime | None], list[LiveKey]] = defaultdict(list)
+        for key in keys:
+            by_window[(key[1], key[2])].append(key)
+        found: dict[LiveKey, list[PerformanceRecord]] = {}
+        for (since, until), window_keys in by_window.items():
+            version_ids = list({key[0] for key in window_keys})
+            named = any(key[3] for key in window_keys)
+            records = await db.run(
+                lambda session, ids=version_ids, since=since, until=until, named=named: (
+                    live_performance(
+                        session, memory, ids, since=since, until=until, named_slices=named
+                    )
+                )
+            )
+            for key in window_keys:
+                found[key] = records.get(key[0], [])
+        return [found[key] for key in keys]
+
+    @staticmethod
+    async def _load_drift(
+        db: RequestDatabase,
+        memory: catalogue.Catalogue,
+        policy: DriftPolicy,
+        keys: list[WindowKey],
+    ) -> list[DriftReport]:
+        """Two statements per distinct window, whatever the number of versions."""
+        by_window: dict[tuple[datetime | None, datetime | None], list[uuid.UUID]] = defaultdict(
+            list
+        )
+        for version_id, since, until in keys:
+            by_window[(since, until)].append(version_id)
+        found: dict[WindowKey, DriftReport] = {}
+        for (since, until), version_ids in by_window.items():
+            reports = await db.run(
+                lambda session, ids=version_ids, since=since, until=until: drift_reports(
+                    session, memory, ids, since=since, until=until, policy=policy
+                )
+            )
+            for version_id in version_ids:
+                found[(version_id, since, until)] = reports[version_id]
+        return [found[key] for key in keys]

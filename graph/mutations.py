@@ -1,34 +1,36 @@
-"""The Mutation root: one transaction per mutation, committed before the payload is returned."""
+"""The Mutation root: each mutation maps its input to one use-case call and the outcome to its
+payload; what a mutation stores is committed before the payload is returned."""
 
 from __future__ import annotations
 
-import asyncio
-from enum import Enum
+import uuid
+from datetime import datetime
 from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
 
-from graph.context import GraphContext
-from graph.errors import ClientError, ErrorCode, bad_input
-from graph.permissions import CanPredict
-from graph.types.predictions import PredictionType
-from persistence import tables
-from services import predictions
-from services.errors import ErrorCode as DomainCode
-from services.errors import ModelUnavailableError, UserInputError
+from modelql.graph.context import GraphContext
+from modelql.graph.errors import ClientError, ErrorCode, bad_input
+from modelql.graph.permissions import CanAdmin, CanGiveFeedback, CanPredict
+from modelql.graph.types.node import from_global_id
+from modelql.graph.types.nodes import ModelType, PredictionType
+from modelql.graph.types.predictions import OutcomeType
+from modelql.services import outcomes, predictions, registration
+from modelql.services.errors import ErrorCode as DomainCode
+from modelql.services.errors import ModelUnavailableError, UserInputError
 
 Info = strawberry.Info[GraphContext, None]
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+MAX_ROUTING_KEY_LENGTH = 200
+ROUTING_KEY = (
+    "With a traffic split and neither version nor alias: the same key always gets the same "
+    "version while the split is unchanged (e.g. a user id). Default: the caller (the API key); "
+    "without authentication, each request is drawn on its own."
+)
 
 
-@strawberry.enum
-class UserErrorCode(Enum):
-    MODEL_NOT_FOUND = DomainCode.MODEL_NOT_FOUND.value
-    VERSION_NOT_FOUND = DomainCode.VERSION_NOT_FOUND.value
-    INVALID_FEATURES = DomainCode.INVALID_FEATURES.value
-    BATCH_TOO_LARGE = DomainCode.BATCH_TOO_LARGE.value
-    IDEMPOTENCY_CONFLICT = DomainCode.IDEMPOTENCY_CONFLICT.value
+UserErrorCode = strawberry.enum(DomainCode, name="UserErrorCode")
 
 
 @strawberry.type(description="A problem with the input; nothing was stored.")
@@ -42,7 +44,7 @@ class UserError:
         return [
             cls(
                 field=list(problem.path),
-                code=UserErrorCode(problem.code.value),
+                code=problem.code,
                 message=problem.message,
             )
             for problem in error.problems
@@ -58,6 +60,7 @@ class CreatePredictionInput:
     alias: str | None = None
     features: JSON = strawberry.field(description="Object: feature name -> value.")
     idempotency_key: str | None = None
+    routing_key: str | None = strawberry.field(default=None, description=ROUTING_KEY)
 
 
 @strawberry.input
@@ -67,6 +70,38 @@ class CreatePredictionsInput:
     alias: str | None = None
     instances: list[JSON] = strawberry.field(description="Each an object like `features`.")
     idempotency_key: str | None = None
+    routing_key: str | None = strawberry.field(default=None, description=ROUTING_KEY)
+
+
+@strawberry.input
+class SetAliasInput:
+    model: str
+    alias: str
+    version: int
+
+
+@strawberry.type
+class SetAliasPayload:
+    model: ModelType | None
+    user_errors: list[UserError]
+
+
+@strawberry.input(description="A version's weight; shares are weight over the sum of weights.")
+class TrafficShareInput:
+    version: int
+    weight: float = strawberry.field(description="Positive and finite.")
+
+
+@strawberry.input
+class SetTrafficSplitInput:
+    model: str
+    shares: list[TrafficShareInput] = strawberry.field(description="Empty: remove the split.")
+
+
+@strawberry.type
+class SetTrafficSplitPayload:
+    model: ModelType | None
+    user_errors: list[UserError]
 
 
 @strawberry.type
@@ -81,6 +116,61 @@ class CreatePredictionsPayload:
     user_errors: list[UserError]
 
 
+@strawberry.input(
+    description="The truth about one prediction: name it by `predictionId`, or by `requestId` "
+    "and `batchIndex`; give `label` (classification) or `value` (regression)."
+)
+class OutcomeInput:
+    prediction_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The prediction's global id."
+    )
+    request_id: str | None = strawberry.field(
+        default=None, description="The X-Request-ID of the request that made the prediction."
+    )
+    batch_index: int | None = strawberry.field(
+        default=None, description="Position in that request's batch; default 0."
+    )
+    label: str | None = strawberry.field(default=None, description="One of the version's labels.")
+    value: float | None = strawberry.field(default=None, description="Finite.")
+    observed_at: datetime | None = strawberry.field(
+        default=None, description="When the truth became known; default: now."
+    )
+
+    def request(self) -> outcomes.OutcomeRequest:
+        return outcomes.OutcomeRequest(
+            prediction_id=_prediction_key(self.prediction_id),
+            request_id=self.request_id,
+            batch_index=self.batch_index,
+            label=self.label,
+            value=self.value,
+            observed_at=self.observed_at,
+        )
+
+
+def _prediction_key(global_id: str | None) -> uuid.UUID | None:
+    """The prediction's database id; NO_PREDICTION for an id that names no prediction."""
+    if global_id is None:
+        return None
+    try:
+        type_name, key = from_global_id(global_id, argument="predictionId")
+    except ClientError:
+        return outcomes.NO_PREDICTION
+    return key if type_name == "Prediction" else outcomes.NO_PREDICTION
+
+
+@strawberry.input(description="At most MODELQL_MAX_BATCH_SIZE outcomes; all or nothing.")
+class RecordOutcomesInput:
+    outcomes: list[OutcomeInput]
+
+
+@strawberry.type
+class RecordOutcomesPayload:
+    outcomes: list[OutcomeType] = strawberry.field(
+        description="For each input, in order, the outcome that now counts for its prediction."
+    )
+    user_errors: list[UserError]
+
+
 def _checked_key(key: str | None) -> str | None:
     if key is not None and (not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or "\x00" in key):
         raise bad_input(
@@ -91,32 +181,37 @@ def _checked_key(key: str | None) -> str | None:
     return key
 
 
-async def _create(info: Info, request: predictions.PredictionRequest) -> list[tables.Prediction]:
-    """Look up and validate (read-only), score holding no connection, then store in one
-    transaction committed before returning. Raises UserInputError with nothing stored."""
+def _checked_routing_key(key: str | None) -> str | None:
+    if key is not None and (not 0 < len(key) <= MAX_ROUTING_KEY_LENGTH or "\x00" in key):
+        raise bad_input(
+            f"`routingKey` must be 1 to {MAX_ROUTING_KEY_LENGTH} characters long, "
+            "without NUL characters.",
+            "routingKey",
+        )
+    return key
+
+
+async def _model(info: Info, name: str) -> ModelType | None:
+    """The model as committed, with routes re-read: this process sees its own change at once
+    (other processes on the catalogue notification)."""
+    info.context.dependencies.catalogue.forget_routes()
+    row = await info.context.loaders.model_by_name.load(name)
+    return ModelType.from_row(row) if row else None
+
+
+async def _create(info: Info, request: predictions.PredictionRequest) -> list[PredictionType]:
+    """The request's stored predictions, committed; UserInputError with nothing stored."""
     context = info.context
     requester = predictions.Requester(request_id=context.request_id, caller=context.caller)
-    sessionmaker = context.dependencies.sessionmaker
-    async with sessionmaker() as session:
-        prepared = await predictions.prepare(
-            session, request, requester, max_batch_size=context.limits.max_batch_size
-        )
-    if isinstance(prepared, predictions.PredictionOutcome):
-        return prepared.predictions
     try:
-        scored = await predictions.score(context.dependencies.model_cache, prepared)
+        outcome = await context.dependencies.predictions.create(request, requester)
     except ModelUnavailableError as error:
         raise ClientError(str(error), ErrorCode.MODEL_UNAVAILABLE) from error
-
-    async def in_transaction() -> predictions.PredictionOutcome:
-        async with sessionmaker.begin() as session:
-            return await predictions.store(session, request, requester, prepared, scored)
-
-    # Shielded: an execution timeout must not cut the transaction between COMMIT and reply.
-    outcome = await asyncio.shield(in_transaction())
     if not outcome.replayed:
         context.request_log.predictions_stored += len(outcome.predictions)
-    return outcome.predictions
+    return [
+        PredictionType.from_row(row, created_by_this_request=True) for row in outcome.predictions
+    ]
 
 
 @strawberry.type
@@ -134,14 +229,13 @@ class Mutation:
             instances=[input.features],
             batch=False,
             idempotency_key=_checked_key(input.idempotency_key),
+            routing_key=_checked_routing_key(input.routing_key),
         )
         try:
             stored = await _create(info, request)
         except UserInputError as error:
             return CreatePredictionPayload(prediction=None, user_errors=UserError.from_error(error))
-        return CreatePredictionPayload(
-            prediction=PredictionType.from_row(stored[0]), user_errors=[]
-        )
+        return CreatePredictionPayload(prediction=stored[0], user_errors=[])
 
     @strawberry.mutation(
         description="Validate, score and store a batch: all or nothing.",
@@ -158,11 +252,71 @@ class Mutation:
             instances=instances,
             batch=True,
             idempotency_key=_checked_key(input.idempotency_key),
+            routing_key=_checked_routing_key(input.routing_key),
         )
         try:
             stored = await _create(info, request)
         except UserInputError as error:
             return CreatePredictionsPayload(predictions=[], user_errors=UserError.from_error(error))
-        return CreatePredictionsPayload(
-            predictions=[PredictionType.from_row(row) for row in stored], user_errors=[]
-        )
+        return CreatePredictionsPayload(predictions=stored, user_errors=[])
+
+    @strawberry.mutation(
+        description="Point an alias at a version; the move is kept in `aliasHistory`.",
+        permission_classes=[CanAdmin],
+    )
+    async def set_alias(self, info: Info, input: SetAliasInput) -> SetAliasPayload:
+        try:
+            async with info.context.dependencies.sessionmaker.begin() as session:
+                await registration.set_alias(
+                    session,
+                    model_name=input.model,
+                    alias=input.alias,
+                    number=input.version,
+                    actor=info.context.caller,
+                )
+        except UserInputError as error:
+            return SetAliasPayload(model=None, user_errors=UserError.from_error(error))
+        return SetAliasPayload(model=await _model(info, input.model), user_errors=[])
+
+    @strawberry.mutation(
+        description="Set the traffic split of requests naming neither version nor alias; an "
+        "empty list removes it. Changes are kept in `trafficSplitHistory`.",
+        permission_classes=[CanAdmin],
+    )
+    async def set_traffic_split(
+        self, info: Info, input: SetTrafficSplitInput
+    ) -> SetTrafficSplitPayload:
+        try:
+            async with info.context.dependencies.sessionmaker.begin() as session:
+                await registration.set_traffic_split(
+                    session,
+                    model_name=input.model,
+                    shares=[(share.version, share.weight) for share in input.shares],
+                    actor=info.context.caller,
+                )
+        except UserInputError as error:
+            return SetTrafficSplitPayload(model=None, user_errors=UserError.from_error(error))
+        return SetTrafficSplitPayload(model=await _model(info, input.model), user_errors=[])
+
+    @strawberry.mutation(
+        description="Record ground truth for stored predictions (all or nothing). Recording the "
+        "outcome that already counts changes nothing; a different one is a correction.",
+        permission_classes=[CanGiveFeedback],
+    )
+    async def record_outcomes(
+        self, info: Info, input: RecordOutcomesInput
+    ) -> RecordOutcomesPayload:
+        context = info.context
+        requests = [item.request() for item in input.outcomes]
+        try:
+            async with context.dependencies.sessionmaker.begin() as session:
+                rows = await outcomes.record(
+                    session,
+                    context.dependencies.catalogue,
+                    requests,
+                    caller=context.caller,
+                    max_batch_size=context.dependencies.max_batch_size,
+                )
+        except UserInputError as error:
+            return RecordOutcomesPayload(outcomes=[], user_errors=UserError.from_error(error))
+        return RecordOutcomesPayload(outcomes=[OutcomeType.of(row) for row in rows], user_errors=[])

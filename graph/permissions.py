@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 from strawberry.permission import BasePermission
 
-from services.api_keys import Scope
+from modelql.services.api_keys import Scope
 
 
 def require_scope(scope: Scope) -> type[BasePermission]:
@@ -27,3 +27,5 @@ def require_scope(scope: Scope) -> type[BasePermission]:
 CanRead = require_scope(Scope.READ)
 CanPredict = require_scope(Scope.PREDICT)
 CanAudit = require_scope(Scope.AUDIT)
+CanAdmin = require_scope(Scope.ADMIN)
+CanGiveFeedback = require_scope(Scope.FEEDBACK)

@@ -4,32 +4,21 @@ from __future__ import annotations
 
 import strawberry
 
-from graph.context import GraphContext
-from graph.cursors import decode_cursor, encode_cursor
-from graph.errors import ClientError, ErrorCode
-from graph.permissions import CanAudit, CanRead
-from graph.types.catalogue import (
-    ModelConnection,
-    ModelEdge,
-    ModelType,
-    ModelVersionType,
-    select_version,
-)
-from graph.types.enums import ModelTask
-from graph.types.node import Node, from_global_id
-from graph.types.pagination import PageInfo
-from graph.types.predictions import (
-    PredictionConnection,
-    PredictionFilter,
-    PredictionStats,
-    PredictionType,
-    prediction_page,
-)
-from services import audit, catalogue
-from services.api_keys import Scope
+from modelql.graph.context import GraphContext
+from modelql.graph.errors import ClientError, ErrorCode
+from modelql.graph.paging import model_page, prediction_page, select_version
+from modelql.graph.permissions import CanAudit, CanRead
+from modelql.graph.types.comparison import VersionComparison, VersionSelector
+from modelql.graph.types.connection import Connection
+from modelql.graph.types.enums import ModelTask
+from modelql.graph.types.node import Node, from_global_id
+from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
+from modelql.graph.types.predictions import PredictionFilter, PredictionStatsType
+from modelql.services import catalogue, comparison
+from modelql.services.api_keys import Scope
+from modelql.services.errors import UserInputError
 
 Info = strawberry.Info[GraphContext, None]
-MODEL_CURSOR = "model"
 
 
 @strawberry.input(description="Narrows the model list; every field given must hold.")
@@ -39,6 +28,12 @@ class ModelFilter:
     search: str | None = strawberry.field(
         default=None, description="Case-insensitive match on name or description."
     )
+
+    @staticmethod
+    def query(where: ModelFilter | None) -> catalogue.ModelFilter:
+        if where is None:
+            return catalogue.ModelFilter()
+        return catalogue.ModelFilter(task=where.task, tag=where.tag, search=where.search)
 
 
 NODE_SCOPES = {"Model": Scope.READ, "ModelVersion": Scope.READ, "Prediction": Scope.AUDIT}
@@ -62,7 +57,7 @@ async def _node(info: Info, global_id: str, *, expected: str | None = None) -> N
         return ModelType.from_row(model) if model else None
     if type_name == "ModelVersion":
         version = await loaders.version_by_id.load(key)
-        return ModelVersionType.from_row(version) if version else None
+        return ModelVersionType.from_version(version) if version else None
     prediction = await loaders.prediction_by_id.load(key)
     return PredictionType.from_row(prediction) if prediction else None
 
@@ -83,33 +78,9 @@ class Query:
         first: int | None = 20,
         after: str | None = None,
         filter: ModelFilter | None = None,
-    ) -> ModelConnection:
-        size = info.context.limits.page_size(first, default=20)
-        after_name = (
-            decode_cursor(MODEL_CURSOR, after, types=(str,))[0] if after is not None else None
-        )
-        where = catalogue.ModelFilter(
-            task=filter.task.value if filter and filter.task else None,
-            tag=filter.tag if filter else None,
-            search=filter.search if filter else None,
-        )
-        rows = await info.context.db.run(
-            lambda session: catalogue.list_models(
-                session, limit=size + 1, after_name=after_name, where=where
-            )
-        )
-        edges = [
-            ModelEdge(cursor=encode_cursor(MODEL_CURSOR, row.name), node=ModelType.from_row(row))
-            for row in rows[:size]
-        ]
-        return ModelConnection(
-            edges=edges,
-            page_info=PageInfo.of(
-                [edge.cursor for edge in edges],
-                has_next_page=len(rows) > size,
-                has_previous_page=after is not None,
-            ),
-        )
+    ) -> Connection[ModelType]:
+        page = await model_page(info, first, after, ModelFilter.query(filter))
+        return Connection.of(page, ModelType.from_row)
 
     @strawberry.field(
         description="A model by name; null when unknown.", permission_classes=[CanRead]
@@ -126,10 +97,8 @@ class Query:
         self, info: Info, model: str, version: int | None = None, alias: str | None = None
     ) -> ModelVersionType | None:
         model_row = await info.context.loaders.model_by_name.load(model)
-        if model_row is None:
-            return None
-        row = await select_version(info, model_row.id, version, alias)
-        return ModelVersionType.from_row(row) if row else None
+        found = await select_version(info, model_row.id, version, alias) if model_row else None
+        return ModelVersionType.from_version(found) if found else None
 
     @strawberry.field(
         description="Stored predictions, newest first.", permission_classes=[CanAudit]
@@ -140,8 +109,9 @@ class Query:
         first: int | None = 50,
         after: str | None = None,
         filter: PredictionFilter | None = None,
-    ) -> PredictionConnection:
-        return await prediction_page(info, first, after, filter)
+    ) -> Connection[PredictionType]:
+        page = await prediction_page(info, first, after, PredictionFilter.query(filter))
+        return Connection.of(page, PredictionType.from_row)
 
     @strawberry.field(
         description="A stored prediction by id; null when unknown.", permission_classes=[CanAudit]
@@ -155,9 +125,43 @@ class Query:
     )
     async def prediction_stats(
         self, info: Info, filter: PredictionFilter | None = None
-    ) -> PredictionStats:
-        query = (filter or PredictionFilter()).to_query()
-        statistics = await info.context.db.run(
-            lambda session: audit.prediction_statistics(session, query)
+    ) -> PredictionStatsType:
+        return PredictionStatsType.of(PredictionFilter.query(filter))
+
+    @strawberry.field(
+        description="Re-score a sample of stored predictions of the model (the newest matching "
+        "`filter`, at most 10000) with the `candidate` version and compare with the `baseline` "
+        "version, or by default with what each prediction answered. Stores nothing.",
+        permission_classes=[CanAudit],
+    )
+    async def compare_versions(
+        self,
+        info: Info,
+        model: str,
+        candidate: VersionSelector,
+        baseline: VersionSelector | None = None,
+        filter: PredictionFilter | None = None,
+        sample: int | None = 1000,
+    ) -> VersionComparison:
+        sample = 1000 if sample is None else sample
+        if not 1 <= sample <= comparison.MAX_SAMPLE:
+            raise ClientError(
+                f"Argument `sample` must be 1 to {comparison.MAX_SAMPLE}, got {sample}.",
+                ErrorCode.BAD_USER_INPUT,
+                argument="sample",
+            )
+        request = comparison.ComparisonRequest(
+            model=model,
+            candidate=candidate.to_selector(),
+            baseline=baseline.to_selector() if baseline else None,
+            query=PredictionFilter.query(filter),
+            sample=sample,
         )
-        return PredictionStats.of(statistics)
+        try:
+            result = await info.context.dependencies.comparisons.compare(request)
+        except UserInputError as error:
+            problem = error.problems[0]
+            raise ClientError(
+                problem.message, ErrorCode.BAD_USER_INPUT, argument=".".join(problem.path)
+            ) from None
+        return VersionComparison.of(result)

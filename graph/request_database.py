@@ -35,6 +35,8 @@ class RequestDatabase:
                 raise
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the session (waiting for work in progress); the next `run` opens another."""
+        async with self._lock:
+            if self._session is not None:
+                await self._session.close()
+                self._session = None

@@ -8,23 +8,18 @@ from dataclasses import dataclass
 import strawberry
 from graphql import GraphQLError
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
 from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from graph.errors import MaskUnexpectedErrors, mark_request_errors
-from graph.mutations import Mutation
-from graph.queries import Query
-from graph.types.catalogue import ModelType, ModelVersionType
-from graph.types.predictions import PredictionType
+from modelql.graph.documents import CachedDocuments, document_cache
+from modelql.graph.errors import MaskUnexpectedErrors, mark_request_errors
+from modelql.graph.mutations import Mutation
+from modelql.graph.queries import Query
+from modelql.graph.subscriptions import Subscription
+from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
 
 
 @dataclass(frozen=True)
@@ -49,24 +44,24 @@ class ModelQLSchema(strawberry.Schema):
 def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
     """The public schema; the options change limits and caches, never the SDL."""
     options = options or SchemaOptions()
-    # Rule classes built once: the validation cache is keyed by the rules, and Strawberry's
-    # limiter extensions would build new classes on every request (never a cache hit).
+    # Rule classes built once, with the cache: documents are validated once per query text.
     rules: list[type[ASTValidationRule]] = [
         depth_limit_rule(options.max_query_depth, should_ignore=None),
         alias_limit_rule(options.max_query_aliases),
     ]
     if not options.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
+    prepare = document_cache(
+        max_tokens=options.max_query_tokens, rules=rules, size=options.query_cache_size
+    )
     extensions: list[Callable[[], SchemaExtension]] = [
         MaskUnexpectedErrors,
-        lambda: MaxTokensLimiter(max_token_count=options.max_query_tokens),
-        lambda: AddValidationRules(rules),
-        lambda: ParserCache(maxsize=options.query_cache_size),
-        lambda: ValidationCache(maxsize=options.query_cache_size),
+        lambda: CachedDocuments(prepare),
     ]
     return ModelQLSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         types=[ModelType, ModelVersionType, PredictionType],
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=True),

@@ -1,16 +1,17 @@
-"""Alembic environment: async engine, URL from the caller or from ModelQL settings."""
+"""Alembic environment: async engine, URL from the caller's configuration or `DATABASE_URL`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from persistence.database import async_url
-from persistence.tables import Base
+from modelql.persistence.database import async_url
+from modelql.persistence.tables import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -20,9 +21,7 @@ def _database_url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from modelql.settings import Settings
-
-    configured = Settings().database_url
+    configured = os.environ.get("DATABASE_URL")
     if configured is None:
         raise SystemExit("Set DATABASE_URL, or run `modelql migrate` to use the embedded cluster.")
     return configured

@@ -7,36 +7,52 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.routing import WebSocketRoute
 
-from graph.context import GraphDependencies
-from graph.errors import (
+from modelql import metrics, schema_migrations
+from modelql.graph.context import GraphDependencies
+from modelql.graph.endpoint import create_graphql_endpoint
+from modelql.graph.errors import (
     DATABASE_UNAVAILABLE_MESSAGE,
     AuthenticationError,
     DatabaseUnavailableError,
     ErrorCode,
+    RateLimitedError,
 )
-from graph.limits import Limits
-from graph.router import create_graphql_router
-from graph.schema import SchemaOptions, build_schema
-from modelql import migrations
+from modelql.graph.limits import Limits
+from modelql.graph.schema import SchemaOptions, build_schema
+from modelql.live import live_feeds
+from modelql.metrics import PrometheusPredictionMetrics
 from modelql.middleware import (
     BodySizeLimitMiddleware,
+    LoopbackHostMiddleware,
     RequestTrackingMiddleware,
     graphql_error_body,
 )
+from modelql.models.artifacts import ArtifactStore
+from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
+from modelql.persistence.notifications import CATALOGUE_CHANNEL, KEYS_CHANNEL, Listener
+from modelql.services.api_keys import KeyCache
+from modelql.services.catalogue import Catalogue
+from modelql.services.comparison import VersionComparisons
+from modelql.services.drift import DriftPolicy
+from modelql.services.errors import ModelUnavailableError
+from modelql.services.freshness import Freshness
+from modelql.services.inference import ModelCache
+from modelql.services.prediction_pipeline import PredictionPipelines
+from modelql.services.predictions import PredictionService
+from modelql.services.rate_limits import RateLimiter
 from modelql.settings import AuthMode, Settings
-from models.artifacts import ArtifactStore
-from persistence.database import create_engine, create_sessionmaker
-from services import catalogue
-from services.errors import ModelUnavailableError
-from services.inference import ModelCache
 
 logger = logging.getLogger("modelql")
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 class NotMigratedError(RuntimeError):
@@ -49,7 +65,10 @@ class Runtime:
 
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    catalogue: Catalogue
     model_cache: ModelCache
+    pipelines: PredictionPipelines
+    prediction_metrics: PrometheusPredictionMetrics | None = None
 
 
 def schema_options(settings: Settings) -> SchemaOptions:
@@ -64,8 +83,8 @@ def schema_options(settings: Settings) -> SchemaOptions:
 
 async def ensure_migrated(engine: AsyncEngine, database_url: str, *, migrate: bool) -> None:
     """Bring the database to head when allowed; otherwise refuse to run on an old schema."""
-    head = migrations.head_revision()
-    current = await migrations.current_revision(engine)
+    head = schema_migrations.head_revision()
+    current = await schema_migrations.current_revision(engine)
     if current == head:
         return
     if not migrate:
@@ -74,14 +93,14 @@ async def ensure_migrated(engine: AsyncEngine, database_url: str, *, migrate: bo
             "Run `modelql migrate` (or set MODELQL_AUTO_MIGRATE=true)."
         )
     logger.info("migrating database from %s to %s", current or "empty", head)
-    await asyncio.to_thread(migrations.upgrade_to_head, database_url)
+    await asyncio.to_thread(schema_migrations.upgrade_to_head, database_url)
 
 
 async def load_default_versions(runtime: Runtime) -> list[str]:
     """Load every model's default version (at start-up, so the first prediction does not pay
     for it; by the readiness probe, to see they still load); returns the ids that failed."""
     async with runtime.sessionmaker() as session:
-        versions = await catalogue.all_default_versions(session)
+        versions = await runtime.catalogue.default_versions(session)
     unloadable = []
     for version in versions:
         try:
@@ -105,23 +124,78 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         settings.artifact_dir.mkdir(parents=True, exist_ok=True)
         model_cache = ModelCache(ArtifactStore(settings.artifact_dir))
         sessionmaker = create_sessionmaker(engine)
-        runtime = Runtime(engine=engine, sessionmaker=sessionmaker, model_cache=model_cache)
+        listener = Listener(libpq_url(database_url))
+
+        def freshness() -> Freshness:
+            return Freshness(
+                max_staleness_s=settings.catalogue_max_staleness_s,
+                listening_since=lambda: listener.connected_since,
+            )
+
+        catalogue = Catalogue(freshness())
+        keys = KeyCache(sessionmaker, freshness())
+        listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue.forget_routes())
+        listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
+        listener.on_connect(catalogue.forget_routes)
+        listener.on_connect(keys.forget)
+        prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
+        feeds = live_feeds(settings, sessionmaker, listener, keys)
+        pipelines = PredictionPipelines(
+            engine=engine,
+            model_cache=model_cache,
+            max_group_rows=settings.pipeline_max_rows,
+            max_wait_s=settings.pipeline_max_wait_ms / 1000,
+            observer=prediction_metrics,
+        )
+        runtime = Runtime(
+            engine=engine,
+            sessionmaker=sessionmaker,
+            catalogue=catalogue,
+            model_cache=model_cache,
+            pipelines=pipelines,
+            prediction_metrics=prediction_metrics,
+        )
         try:
             await ensure_migrated(engine, database_url, migrate=settings.should_auto_migrate)
+            await listener.start()
             await load_default_versions(runtime)
             app.state.runtime = runtime
             app.state.graph_dependencies = GraphDependencies(
                 sessionmaker=sessionmaker,
-                model_cache=model_cache,
-                limits=Limits(
-                    max_page_size=settings.max_page_size, max_batch_size=settings.max_batch_size
+                catalogue=catalogue,
+                predictions=PredictionService(
+                    sessionmaker=sessionmaker,
+                    catalogue=catalogue,
+                    pipelines=pipelines,
+                    max_batch_size=settings.max_batch_size,
+                    observer=prediction_metrics,
                 ),
+                keys=keys,
+                comparisons=VersionComparisons(
+                    sessionmaker=sessionmaker, catalogue=catalogue, model_cache=model_cache
+                ),
+                limits=Limits(max_page_size=settings.max_page_size),
+                feeds=feeds,
                 auth_required=settings.auth_mode is AuthMode.REQUIRED,
+                rate_limiter=RateLimiter(
+                    settings.rate_limit_storage, default=settings.rate_limit or None
+                ),
+                max_batch_size=settings.max_batch_size,
+                drift_policy=DriftPolicy(
+                    psi_threshold=settings.drift_psi_threshold,
+                    min_sample=settings.drift_min_sample,
+                    max_sample=settings.drift_max_sample,
+                ),
             )
             yield
+            await pipelines.drain()
         finally:
+            await listener.stop()
+            await feeds.predictions.stop()
+            await feeds.catalogue.stop()
             model_cache.close()
             await engine.dispose()
+            metrics.process_exiting()
 
     app = FastAPI(
         title="ModelQL",
@@ -132,18 +206,30 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         openapi_url=None,
     )
     schema = build_schema(schema_options(settings))
-    router = create_graphql_router(
+    endpoint = create_graphql_endpoint(
         schema,
         graphiql=settings.graphiql_enabled,
         execution_timeout_s=settings.execution_timeout_s,
+        max_query_length=settings.max_query_length,
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        ide_assets_url="/static/vendor/",
     )
-    app.include_router(router, prefix="/graphql")
+    app.add_route("/graphql", endpoint, methods=["GET", "POST"])
+    app.router.routes.append(WebSocketRoute("/graphql", endpoint))
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(AuthenticationError, _unauthenticated)
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
+    app.add_exception_handler(RateLimitedError, _rate_limited)
+    app.add_api_route("/dashboard", dashboard, methods=["GET"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
+    if settings.metrics:
+        app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"])
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestTrackingMiddleware)
+    if settings.loopback_hosts_only:
+        app.add_middleware(LoopbackHostMiddleware)
+    observe = metrics.RequestMetrics().observe if settings.metrics else None
+    app.add_middleware(RequestTrackingMiddleware, observe=observe)
     return app
 
 
@@ -163,10 +249,26 @@ async def _unauthenticated(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _rate_limited(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RateLimitedError)
+    request.state.request_log.outcome = "rate_limited"
+    return graphql_error_response(
+        str(error),
+        ErrorCode.RATE_LIMITED,
+        429,
+        {"Retry-After": str(error.retry_after_s)},
+    )
+
+
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
     return graphql_error_response(
         DATABASE_UNAVAILABLE_MESSAGE, ErrorCode.SERVICE_UNAVAILABLE, 503, {"Retry-After": "5"}
     )
+
+
+async def dashboard() -> FileResponse:
+    """The dashboard page (plain ES modules and CSS under /static/dashboard/, no build step)."""
+    return FileResponse(STATIC_DIR / "dashboard" / "index.html")
 
 
 async def healthz() -> dict[str, str]:
@@ -182,8 +284,8 @@ async def readyz(request: Request) -> JSONResponse:
         async with runtime.engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
         checks["database"] = "ok"
-        revision = await migrations.current_revision(runtime.engine)
-        checks["migrations"] = "ok" if revision == migrations.head_revision() else revision
+        revision = await schema_migrations.current_revision(runtime.engine)
+        checks["migrations"] = "ok" if revision == schema_migrations.head_revision() else revision
         unloadable = await load_default_versions(runtime)
         checks["models"] = "ok" if not unloadable else {"unloadable_versions": unloadable}
     except (TimeoutError, OSError, ConnectionError) as error:

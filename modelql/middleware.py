@@ -6,25 +6,32 @@ import json
 import logging
 import re
 import time
-import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uuid_utils.compat import uuid7
 
-from graph.request_log import RequestLog
+from modelql.graph.request_log import RequestLog
+from modelql.settings import is_loopback
 
 access_logger = logging.getLogger("modelql.access")
 logger = logging.getLogger("modelql")
 REQUEST_ID_HEADER = "x-request-id"
-QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _ACCEPTABLE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,200}$")
+
+
+RequestObserver = Callable[[Scope, RequestLog, str, float], None]
 
 
 class RequestTrackingMiddleware:
     """Honours a sane `X-Request-ID` (else makes one) and echoes it; writes one log line per
-    request with what the graph layer recorded in the request's `RequestLog`."""
+    request with what the graph layer recorded in the request's `RequestLog`, and hands the
+    same facts to `observe` (scope, log, outcome, seconds) for metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, observe: RequestObserver | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,7 +39,9 @@ class RequestTrackingMiddleware:
             return
         started = time.perf_counter()
         given = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        request_id = given if _ACCEPTABLE_REQUEST_ID.match(given) else str(uuid.uuid4())
+        # uuid_utils makes ids without a system call: uuid.uuid4 reads os.urandom, which gives
+        # up the GIL on every request and stalls the loop behind the inference threads.
+        request_id = given if _ACCEPTABLE_REQUEST_ID.match(given) else str(uuid7())
         request_log = RequestLog()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
@@ -61,7 +70,18 @@ class RequestTrackingMiddleware:
             await _send_unexpected_error(send_with_id, request_id)
         finally:
             if scope["path"] not in QUIET_PATHS:
-                _log_request(scope, request_id, request_log, status or 500, started)
+                seconds = time.perf_counter() - started
+                outcome = _outcome(request_log, status or 500)
+                _log_request(scope, request_id, request_log, status or 500, outcome, seconds)
+                if self.observe is not None:
+                    self.observe(scope, request_log, outcome, seconds)
+
+
+def _outcome(log: RequestLog, status: int) -> str:
+    """ok / error (GraphQL errors) / rejected (4xx) / failed (5xx) / unauthenticated / ..."""
+    if status < 400 or log.outcome != "ok":
+        return log.outcome
+    return "rejected" if status < 500 else "failed"
 
 
 def graphql_error_body(message: str, code: str, **extensions: object) -> dict[str, object]:
@@ -94,9 +114,8 @@ async def _send_unexpected_error(send: Send, request_id: str) -> None:
 
 
 def _log_request(
-    scope: Scope, request_id: str, log: RequestLog, status: int, started: float
+    scope: Scope, request_id: str, log: RequestLog, status: int, outcome: str, seconds: float
 ) -> None:
-    outcome = log.outcome if status < 400 else "rejected" if status < 500 else "failed"
     access_logger.info(
         "%s %s %s",
         scope["method"],
@@ -108,7 +127,7 @@ def _log_request(
             "operation_name": log.operation_name,
             "operation_type": log.operation_type,
             "status": status,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "duration_ms": round(seconds * 1000, 3),
             "outcome": outcome,
             "predictions_stored": log.predictions_stored,
         },
@@ -164,3 +183,36 @@ class BodySizeLimitMiddleware:
 
 class _BodyTooLargeError(Exception):
     """Raised inside the app's receive when the streamed body passes the cap."""
+
+
+class LoopbackHostMiddleware:
+    """Serves only requests addressed to a loopback host name (`localhost`, `127.0.0.1`,
+    `[::1]`): with authentication off, a DNS-rebinding page must not reach the API."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host = dict(scope.get("headers", [])).get(b"host")
+        if scope["type"] not in {"http", "websocket"} or host is None:
+            await self.app(scope, receive, send)
+            return
+        name = host_name(host.decode("latin-1").lower())
+        if is_loopback(name):
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+        else:
+            payload = graphql_error_body(
+                f"Host {name!r} is not served: with authentication disabled only loopback host "
+                "names are (set MODELQL_AUTH_MODE=required to serve others).",
+                "HOST_NOT_ALLOWED",
+            )
+            await _send_json(send, 400, payload)
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, without port or IPv6 brackets."""
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -9,11 +10,14 @@ from typing import Any
 import sklearn
 from sklearn.base import is_classifier
 
-from models.metrics import PerformanceRecord
-from models.signature import FeatureSpec, FeatureType
-from models.training import algorithm_of
-from services.errors import RegistrationError
-from services.registration import VersionRegistration
+from modelql.models.metrics import PerformanceRecord
+from modelql.models.predictor import Predictor
+from modelql.models.profile import ReferenceProfile, build_profile
+from modelql.models.signature import FeatureSpec
+from modelql.models.training import algorithm_of
+from modelql.models.vocabulary import FeatureType
+from modelql.services.errors import RegistrationError
+from modelql.services.registration import VersionRegistration
 
 
 def _read_json(path: Path) -> Any:
@@ -92,3 +96,47 @@ def describe_estimator(
         signature=signature,
         labels=[str(label) for label in estimator.classes_] if classifier else None,
     )
+
+
+def read_reference(
+    path: Path, registration: VersionRegistration, estimator: Any
+) -> ReferenceProfile:
+    """The profile of a CSV of reference (training) inputs, one column per signature feature,
+    and of the estimator's outputs on them."""
+    try:
+        with path.open(newline="") as handle:
+            rows = [
+                {
+                    spec.name: _csv_value(spec, record.get(spec.name))
+                    for spec in registration.signature
+                }
+                for record in csv.DictReader(handle)
+            ]
+    except (OSError, ValueError, csv.Error) as error:
+        raise RegistrationError(f"{path}: {error}") from error
+    if not rows:
+        raise RegistrationError(f"{path}: no rows of reference data.")
+    present = [{name: value for name, value in row.items() if value is not None} for row in rows]
+    try:
+        outputs = Predictor(estimator, registration.signature, registration.labels).predict(present)
+    except ValueError as error:
+        raise RegistrationError(f"{path}: the model cannot score these rows ({error}).") from error
+    return build_profile(
+        registration.signature,
+        rows,
+        [output.label if output.label is not None else output.value for output in outputs],
+        classification=registration.labels is not None,
+    )
+
+
+def _csv_value(spec: FeatureSpec, text: str | None) -> Any:
+    """A CSV cell as the feature's type; None for an empty or absent cell."""
+    if text is None or text == "":
+        return None
+    if spec.type in (FeatureType.NUMBER, FeatureType.INTEGER):
+        return float(text)
+    if spec.type is FeatureType.BOOLEAN:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"feature {spec.name!r} expects true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    return text

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Path(".modelql")
     pgdata: Path | None = Field(default=None, description="Embedded cluster data directory.")
-    embedded_backend: Literal["auto", "pgserver", "system"] = "auto"
+    embedded_backend: Literal["auto", "wheel", "system"] = "auto"
     artifact_root: Path | None = None
 
     host: str = "127.0.0.1"
@@ -54,16 +54,56 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=100, ge=1)
     max_query_depth: int = Field(default=15, ge=1)
     max_query_tokens: int = Field(default=3_000, ge=10)
+    max_query_length: int = Field(default=65_536, ge=100)
     max_query_aliases: int = Field(default=50, ge=1)
     execution_timeout_s: float = Field(default=15.0, gt=0)
     query_cache_size: int = Field(default=256, ge=1)
+    pipeline_max_rows: int = Field(
+        default=2_000, ge=1, description="Most rows one group commit scores and stores."
+    )
+    pipeline_max_wait_ms: float = Field(
+        default=0.0, ge=0, description="Wait for more requests before a group leaves; 0: none."
+    )
+    catalogue_max_staleness_s: float = Field(
+        default=1.0, gt=0, description="Longest a moved alias or revoked key may go unseen."
+    )
+
+    drift_psi_threshold: float = Field(
+        default=0.2, gt=0, description="A feature drifted when its PSI exceeds this."
+    )
+    drift_min_sample: int = Field(
+        default=30, ge=1, description="Fewer live predictions than this: no drift score."
+    )
+    drift_max_sample: int = Field(
+        default=10_000, ge=1, description="Most recent predictions a drift report compares."
+    )
+    subscriber_queue_size: int = Field(
+        default=100, ge=1, description="Messages a subscription may fall behind before it ends."
+    )
+    max_subscriptions_per_connection: int = Field(default=10, ge=1)
+    max_subscriptions_per_key: int = Field(
+        default=50, ge=1, description="Open subscriptions one API key may hold in one process."
+    )
 
     auth_mode: AuthMode = AuthMode.DISABLED
+    rate_limit: str = Field(
+        default="100/second", description="Default budget per API key; empty: unlimited."
+    )
+    rate_limit_storage: str = Field(
+        default="memory://", description="memory:// (per process) or redis://host:6379/0."
+    )
+    insecure: bool = Field(
+        default=False, description="Serve without auth off loopback and for any Host header."
+    )
     graphiql: bool | None = Field(default=None, description="Default: on outside production.")
     introspection: bool | None = Field(default=None, description="Default: on outside production.")
 
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics on /metrics.")
+
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: bool | None = Field(
+        default=None, description="JSON lines; default: when stderr is not a terminal."
+    )
 
     @property
     def embedded(self) -> bool:
@@ -81,6 +121,11 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.embedded if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def loopback_hosts_only(self) -> bool:
+        """Without authentication (and without --insecure), only loopback Host headers."""
+        return self.auth_mode is AuthMode.DISABLED and not self.insecure
 
     @property
     def graphiql_enabled(self) -> bool:
@@ -110,11 +155,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_exposure(settings: Settings, *, insecure: bool) -> None:
+def check_exposure(settings: Settings) -> None:
     """Refuse auth mode `disabled` off loopback unless `insecure`, which logs a warning."""
     if settings.auth_mode is AuthMode.REQUIRED or is_loopback(settings.host):
         return
-    if not insecure:
+    if not settings.insecure:
         raise UnsafeExposureError(
             f"Refusing to serve on {settings.host} with MODELQL_AUTH_MODE=disabled: anyone who "
             "can reach it could predict and read every stored prediction. Set "

@@ -42,6 +42,7 @@ class StoredArtifact:
 
     path: str
     sha256: str
+    created: bool = True  # False when an identical file was already there and is reused
 
 
 def sha256_of(path: Path) -> str:
@@ -54,7 +55,8 @@ def sha256_of(path: Path) -> str:
 
 
 class ArtifactStore:
-    """Artifacts stored as `<root>/<model_name>/v<version>-<sha[:12]>.joblib`, never overwritten."""
+    """Artifacts stored as `<root>/<model_name>/v<version>-<sha[:12]>.joblib`, never overwritten;
+    storing the same bytes again reuses the file (another database on the same root)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -114,7 +116,12 @@ class ArtifactStore:
             try:
                 os.link(temp, directory / name)
             except FileExistsError:
-                raise ArtifactExistsError(f"artifact already exists: {model_name}/{name}") from None
+                if not hmac.compare_digest(sha256_of(directory / name), digest):
+                    raise ArtifactExistsError(
+                        f"artifact {model_name}/{name} already exists in {self.root} with other "
+                        "contents; move it away or use another MODELQL_ARTIFACT_ROOT"
+                    ) from None
+                return StoredArtifact(path=f"{model_name}/{name}", sha256=digest, created=False)
         finally:
             temp.unlink(missing_ok=True)
         return StoredArtifact(path=f"{model_name}/{name}", sha256=digest)

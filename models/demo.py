@@ -14,7 +14,8 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from models.training import Dataset, Task, ThresholdSlice, TrainedVersion, train_version
+from modelql.models.training import Dataset, ThresholdSlice, TrainedVersion, train_version
+from modelql.models.vocabulary import Task
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-SPLITS = ("TRAIN", "VALIDATION", "TEST")
+from modelql.models.vocabulary import STORED_SPLITS
+
+SPLITS = STORED_SPLITS
 MIN_SLICE_SAMPLES = 2
 
 
@@ -71,6 +73,14 @@ def regression_records(
         metrics = _regression(y_true[mask], y_pred[mask])
         records.append(PerformanceRecord(split, name, int(mask.sum()), metrics))
     return records
+
+
+def overall_metrics(
+    classification: bool, y_true: Sequence[object], y_pred: Sequence[object]
+) -> dict[str, float]:
+    """The metrics of an "overall" record, for predictions compared with their outcomes."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return _classification(y_true, y_pred) if classification else _regression(y_true, y_pred)
 
 
 def _classification(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from models.signature import FeatureSpec, FeatureType
+from modelql.models.signature import FeatureSpec
+from modelql.models.vocabulary import FeatureType
 
 _NUMERIC = frozenset({FeatureType.NUMBER, FeatureType.INTEGER, FeatureType.BOOLEAN})
 
@@ -23,6 +24,52 @@ class ModelOutput:
     value: float | None
     probabilities: tuple[tuple[str, float], ...] | None
     confidence: float | None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A batch's outputs column by column: item i of each list belongs to input row i."""
+
+    labels: list[str] | None
+    """Classification: the predicted label of each row."""
+    values: list[float] | None
+    """Regression: the predicted value of each row."""
+    probabilities: list[list[float]] | None
+    """Classifiers with predict_proba: each row's probabilities, in `classes` order."""
+    confidences: list[float] | None
+    classes: tuple[str, ...] | None
+    finite: list[bool]
+    """Whether every number the row's output holds is finite."""
+
+    def __len__(self) -> int:
+        return len(self.finite)
+
+    def slice(self, start: int, end: int) -> Scores:
+        def part(column: list | None) -> list | None:
+            return None if column is None else column[start:end]
+
+        return Scores(
+            labels=part(self.labels),
+            values=part(self.values),
+            probabilities=part(self.probabilities),
+            confidences=part(self.confidences),
+            classes=self.classes,
+            finite=self.finite[start:end],
+        )
+
+    def output(self, row: int) -> ModelOutput:
+        probabilities = self.probabilities[row] if self.probabilities is not None else None
+        return ModelOutput(
+            label=self.labels[row] if self.labels is not None else None,
+            value=self.values[row] if self.values is not None else None,
+            probabilities=tuple(zip(self.classes or (), probabilities, strict=True))
+            if probabilities is not None
+            else None,
+            confidence=self.confidences[row] if self.confidences is not None else None,
+        )
+
+    def outputs(self) -> list[ModelOutput]:
+        return [self.output(row) for row in range(len(self))]
 
 
 class Predictor:
@@ -46,37 +93,44 @@ class Predictor:
             estimator.set_params(**n_jobs)
 
     def predict(self, rows: Sequence[Mapping[str, object]]) -> list[ModelOutput]:
-        """Score all rows with one call to the estimator."""
+        """Score all rows with one call to the estimator, one output per row."""
+        return self.score(rows).outputs()
+
+    def score(self, rows: Sequence[Mapping[str, object]]) -> Scores:
+        """Score all rows with one call to the estimator, column by column (no per-row
+        objects: the prediction pipeline scores thousands of rows at a time). Overflow in the
+        estimator is not warned about: `Scores.finite` reports it, row by row."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return self._score(rows)
+
+    def _score(self, rows: Sequence[Mapping[str, object]]) -> Scores:
         if not rows:
-            return []
+            empty = None if self.labels is None else []
+            return Scores(empty, [] if self.labels is None else None, None, None, None, [])
         matrix = self._matrix(rows)
         if self.labels is None:
-            return self._values(matrix)
-        if hasattr(self.estimator, "predict_proba"):
-            return self._probable_labels(matrix, self.labels)
-        return self._labels(matrix, self.labels)
-
-    def _values(self, matrix: np.ndarray) -> list[ModelOutput]:
-        """Regression outputs."""
-        values = np.asarray(self.estimator.predict(matrix), dtype=np.float64)
-        if values.size != len(matrix):
-            raise ValueError("only single-output regressors are supported")
-        return [ModelOutput(None, value, None, None) for value in values.ravel().tolist()]
-
-    def _labels(self, matrix: np.ndarray, labels: tuple[str, ...]) -> list[ModelOutput]:
-        """Classification outputs of an estimator without predict_proba."""
-        index = {cls: i for i, cls in enumerate(self.estimator.classes_.tolist())}
-        predicted = self.estimator.predict(matrix).tolist()
-        return [ModelOutput(labels[index[cls]], None, None, None) for cls in predicted]
-
-    def _probable_labels(self, matrix: np.ndarray, labels: tuple[str, ...]) -> list[ModelOutput]:
-        """Classification outputs labelled with the most probable class."""
-        outputs = []
-        for row in np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64).tolist():
-            best = max(range(len(row)), key=row.__getitem__)
-            probabilities = tuple(zip(labels, row, strict=True))
-            outputs.append(ModelOutput(labels[best], None, probabilities, row[best]))
-        return outputs
+            values = np.asarray(self.estimator.predict(matrix), dtype=np.float64)
+            if values.size != len(matrix):
+                raise ValueError("only single-output regressors are supported")
+            values = values.ravel()
+            return Scores(None, values.tolist(), None, None, None, np.isfinite(values).tolist())
+        labels = np.asarray(self.labels, dtype=object)
+        if not hasattr(self.estimator, "predict_proba"):
+            index = {cls: i for i, cls in enumerate(self.estimator.classes_.tolist())}
+            predicted = [index[cls] for cls in self.estimator.predict(matrix).tolist()]
+            return Scores(
+                labels[predicted].tolist(), None, None, None, self.labels, [True] * len(rows)
+            )
+        probabilities = np.asarray(self.estimator.predict_proba(matrix), dtype=np.float64)
+        best = probabilities.argmax(axis=1)
+        return Scores(
+            labels=labels[best].tolist(),
+            values=None,
+            probabilities=probabilities.tolist(),
+            confidences=probabilities[np.arange(len(best)), best].tolist(),
+            classes=self.labels,
+            finite=np.isfinite(probabilities).all(axis=1).tolist(),
+        )
 
     def _resolve_labels(self, labels: Sequence[str] | None) -> tuple[str, ...] | None:
         """One label per class (labels[i] names classes_[i]); None for regressors."""
@@ -97,8 +151,8 @@ class Predictor:
         numeric = all(spec.type in _NUMERIC for spec in self.signature)
         cells = []
         for number, row in enumerate(rows):
-            unknown = sorted(set(row) - known)
-            if unknown:
+            if not known.issuperset(row):
+                unknown = sorted(set(row) - known)
                 raise ValueError(f"row {number}: unknown feature(s) {', '.join(unknown)}")
             cells.append([_cell(spec, row.get(spec.name), number) for spec in self.signature])
         return np.array(cells, dtype=np.float64 if numeric else object)
@@ -115,6 +169,8 @@ def _cell(spec: FeatureSpec, value: object, row: int) -> object:
             raise ValueError(f"row {row}: feature {spec.name!r} expects a boolean")
         return 1.0 if value else 0.0
     if spec.type in _NUMERIC:
+        if type(value) is float or type(value) is int:  # the common case, without ABC checks
+            return float(value)
         if isinstance(value, bool | np.bool_) or not isinstance(value, Real):
             raise ValueError(f"row {row}: feature {spec.name!r} expects a number")
         return float(value)

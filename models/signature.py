@@ -5,24 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from modelql.models.vocabulary import FeatureType
+
 _KEYS = frozenset(
     {"name", "type", "required", "description", "minimum", "maximum", "allowed_values"}
 )
-
-
-class FeatureType(StrEnum):
-    """The kind of value a feature holds."""
-
-    NUMBER = "NUMBER"
-    INTEGER = "INTEGER"
-    BOOLEAN = "BOOLEAN"
-    CATEGORY = "CATEGORY"
-    TEXT = "TEXT"
 
 
 _TYPES = frozenset(member.value for member in FeatureType)

@@ -6,17 +6,17 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import sklearn
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from models.metrics import PerformanceRecord, classification_records, regression_records
-from models.signature import FeatureSpec, infer_signature
-
-Task = Literal["CLASSIFICATION", "REGRESSION"]
+from modelql.models.metrics import PerformanceRecord, classification_records, regression_records
+from modelql.models.profile import ReferenceProfile, build_profile
+from modelql.models.signature import FeatureSpec, infer_signature
+from modelql.models.vocabulary import Task
 
 TEST_SIZE = 0.2
 VALIDATION_SIZE = 0.2
@@ -83,6 +83,8 @@ class TrainedVersion:
     data_arguments: dict[str, Any]
     performance: list[PerformanceRecord]
     trained_at: datetime
+    slices: list[ThresholdSlice] = field(default_factory=list)
+    reference: ReferenceProfile | None = None
     aliases: list[str] = field(default_factory=list)
 
 
@@ -159,6 +161,7 @@ def train_version(
             performance += classification_records(
                 split, y, predicted, estimator.classes_.tolist(), labels, masks
             )
+    signature = infer_signature(dataset.feature_names, dataset.X, dataset.descriptions)
     return TrainedVersion(
         model_name=model_name,
         model_description=model_description,
@@ -168,7 +171,7 @@ def train_version(
         algorithm=algorithm_of(estimator),
         framework_version=sklearn.__version__,
         description=description,
-        signature=infer_signature(dataset.feature_names, dataset.X, dataset.descriptions),
+        signature=signature,
         labels=labels,
         dataset=DatasetInfo(dataset.name, dataset.source, len(train), len(test)),
         hyperparameters=json_safe_params(estimator),
@@ -182,4 +185,23 @@ def train_version(
         },
         performance=performance,
         trained_at=datetime.now(UTC),
+        slices=list(slices),
+        reference=reference_profile(signature, dataset, train, estimator, labels),
     )
+
+
+def reference_profile(
+    signature: Sequence[FeatureSpec],
+    dataset: Dataset,
+    rows: np.ndarray,
+    estimator: Any,
+    labels: Sequence[str] | None,
+) -> ReferenceProfile:
+    """The profile of the training split's inputs and of the model's outputs on them."""
+    features = dataset.X[rows]
+    outputs = estimator.predict(features)
+    if labels is not None:
+        names = dict(zip(estimator.classes_.tolist(), labels, strict=True))
+        outputs = [names[output] for output in outputs.tolist()]
+    records = [dict(zip(dataset.feature_names, row, strict=True)) for row in features.tolist()]
+    return build_profile(signature, records, list(outputs), classification=labels is not None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import orjson
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -22,6 +23,12 @@ def async_url(url: str | URL) -> URL:
     return parsed.set(drivername="postgresql+asyncpg")
 
 
+def libpq_url(url: str | URL) -> str:
+    """The same database URL as asyncpg.connect and libpq take it (no driver suffix)."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def create_engine(
     url: str | URL,
     *,
@@ -30,7 +37,9 @@ def create_engine(
     statement_timeout_ms: int = 0,
 ) -> AsyncEngine:
     """An engine with pre-ping (so a restarted server is reconnected) and a statement timeout."""
-    server_settings = {"application_name": "modelql"}
+    # JIT compilation costs tens of milliseconds per statement and pays off only for long
+    # analytical queries; the statistics queries here are short (roll-ups).
+    server_settings = {"application_name": "modelql", "jit": "off"}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
     return create_async_engine(
@@ -40,6 +49,7 @@ def create_engine(
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "timeout": 5},
+        json_deserializer=orjson.loads,
     )
 
 
@@ -58,6 +68,8 @@ def is_rejected_value(error: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, DBAPIError):
             return str(getattr(current.orig, "sqlstate", "") or "").startswith("22")
+        if isinstance(current, asyncpg.PostgresError):
+            return str(current.sqlstate or "").startswith("22")
         current = current.__cause__ or current.__context__
     return False
 
@@ -81,8 +93,18 @@ def is_connection_failure(error: BaseException) -> bool:
             | asyncpg.PostgresConnectionError
             | asyncpg.ConnectionDoesNotExistError
             | asyncpg.CannotConnectNowError
-            | asyncpg.AdminShutdownError,
+            | asyncpg.AdminShutdownError
+            # what a connection reports when the server died in the middle of its operation
+            | asyncpg.InternalClientError,
         ):
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under a session, inside the session's transaction."""
+    connection = await session.connection()
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(raw, asyncpg.Connection)
+    return raw

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Double,
     ForeignKey,
@@ -17,14 +20,18 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from modelql.models.vocabulary import STORED_SPLITS, RoutingReason, Task
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -37,6 +44,11 @@ NAMING_CONVENTION = {
 Timestamp = DateTime(timezone=True)
 
 
+def one_of(column: str, values: Iterable[str]) -> str:
+    """A CHECK expression allowing only `values` in `column`."""
+    return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: Timestamp, dict[str, Any]: JSONB, list[str]: ARRAY(Text)}
@@ -46,7 +58,7 @@ class Model(Base):
     """A named model: the stable identity its versions share."""
 
     __tablename__ = "models"
-    __table_args__ = (CheckConstraint("task IN ('CLASSIFICATION', 'REGRESSION')", name="task"),)
+    __table_args__ = (CheckConstraint(one_of("task", Task), name="task"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -113,6 +125,38 @@ class AliasEvent(Base):
     changed_by: Mapped[str | None] = mapped_column(Text)
 
 
+class TrafficShare(Base):
+    """One version's weight in a model's current traffic split; its changes are kept in
+    TrafficSplitEvent. No rows: no split."""
+
+    __tablename__ = "model_traffic_shares"
+    __table_args__ = (
+        CheckConstraint("weight > 0 AND weight < 'Infinity'::float8", name="weight_positive"),
+    )
+
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
+    )
+    weight: Mapped[float] = mapped_column(Double)
+
+
+class TrafficSplitEvent(Base):
+    """One change of a model's traffic split: the shares set (version number and weight each;
+    an empty list removed the split), when and by whom."""
+
+    __tablename__ = "model_traffic_split_events"
+    __table_args__ = (Index(None, "model_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    shares: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    changed_by: Mapped[str | None] = mapped_column(Text)
+
+
 class TrainingArgument(Base):
     """A hyperparameter or data parameter a version was trained with."""
 
@@ -133,7 +177,7 @@ class PerformanceMetric(Base):
     __tablename__ = "performance_metrics"
     __table_args__ = (
         UniqueConstraint("version_id", "split", "slice", "metric"),
-        CheckConstraint("split IN ('TRAIN', 'VALIDATION', 'TEST')", name="split"),
+        CheckConstraint(one_of("split", STORED_SPLITS), name="split"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -171,6 +215,7 @@ class Prediction(Base):
         Index(None, "caller", "created_at", "id"),
         Index(None, "request_id"),
         Index(None, "idempotency_record_id", "batch_index"),
+        CheckConstraint(one_of("routed_by", RoutingReason), name="routed_by"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -191,7 +236,166 @@ class Prediction(Base):
         ForeignKey("idempotency_records.id", ondelete="RESTRICT")
     )
     batch_index: Mapped[int] = mapped_column(Integer, default=0)
+    routed_by: Mapped[str] = mapped_column(
+        String(10), comment="Why this version answered: VERSION, ALIAS, DEFAULT or SPLIT"
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class DataSlice(Base):
+    """A named slice's rule, stored with the version so LIVE metrics can use it: the rows
+    whose numeric feature is at least `minimum` (e.g. "petal_length>=4")."""
+
+    __tablename__ = "data_slices"
+
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    feature: Mapped[str] = mapped_column(Text)
+    minimum: Mapped[float] = mapped_column(Double)
+
+
+class ReferenceProfile(Base):
+    """A version's training inputs and outputs summarised (bins and shares), for drift."""
+
+    __tablename__ = "reference_profiles"
+
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    profile: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PredictionOutcome(Base):
+    """One recorded truth about a prediction; append-only: a correction is a new row."""
+
+    __tablename__ = "prediction_outcomes"
+    __table_args__ = (
+        Index(None, "prediction_id", "recorded_at", "id"),
+        CheckConstraint("(label IS NULL) <> (value IS NULL)", name="label_or_value"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    prediction_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("predictions.id", ondelete="RESTRICT")
+    )
+    label: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Double)
+    observed_at: Mapped[datetime] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    caller: Mapped[str | None] = mapped_column(Text)
+
+
+class LatestOutcome(Base):
+    """The outcome that counts for each labelled prediction, beside the prediction's columns
+    that live metrics group by (copied: predictions never change)."""
+
+    __tablename__ = "latest_outcomes"
+    __table_args__ = (
+        Index(
+            None,
+            "model_version_id",
+            "predicted_at",
+            postgresql_include=["predicted_label", "label", "predicted_value", "value"],
+        ),
+    )
+
+    prediction_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("predictions.id", ondelete="RESTRICT"), primary_key=True
+    )
+    outcome_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("prediction_outcomes.id", ondelete="RESTRICT")
+    )
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    predicted_at: Mapped[datetime] = mapped_column()
+    predicted_label: Mapped[str | None] = mapped_column(Text)
+    predicted_value: Mapped[float | None] = mapped_column(Double)
+    label: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Double)
+    correct: Mapped[bool | None] = mapped_column(
+        Boolean, Computed("predicted_label = label", persisted=True)
+    )
+
+
+class PredictionRollup(Base):
+    """Predictions aggregated per version, caller, label and hour ('' stands for none),
+    written in the transaction that stores them; outcomes update `labelled` and `correct`."""
+
+    __tablename__ = "prediction_rollups"
+    __table_args__ = (Index(None, "model_id", "hour"), Index(None, "hour"))
+
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
+    )
+    caller: Mapped[str] = mapped_column(Text, primary_key=True)
+    label: Mapped[str] = mapped_column(Text, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
+    count: Mapped[int] = mapped_column(BigInteger)
+    latency_sum: Mapped[float] = mapped_column(Double)
+    confidence_sum: Mapped[float] = mapped_column(Double)
+    confidence_count: Mapped[int] = mapped_column(BigInteger)
+    value_sum: Mapped[float] = mapped_column(Double)
+    value_count: Mapped[int] = mapped_column(BigInteger)
+    first_at: Mapped[datetime] = mapped_column()
+    last_at: Mapped[datetime] = mapped_column()
+    labelled: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    correct: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class LatencyRollup(Base):
+    """Predictions counted per version, hour and log-scale latency bucket
+    (modelql_latency_bucket), written with them: what p95 latency is read from at scale."""
+
+    __tablename__ = "prediction_latency_rollups"
+    __table_args__ = (Index(None, "model_id", "hour"),)
+
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class OutcomeRollup(Base):
+    """Labelled predictions counted per version, hour of the prediction and (predicted,
+    observed) label ('' for none), with the error sums of regressions: moved by every change of
+    a prediction's latest outcome, in the transaction that records it."""
+
+    __tablename__ = "outcome_rollups"
+
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
+    )
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    predicted: Mapped[str] = mapped_column(Text, primary_key=True)
+    observed: Mapped[str] = mapped_column(Text, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    squared_error: Mapped[float] = mapped_column(Double)
+    absolute_error: Mapped[float] = mapped_column(Double)
+    observed_sum: Mapped[float] = mapped_column(Double)
+    observed_square_sum: Mapped[float] = mapped_column(Double)
+
+
+class PredictionCommit(Base):
+    """One stored group of predictions (one transaction): the live feed's position. Written by
+    the same statement as the predictions, so a row exists exactly when they committed."""
+
+    __tablename__ = "prediction_commits"
+    __table_args__ = (Index(None, "committed_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    prediction_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    committed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class ApiKey(Base):
@@ -206,3 +410,4 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column()
+    rate_limit: Mapped[str | None] = mapped_column(String(100))  # e.g. "100/second"

@@ -10,10 +10,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from persistence.tables import ApiKey
-from services.errors import DomainError
+from modelql.persistence.notifications import KEYS_CHANNEL, notify
+from modelql.persistence.tables import ApiKey
+from modelql.services.errors import DomainError
+from modelql.services.freshness import Freshness
+from modelql.services.rate_limits import RateError, parse_rate
 
 KEY_PREFIX = "mql"
 KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,99}")
@@ -23,6 +26,8 @@ class Scope(StrEnum):
     READ = "read"
     PREDICT = "predict"
     AUDIT = "audit"
+    ADMIN = "admin"
+    FEEDBACK = "feedback"
 
 
 class ApiKeyError(DomainError):
@@ -35,6 +40,7 @@ class Caller:
 
     name: str
     scopes: frozenset[Scope]
+    rate_limit: str | None = None  # None: the service's default rate
 
 
 def _digest(key: str) -> str:
@@ -53,16 +59,28 @@ def parse_scopes(text: str) -> frozenset[Scope]:
 
 
 async def create(
-    session: AsyncSession, *, name: str, scopes: frozenset[Scope]
+    session: AsyncSession, *, name: str, scopes: frozenset[Scope], rate_limit: str | None = None
 ) -> tuple[ApiKey, str]:
-    """A new key; the plain key is returned once and never stored."""
+    """A new key (with its own rate, else the default); the plain key is returned once and
+    never stored."""
     if not KEY_NAME.fullmatch(name):
         raise ApiKeyError(f"Key name {name!r} must be 1-100 letters, digits, '.', '_', '@' or '-'.")
+    if rate_limit is not None:
+        try:
+            parse_rate(rate_limit)
+        except RateError as error:
+            raise ApiKeyError(str(error)) from None
     if await session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise ApiKeyError(f"A key named {name!r} already exists; revoke it or pick another name.")
     prefix = secrets.token_hex(6)
     plain = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
-    row = ApiKey(name=name, prefix=prefix, key_sha256=_digest(plain), scopes=sorted(scopes))
+    row = ApiKey(
+        name=name,
+        prefix=prefix,
+        key_sha256=_digest(plain),
+        scopes=sorted(scopes),
+        rate_limit=rate_limit,
+    )
     session.add(row)
     await session.flush()
     return row, plain
@@ -81,6 +99,7 @@ async def revoke(session: AsyncSession, *, name: str) -> None:
     )
     if revoked.rowcount == 0:
         raise ApiKeyError(f"No active key is named {name!r}.")
+    await notify(session, KEYS_CHANNEL, name)
 
 
 async def authenticate(session: AsyncSession, presented: str) -> Caller | None:
@@ -95,4 +114,39 @@ async def authenticate(session: AsyncSession, presented: str) -> Caller | None:
     matches = hmac.compare_digest(expected, _digest(presented))
     if row is None or not matches:
         return None
-    return Caller(name=row.name, scopes=frozenset(Scope(scope) for scope in row.scopes))
+    return Caller(
+        name=row.name,
+        scopes=frozenset(Scope(scope) for scope in row.scopes),
+        rate_limit=row.rate_limit,
+    )
+
+
+class KeyCache:
+    """Callers by presented key: checked against the database once, then kept while fresh
+    (a revocation anywhere notifies every process; unknown keys are never kept)."""
+
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], freshness: Freshness
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._freshness = freshness
+        self._callers: dict[str, tuple[Caller, float]] = {}
+
+    async def authenticate(self, presented: str) -> Caller | None:
+        digest = _digest(presented)
+        cached = self._callers.get(digest)
+        if cached is not None and self._freshness.fresh(cached[1]):
+            return cached[0]
+        read_at = self._freshness.now()
+        async with self._sessionmaker() as session:
+            caller = await authenticate(session, presented)
+        if caller is None:
+            self._callers.pop(digest, None)
+        else:
+            self._callers[digest] = (caller, read_at)
+        return caller
+
+    def forget(self) -> None:
+        """Drop every cached caller (a key was revoked somewhere)."""
+        self._freshness.invalidate()
+        self._callers.clear()

@@ -1,239 +1,308 @@
-"""Catalogue look-ups. Batched functions take many keys and issue one statement each."""
+"""The catalogue as the service sees it: immutable versions kept in memory once read, and each
+model's routing (aliases, version numbers, default) cached until a notification or a short
+staleness bound says it moved. Everything else is read through the catalogue repository."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, func, literal, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from persistence.tables import (
-    AliasEvent,
-    Model,
-    ModelAlias,
-    ModelVersion,
-    PerformanceMetric,
-    TrainingArgument,
+from modelql.models.signature import FeatureSpec
+from modelql.models.vocabulary import RoutingReason, Task
+from modelql.persistence import catalogue_repository
+from modelql.persistence.catalogue_repository import (
+    ArgumentRow,
+    MetricRow,
+    ModelFilter,
+    RouteRow,
+    alias_events_for_models,
+    list_models,
+    metrics_for_versions,
+    models_by_id,
+    models_by_name,
+    split_events_for_models,
+    training_arguments_for_versions,
+    versions_page_for_models,
 )
+from modelql.persistence.tables import AliasEvent, ModelVersion
+from modelql.services.errors import ErrorCode, UserInputError
+from modelql.services.freshness import Freshness
 
-DEFAULT_ALIAS = "production"
+__all__ = [
+    "DEFAULT_ALIAS",
+    "ArgumentRow",
+    "Catalogue",
+    "MetricRow",
+    "ModelFilter",
+    "ModelRoute",
+    "RouteChoice",
+    "Version",
+    "alias_events_for_models",
+    "list_models",
+    "metrics_for_versions",
+    "models_by_id",
+    "models_by_name",
+    "split_events_for_models",
+    "training_arguments_for_versions",
+    "version_at",
+    "versions_page_for_models",
+]
 
-ArgumentRow = Row[tuple[uuid.UUID, str, str, Any]]
-MetricRow = Row[tuple[uuid.UUID, str, str, str, float, int]]
+DEFAULT_ALIAS = catalogue_repository.DEFAULT_ALIAS
 
 
-@dataclass(frozen=True)
-class ModelFilter:
-    task: str | None = None
-    tag: str | None = None
-    search: str | None = None
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A registered model version, read once and kept: versions never change."""
 
+    id: uuid.UUID
+    model_id: uuid.UUID
+    number: int
+    description: str | None
+    algorithm: str
+    framework: str
+    framework_version: str
+    artifact_path: str
+    artifact_sha256: str
+    input_schema: list[dict[str, Any]]
+    signature: tuple[FeatureSpec, ...]
+    labels: tuple[str, ...] | None
+    dataset: dict[str, Any] | None
+    trained_at: datetime | None
+    created_at: datetime
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-async def list_models(
-    session: AsyncSession, *, limit: int, after_name: str | None, where: ModelFilter
-) -> list[Model]:
-    """Models ordered by name, the page after `after_name`; ask for one more to see a next page."""
-    statement = select(Model).order_by(Model.name).limit(limit)
-    if after_name is not None:
-        statement = statement.where(Model.name > after_name)
-    if where.task is not None:
-        statement = statement.where(Model.task == where.task)
-    if where.tag is not None:
-        statement = statement.where(Model.tags.any_() == where.tag)
-    if where.search:
-        pattern = f"%{_escape_like(where.search)}%"
-        statement = statement.where(
-            or_(Model.name.ilike(pattern), Model.description.ilike(pattern))
+    @classmethod
+    def from_row(cls, row: ModelVersion) -> Version:
+        return cls(
+            id=row.id,
+            model_id=row.model_id,
+            number=row.number,
+            description=row.description,
+            algorithm=row.algorithm,
+            framework=row.framework,
+            framework_version=row.framework_version,
+            artifact_path=row.artifact_path,
+            artifact_sha256=row.artifact_sha256,
+            input_schema=row.input_schema,
+            signature=tuple(FeatureSpec.from_json(spec) for spec in row.input_schema),
+            labels=tuple(row.labels) if row.labels is not None else None,
+            dataset=row.dataset,
+            trained_at=row.trained_at,
+            created_at=row.created_at,
         )
-    return list((await session.scalars(statement)).all())
 
 
-async def models_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Model]:
-    rows = await session.scalars(select(Model).where(Model.id.in_(ids)))
-    return {row.id: row for row in rows}
+@dataclass(frozen=True, slots=True)
+class RouteChoice:
+    """The version that answers a request, and why."""
+
+    version_id: uuid.UUID
+    routed_by: RoutingReason
 
 
-async def models_by_name(session: AsyncSession, names: Sequence[str]) -> dict[str, Model]:
-    rows = await session.scalars(select(Model).where(Model.name.in_(names)))
-    return {row.name: row for row in rows}
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    """What decides which version answers for a model: its aliases, version numbers and
+    traffic split."""
 
+    model_id: uuid.UUID
+    name: str
+    task: Task
+    aliases: dict[str, uuid.UUID]
+    """Alias -> version id, by alias name."""
+    numbers: dict[int, uuid.UUID]
+    """Version number -> version id."""
+    split: tuple[tuple[uuid.UUID, float], ...]
+    """(version id, weight) in version-number order; empty: no split."""
+    loaded_at: float
+    """Monotonic time the read of this route started."""
 
-async def versions_by_id(
-    session: AsyncSession, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, ModelVersion]:
-    rows = await session.scalars(select(ModelVersion).where(ModelVersion.id.in_(ids)))
-    return {row.id: row for row in rows}
-
-
-async def versions_page_for_models(
-    session: AsyncSession, model_ids: Sequence[uuid.UUID], *, limit: int, before_number: int | None
-) -> dict[uuid.UUID, list[ModelVersion]]:
-    """Up to `limit` versions per model, newest first, below `before_number` when given."""
-    position = (
-        func.row_number()
-        .over(partition_by=ModelVersion.model_id, order_by=ModelVersion.number.desc())
-        .label("position")
-    )
-    condition = ModelVersion.model_id.in_(model_ids)
-    if before_number is not None:
-        condition = and_(condition, ModelVersion.number < before_number)
-    ranked = select(ModelVersion, position).where(condition).subquery()
-    versions = select(ModelVersion).from_statement(
-        select(ranked)
-        .where(ranked.c.position <= limit)
-        .order_by(ranked.c.model_id, ranked.c.number.desc())
-    )
-    pages: dict[uuid.UUID, list[ModelVersion]] = defaultdict(list)
-    for version in await session.scalars(versions):
-        pages[version.model_id].append(version)
-    return pages
-
-
-async def versions_by_number(
-    session: AsyncSession, keys: Sequence[tuple[uuid.UUID, int]]
-) -> dict[tuple[uuid.UUID, int], ModelVersion]:
-    statement = select(ModelVersion).where(
-        tuple_(ModelVersion.model_id, ModelVersion.number).in_(keys)
-    )
-    return {(row.model_id, row.number): row for row in await session.scalars(statement)}
-
-
-async def versions_by_alias(
-    session: AsyncSession, keys: Sequence[tuple[uuid.UUID, str]]
-) -> dict[tuple[uuid.UUID, str], ModelVersion]:
-    statement = (
-        select(ModelAlias.model_id, ModelAlias.alias, ModelVersion)
-        .join(ModelVersion, ModelVersion.id == ModelAlias.version_id)
-        .where(tuple_(ModelAlias.model_id, ModelAlias.alias).in_(keys))
-    )
-    return {
-        (model_id, alias): version for model_id, alias, version in await session.execute(statement)
-    }
-
-
-def _default_versions_statement(
-    model_ids: Sequence[uuid.UUID] | None,
-) -> Select[tuple[ModelVersion]]:
-    """Each model's `production` version, else its newest; every model when `model_ids` is None."""
-    production = (
-        select(literal(1))
-        .where(
-            ModelAlias.version_id == ModelVersion.id,
-            ModelAlias.alias == DEFAULT_ALIAS,
+    @classmethod
+    def from_row(cls, row: RouteRow, loaded_at: float) -> ModelRoute:
+        numbers = {int(number): uuid.UUID(str(version)) for number, version in row.numbers}
+        position = {version: number for number, version in numbers.items()}
+        split = sorted(
+            ((uuid.UUID(str(version)), float(weight)) for version, weight in row.split),
+            key=lambda share: position[share[0]],
         )
-        .exists()
-    )
-    statement = (
-        select(ModelVersion)
-        .ext(distinct_on(ModelVersion.model_id))
-        .order_by(ModelVersion.model_id, production.desc(), ModelVersion.number.desc())
-    )
-    if model_ids is None:
-        return statement
-    return statement.where(ModelVersion.model_id.in_(model_ids))
-
-
-async def default_versions(
-    session: AsyncSession, model_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, ModelVersion]:
-    """Each model's default version: the one aliased `production`, else the newest."""
-    rows = await session.scalars(_default_versions_statement(model_ids))
-    return {row.model_id: row for row in rows}
-
-
-async def all_default_versions(session: AsyncSession) -> list[ModelVersion]:
-    """The default version of every model, for warming the model cache."""
-    return list((await session.scalars(_default_versions_statement(None))).all())
-
-
-async def aliases_for_models(
-    session: AsyncSession, model_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[ModelAlias]]:
-    statement = (
-        select(ModelAlias).where(ModelAlias.model_id.in_(model_ids)).order_by(ModelAlias.alias)
-    )
-    grouped: dict[uuid.UUID, list[ModelAlias]] = defaultdict(list)
-    for alias in await session.scalars(statement):
-        grouped[alias.model_id].append(alias)
-    return grouped
-
-
-async def alias_events_for_models(
-    session: AsyncSession, model_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[AliasEvent]]:
-    """Every alias move of each model, newest first."""
-    statement = (
-        select(AliasEvent)
-        .where(AliasEvent.model_id.in_(model_ids))
-        .order_by(AliasEvent.changed_at.desc(), AliasEvent.id.desc())
-    )
-    grouped: dict[uuid.UUID, list[AliasEvent]] = defaultdict(list)
-    for event in await session.scalars(statement):
-        grouped[event.model_id].append(event)
-    return grouped
-
-
-async def alias_names_for_versions(
-    session: AsyncSession, version_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[str]]:
-    statement = (
-        select(ModelAlias.version_id, ModelAlias.alias)
-        .where(ModelAlias.version_id.in_(version_ids))
-        .order_by(ModelAlias.alias)
-    )
-    grouped: dict[uuid.UUID, list[str]] = defaultdict(list)
-    for version_id, alias in await session.execute(statement):
-        grouped[version_id].append(alias)
-    return grouped
-
-
-async def training_arguments_for_versions(
-    session: AsyncSession, version_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[ArgumentRow]]:
-    """Arguments as plain rows (name, kind, value): hyperparameters first, then data ones."""
-    statement = (
-        select(
-            TrainingArgument.version_id,
-            TrainingArgument.name,
-            TrainingArgument.kind,
-            TrainingArgument.value,
+        return cls(
+            model_id=row.id,
+            name=row.name,
+            task=Task(row.task),
+            aliases={alias: uuid.UUID(str(version)) for alias, version in sorted(row.aliases)},
+            numbers=numbers,
+            split=tuple(split),
+            loaded_at=loaded_at,
         )
-        .where(TrainingArgument.version_id.in_(version_ids))
-        .order_by(TrainingArgument.kind.desc(), TrainingArgument.name)
-    )
-    grouped: dict[uuid.UUID, list[ArgumentRow]] = defaultdict(list)
-    for row in await session.execute(statement):
-        grouped[row.version_id].append(row)
-    return grouped
+
+    @property
+    def default_version_id(self) -> uuid.UUID | None:
+        """The version aliased `production`, else the newest one; None without versions."""
+        if DEFAULT_ALIAS in self.aliases:
+            return self.aliases[DEFAULT_ALIAS]
+        return self.numbers[max(self.numbers)] if self.numbers else None
+
+    def aliases_of(self, version_id: uuid.UUID) -> list[str]:
+        return [alias for alias, target in self.aliases.items() if target == version_id]
+
+    def number_of(self, version_id: uuid.UUID) -> int:
+        return next(number for number, target in self.numbers.items() if target == version_id)
+
+    def choose(
+        self, *, number: int | None, alias: str | None, routing_key: str | None = None
+    ) -> RouteChoice:
+        """The one version-choice rule: the alias (which must agree with a number given with
+        it), else the number, else, for a request with a routing key and a model with a
+        traffic split, the split's draw for that key, else the default version; a user error
+        naming the argument."""
+        if alias is not None:
+            chosen = self.aliases.get(alias)
+            if chosen is None:
+                raise UserInputError.single(
+                    ("alias",),
+                    ErrorCode.VERSION_NOT_FOUND,
+                    f"Model {self.name!r} has no alias {alias!r}.",
+                )
+            if number is not None and self.numbers.get(number) != chosen:
+                raise UserInputError.single(
+                    ("version",),
+                    ErrorCode.VERSION_NOT_FOUND,
+                    f"Alias {alias!r} of model {self.name!r} points to version "
+                    f"{self.number_of(chosen)}, not {number}; give one of them, or both agreeing.",
+                )
+            return RouteChoice(chosen, RoutingReason.ALIAS)
+        if number is not None:
+            if number not in self.numbers:
+                raise UserInputError.single(
+                    ("version",),
+                    ErrorCode.VERSION_NOT_FOUND,
+                    f"Model {self.name!r} has no version {number}.",
+                )
+            return RouteChoice(self.numbers[number], RoutingReason.VERSION)
+        if routing_key is not None and self.split:
+            return RouteChoice(self.draw(routing_key), RoutingReason.SPLIT)
+        default = self.default_version_id
+        if default is None:
+            raise UserInputError.single(
+                ("model",), ErrorCode.VERSION_NOT_FOUND, f"Model {self.name!r} has no version yet."
+            )
+        return RouteChoice(default, RoutingReason.DEFAULT)
+
+    def draw(self, routing_key: str) -> uuid.UUID:
+        """The split's version for a routing key: a point in [0, 1) hashed (sha256, the same
+        in every process) from the model and the key, placed on the cumulative weights. The
+        same key gets the same version while the split is unchanged."""
+        digest = hashlib.sha256(f"{self.model_id}\x00{routing_key}".encode()).digest()
+        point = int.from_bytes(digest[:8], "big") / 2**64 * sum(w for _, w in self.split)
+        for version_id, weight in self.split:
+            if point < weight:
+                return version_id
+            point -= weight
+        return self.split[-1][0]
 
 
-async def metrics_for_versions(
-    session: AsyncSession, version_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, list[MetricRow]]:
-    """Metrics as plain rows (split, slice, metric, value, num_samples), in registration order:
-    hundreds per version, so no ORM objects are built for them."""
-    statement = (
-        select(
-            PerformanceMetric.version_id,
-            PerformanceMetric.split,
-            PerformanceMetric.slice,
-            PerformanceMetric.metric,
-            PerformanceMetric.value,
-            PerformanceMetric.num_samples,
-        )
-        .where(PerformanceMetric.version_id.in_(version_ids))
-        .order_by(PerformanceMetric.id)
-    )
-    grouped: dict[uuid.UUID, list[MetricRow]] = defaultdict(list)
-    for row in await session.execute(statement):
-        grouped[row.version_id].append(row)
-    return grouped
+def version_at(events: Sequence[AliasEvent], alias: str, at: datetime) -> uuid.UUID | None:
+    """The version `alias` named at the moment `at` (UTC when naive), by the alias history
+    (newest first): None before the alias was first set, or while it was removed."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    for event in events:
+        if event.alias == alias and event.changed_at <= at:
+            return event.to_version_id
+    return None
+
+
+class Catalogue:
+    """The in-memory side of the catalogue, shared by every request of a process.
+
+    Versions are kept forever once read. Routes are kept while their `Freshness` says so: a
+    notification invalidates them when an alias moves or a version is registered, and while
+    the listener is down they expire after a short bound."""
+
+    def __init__(self, freshness: Freshness) -> None:
+        self._versions: dict[uuid.UUID, Version] = {}
+        self._routes_by_name: dict[str, ModelRoute] = {}
+        self._routes_by_id: dict[uuid.UUID, ModelRoute] = {}
+        self._freshness = freshness
+
+    async def versions(
+        self, session: AsyncSession, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Version]:
+        """Versions by id: from memory, the missing ones in one statement."""
+        missing = [version_id for version_id in ids if version_id not in self._versions]
+        if missing:
+            for row in await catalogue_repository.versions_by_id(session, missing):
+                self._versions[row.id] = Version.from_row(row)
+        return {
+            version_id: self._versions[version_id]
+            for version_id in ids
+            if version_id in self._versions
+        }
+
+    def remember(self, rows: Iterable[ModelVersion]) -> list[Version]:
+        """The versions of rows read elsewhere, kept like any other."""
+        return [
+            self._versions.get(row.id) or self._versions.setdefault(row.id, Version.from_row(row))
+            for row in rows
+        ]
+
+    async def routes_by_name(
+        self, session: AsyncSession, names: Sequence[str]
+    ) -> dict[str, ModelRoute]:
+        """Each named model's route; stale or missing ones re-read in one statement."""
+        routes = {
+            name: route
+            for name in names
+            if (route := self._fresh_route(self._routes_by_name.get(name)))
+        }
+        missing = [name for name in names if name not in routes]
+        if missing:
+            read_at = self._freshness.now()
+            rows = await catalogue_repository.routes(session, names=missing)
+            routes.update((route.name, route) for route in self._keep(rows, read_at))
+        return routes
+
+    async def routes_by_id(
+        self, session: AsyncSession, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, ModelRoute]:
+        """Each model's route by model id; stale or missing ones re-read in one statement."""
+        routes = {
+            model_id: route
+            for model_id in ids
+            if (route := self._fresh_route(self._routes_by_id.get(model_id)))
+        }
+        missing = [model_id for model_id in ids if model_id not in routes]
+        if missing:
+            read_at = self._freshness.now()
+            rows = await catalogue_repository.routes(session, ids=missing)
+            routes.update((route.model_id, route) for route in self._keep(rows, read_at))
+        return routes
+
+    async def default_versions(self, session: AsyncSession) -> list[Version]:
+        """The default version of every model (to warm the model cache, and for readiness)."""
+        read_at = self._freshness.now()
+        routes = self._keep(await catalogue_repository.routes(session), read_at)
+        ids = [version_id for route in routes if (version_id := route.default_version_id)]
+        return list((await self.versions(session, ids)).values())
+
+    def forget_routes(self) -> None:
+        """Drop every cached route (an alias moved or a version was registered somewhere)."""
+        self._freshness.invalidate()
+        self._routes_by_name.clear()
+        self._routes_by_id.clear()
+
+    def _fresh_route(self, route: ModelRoute | None) -> ModelRoute | None:
+        return route if route is not None and self._freshness.fresh(route.loaded_at) else None
+
+    def _keep(self, rows: Iterable[RouteRow], read_at: float) -> list[ModelRoute]:
+        routes = [ModelRoute.from_row(row, read_at) for row in rows]
+        for route in routes:
+            self._routes_by_name[route.name] = route
+            self._routes_by_id[route.model_id] = route
+        return routes

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from persistence.database import is_connection_failure, is_rejected_value
+from modelql.persistence.database import is_connection_failure, is_rejected_value
 
 __all__ = [
+    "CatalogueInputError",
     "DomainError",
     "ErrorCode",
     "FieldProblem",
     "ModelUnavailableError",
     "RegistrationError",
+    "StorageUnavailableError",
     "UserInputError",
     "is_connection_failure",
     "is_rejected_value",
@@ -25,6 +27,11 @@ class ErrorCode(StrEnum):
     INVALID_FEATURES = "INVALID_FEATURES"
     BATCH_TOO_LARGE = "BATCH_TOO_LARGE"
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
+    MODEL_OUTPUT_INVALID = "MODEL_OUTPUT_INVALID"
+    INVALID_ALIAS = "INVALID_ALIAS"
+    INVALID_TRAFFIC_SPLIT = "INVALID_TRAFFIC_SPLIT"
+    PREDICTION_NOT_FOUND = "PREDICTION_NOT_FOUND"
+    INVALID_OUTCOME = "INVALID_OUTCOME"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,15 @@ class UserInputError(DomainError):
 
 class RegistrationError(DomainError):
     """A registration request that cannot be honoured (bad files, existing version, ...)."""
+
+
+class CatalogueInputError(UserInputError, RegistrationError):
+    """A catalogue change refused for named inputs: a registration error to the command line,
+    user errors (with their paths) to the API."""
+
+
+class StorageUnavailableError(DomainError):
+    """The database could not be reached while storing; nothing of the request was stored."""
 
 
 class ModelUnavailableError(DomainError):

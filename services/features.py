@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.signature import FeatureSpec, FeatureType
-from services.errors import ErrorCode, FieldProblem
+from modelql.models.signature import FeatureSpec
+from modelql.models.vocabulary import FeatureType
+from modelql.services.errors import ErrorCode, FieldProblem
 
 
 @dataclass
@@ -70,6 +71,11 @@ def _check_value(spec: FeatureSpec, value: Any) -> str | None:
         return "wrong type"
     if "\x00" in value:
         return "NUL character"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "not UTF-8"
     if spec.type is FeatureType.CATEGORY and spec.allowed_values:
         return None if value in spec.allowed_values else "not allowed"
     return None
@@ -123,6 +129,7 @@ def validate_instance(
             "not finite": "got a value that is not finite",
             "not allowed": f"got {value!r}, which the model was not trained on",
             "NUL character": "got a string containing a NUL character",
+            "not UTF-8": "got a string with an unpaired surrogate (not valid UTF-8)",
         }.get(reason, f"got {_json_type(value)}")
         result.problems.append(
             FieldProblem(

@@ -10,18 +10,17 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from models.artifacts import ArtifactError, ArtifactStore
-from models.predictor import ModelOutput, Predictor
-from models.signature import FeatureSpec
-from persistence.tables import ModelVersion
-from services.errors import ModelUnavailableError
+from modelql.models.artifacts import ArtifactError, ArtifactStore
+from modelql.models.predictor import Predictor, Scores
+from modelql.services.catalogue import Version
+from modelql.services.errors import ModelUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ScoredBatch:
-    outputs: list[ModelOutput]
+    scores: Scores
     latency_ms: float
     """Wall time of the one estimator call that scored the whole batch."""
 
@@ -36,7 +35,11 @@ class ModelCache:
         self._loading: dict[uuid.UUID, asyncio.Lock] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
 
-    async def predictor(self, version: ModelVersion) -> Predictor:
+    def __len__(self) -> int:
+        """How many versions are loaded."""
+        return len(self._predictors)
+
+    async def predictor(self, version: Version) -> Predictor:
         """The version's predictor, loading its artifact on first use."""
         if (ready := self._predictors.get(version.id)) is not None:
             return ready
@@ -49,9 +52,7 @@ class ModelCache:
             self._predictors[version.id] = predictor
             return predictor
 
-    async def score(
-        self, version: ModelVersion, rows: Sequence[Mapping[str, object]]
-    ) -> ScoredBatch:
+    async def score(self, version: Version, rows: Sequence[Mapping[str, object]]) -> ScoredBatch:
         """Score every row in one estimator call, in a worker thread."""
         predictor = await self.predictor(version)
         loop = asyncio.get_running_loop()
@@ -60,7 +61,7 @@ class ModelCache:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _load(self, version: ModelVersion) -> Predictor:
+    def _load(self, version: Version) -> Predictor:
         try:
             estimator = self._store.load(version.artifact_path, version.artifact_sha256)
         except ArtifactError as error:
@@ -74,12 +75,11 @@ class ModelCache:
                 f"Model version {version.number} cannot be loaded: its artifact failed the "
                 "integrity check or is missing. Operators have been alerted in the log."
             ) from error
-        signature = [FeatureSpec.from_json(spec) for spec in version.input_schema]
         logger.info("loaded model version %s from %s", version.id, version.artifact_path)
-        return Predictor(estimator, signature, version.labels)
+        return Predictor(estimator, version.signature, version.labels)
 
 
 def _timed_predict(predictor: Predictor, rows: Sequence[Mapping[str, object]]) -> ScoredBatch:
     started = time.perf_counter()
-    outputs = predictor.predict(rows)
-    return ScoredBatch(outputs=outputs, latency_ms=(time.perf_counter() - started) * 1000)
+    scores = predictor.score(rows)
+    return ScoredBatch(scores=scores, latency_ms=(time.perf_counter() - started) * 1000)

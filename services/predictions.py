@@ -1,23 +1,27 @@
-"""Creating predictions: choose the version, validate, score, and store, all or nothing."""
+"""The prediction use case: choose the version (from memory), validate, then hand the request
+to its version's pipeline, which scores and stores it with others and answers after COMMIT."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from models.signature import FeatureSpec
-from persistence.tables import IdempotencyRecord, ModelVersion, Prediction
-from services import catalogue
-from services.errors import ErrorCode, FieldProblem, UserInputError
-from services.features import validate_instance
-from services.inference import ModelCache, ScoredBatch
+from modelql.models.vocabulary import RoutingReason
+from modelql.persistence.tables import IdempotencyRecord, Prediction
+from modelql.services.catalogue import Catalogue, Version
+from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
+from modelql.services.features import validate_instance
+
+MAX_INPUT_DEPTH = 64
+"""Deepest JSON nesting a fingerprint follows; features deeper than this are refused."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class PredictionRequest:
     instances: list[Any]
     batch: bool
     idempotency_key: str | None = None
+    routing_key: str | None = None
+    """Keeps a client on one side of a traffic split; by default the caller does."""
 
     def instance_path(self, index: int) -> tuple[str, ...]:
         return ("instances", str(index)) if self.batch else ("features",)
@@ -37,34 +43,38 @@ class PredictionRequest:
     def fingerprint(self) -> str:
         """A digest of everything that decides the result, for idempotent replays; key order
         and the spelling of numbers (5 or 5.0) do not count."""
-        canonical = json.dumps(
-            _normalised([self.model, self.version, self.alias, self.batch, self.instances]),
-            sort_keys=True,
-            separators=(",", ":"),
-            allow_nan=True,
-        )
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        instances = [
+            _normalised(instance, self.instance_path(index), MAX_INPUT_DEPTH)
+            for index, instance in enumerate(self.instances)
+        ]
+        decisive = [self.model, self.version, self.alias, self.batch, instances]
+        if self.routing_key is not None:  # absent, fingerprints stay those of earlier releases
+            decisive.append(self.routing_key)
+        canonical = orjson.dumps(decisive, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(canonical).hexdigest()
 
 
-def _normalised(value: Any) -> Any:
-    """Numbers as floats (when exact), recursively, so equal JSON values hash equally."""
+def _normalised(value: Any, path: tuple[str, ...], depth: int) -> Any:
+    """Numbers as floats (when exact), recursively, so equal JSON values hash equally;
+    non-finite numbers as strings; nesting deeper than `depth` is a user error."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
-        return float(value) if abs(value) <= 2**53 else value
+        return float(value) if abs(value) <= 2**53 else str(value)
+    if isinstance(value, float):
+        return value if value - value == 0 else repr(value)
+    if depth == 0:
+        raise UserInputError.single(
+            path,
+            ErrorCode.INVALID_FEATURES,
+            f"Features nest deeper than {MAX_INPUT_DEPTH} levels; a feature value is a number, "
+            "a boolean or a string.",
+        )
     if isinstance(value, list):
-        return [_normalised(item) for item in value]
+        return [_normalised(item, path, depth - 1) for item in value]
     if isinstance(value, dict):
-        return {key: _normalised(item) for key, item in value.items()}
-    return value
-
-
-@dataclass(frozen=True)
-class PredictionOutcome:
-    """The predictions a request yields; `replayed` when they were stored by an earlier request."""
-
-    predictions: list[Prediction]
-    replayed: bool
+        return {str(key): _normalised(item, path, depth - 1) for key, item in value.items()}
+    return repr(value)
 
 
 @dataclass(frozen=True)
@@ -72,72 +82,158 @@ class Requester:
     request_id: str
     caller: str | None
 
-
-async def resolve_version(
-    session: AsyncSession, *, model: str, version: int | None, alias: str | None
-) -> ModelVersion:
-    """The version a request names, or a user error saying which argument names nothing."""
-    model_row = (await catalogue.models_by_name(session, [model])).get(model)
-    if model_row is None:
-        raise UserInputError.single(
-            ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {model!r}."
-        )
-    if alias is not None:
-        found = (await catalogue.versions_by_alias(session, [(model_row.id, alias)])).get(
-            (model_row.id, alias)
-        )
-        if found is None:
-            raise UserInputError.single(
-                ("alias",),
-                ErrorCode.VERSION_NOT_FOUND,
-                f"Model {model!r} has no alias {alias!r}.",
-            )
-        if version is not None and found.number != version:
-            raise UserInputError.single(
-                ("version",),
-                ErrorCode.VERSION_NOT_FOUND,
-                f"Alias {alias!r} of model {model!r} points to version {found.number}, "
-                f"not {version}; give one of them, or both agreeing.",
-            )
-        return found
-    if version is not None:
-        found = (await catalogue.versions_by_number(session, [(model_row.id, version)])).get(
-            (model_row.id, version)
-        )
-        if found is None:
-            raise UserInputError.single(
-                ("version",),
-                ErrorCode.VERSION_NOT_FOUND,
-                f"Model {model!r} has no version {version}.",
-            )
-        return found
-    default = (await catalogue.default_versions(session, [model_row.id])).get(model_row.id)
-    if default is None:
-        raise UserInputError.single(
-            ("model",), ErrorCode.VERSION_NOT_FOUND, f"Model {model!r} has no version yet."
-        )
-    return default
+    def routing_key(self, request: PredictionRequest) -> str:
+        """Who a traffic split keeps on one side: the request's routing key, else the caller;
+        with neither (authentication off), the request itself, so each request is drawn anew
+        and the split's shares still hold."""
+        if request.routing_key is not None:
+            return f"key:{request.routing_key}"
+        if self.caller is not None:
+            return f"caller:{self.caller}"
+        return f"request:{self.request_id}"
 
 
-def validate_request(
-    request: PredictionRequest, version: ModelVersion, *, max_batch_size: int
-) -> list[dict[str, Any]]:
-    """The validated rows to score; every problem of every instance at once otherwise."""
-    if request.batch and len(request.instances) > max_batch_size:
-        raise UserInputError.single(
-            ("instances",),
-            ErrorCode.BATCH_TOO_LARGE,
-            f"A batch holds at most {max_batch_size} instances, got {len(request.instances)}.",
+@dataclass(frozen=True, slots=True)
+class StoredPrediction:
+    """A committed prediction as the use case returns it (the columns of its row)."""
+
+    id: uuid.UUID
+    model_version_id: uuid.UUID
+    inputs: dict[str, Any]
+    label: str | None
+    value: float | None
+    probabilities: list[dict[str, Any]] | None
+    confidence: float | None
+    latency_ms: float
+    created_at: datetime
+    request_id: str
+    caller: str | None
+    idempotency_key: str | None
+    routed_by: str
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    """The predictions a request yields; `replayed` when an earlier request stored them."""
+
+    predictions: Sequence[StoredPrediction | Prediction]
+    replayed: bool
+
+
+@dataclass(eq=False)
+class PredictionJob:
+    """A validated request on its way through a version's pipeline."""
+
+    request: PredictionRequest
+    requester: Requester
+    version: Version
+    rows: list[dict[str, Any]]
+    fingerprint: str | None
+    routed_by: RoutingReason = RoutingReason.DEFAULT
+
+
+class PredictionObserver(Protocol):
+    """Where the pipelines report what they did (Prometheus in the service)."""
+
+    def stored(self, model: str, version: int, count: int) -> None: ...
+
+    def rejected(self, model: str, version: int | None, count: int) -> None: ...
+
+    def inference(self, seconds: float, batch_size: int) -> None: ...
+
+
+class NoObserver:
+    """Reports nowhere (metrics off, tests, command-line tools)."""
+
+    def stored(self, model: str, version: int, count: int) -> None:
+        return None
+
+    def rejected(self, model: str, version: int | None, count: int) -> None:
+        return None
+
+    def inference(self, seconds: float, batch_size: int) -> None:
+        return None
+
+
+class PredictionPipelines(Protocol):
+    """What the use case needs from the pipelines: run a job, get its outcome after COMMIT."""
+
+    async def run(self, job: PredictionJob) -> PredictionOutcome: ...
+
+
+class PredictionService:
+    """Creates predictions: replay or look up, validate, then score and store in a group."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        catalogue: Catalogue,
+        pipelines: PredictionPipelines,
+        max_batch_size: int,
+        observer: PredictionObserver | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._catalogue = catalogue
+        self._pipelines = pipelines
+        self._max_batch_size = max_batch_size
+        self._observer = observer or NoObserver()
+
+    async def create(self, request: PredictionRequest, requester: Requester) -> PredictionOutcome:
+        """Stored predictions for the request, or a UserInputError with every problem found;
+        nothing is stored unless everything is, and nothing is returned before COMMIT."""
+        self._check_size(request)
+        fingerprint = request.fingerprint() if request.idempotency_key is not None else None
+        async with self._sessionmaker() as session:
+            if fingerprint is not None:
+                replayed = await _replay(session, requester, request, fingerprint)
+                if replayed is not None:
+                    return PredictionOutcome(replayed, replayed=True)
+            version, routed_by = await self._version(session, request, requester)
+        try:
+            rows = _validated_rows(request, version)
+        except UserInputError:
+            self._observer.rejected(request.model, version.number, len(request.instances))
+            raise
+        job = PredictionJob(request, requester, version, rows, fingerprint, routed_by)
+        return await self._pipelines.run(job)
+
+    def _check_size(self, request: PredictionRequest) -> None:
+        if request.batch and len(request.instances) > self._max_batch_size:
+            raise UserInputError.single(
+                ("instances",),
+                ErrorCode.BATCH_TOO_LARGE,
+                f"A batch holds at most {self._max_batch_size} instances, "
+                f"got {len(request.instances)}.",
+            )
+        if request.batch and not request.instances:
+            raise UserInputError.single(
+                ("instances",), ErrorCode.INVALID_FEATURES, "Expected at least one instance."
+            )
+
+    async def _version(
+        self, session: AsyncSession, request: PredictionRequest, requester: Requester
+    ) -> tuple[Version, RoutingReason]:
+        route = (await self._catalogue.routes_by_name(session, [request.model])).get(request.model)
+        if route is None:
+            raise UserInputError.single(
+                ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {request.model!r}."
+            )
+        choice = route.choose(
+            number=request.version,
+            alias=request.alias,
+            routing_key=requester.routing_key(request),
         )
-    if request.batch and not request.instances:
-        raise UserInputError.single(
-            ("instances",), ErrorCode.INVALID_FEATURES, "Expected at least one instance."
-        )
-    signature = [FeatureSpec.from_json(spec) for spec in version.input_schema]
+        versions = await self._catalogue.versions(session, [choice.version_id])
+        return versions[choice.version_id], choice.routed_by
+
+
+def _validated_rows(request: PredictionRequest, version: Version) -> list[dict[str, Any]]:
+    """The rows to score; every problem of every instance at once otherwise."""
     rows: list[dict[str, Any]] = []
     problems: list[FieldProblem] = []
     for index, instance in enumerate(request.instances):
-        checked = validate_instance(instance, signature, request.instance_path(index))
+        checked = validate_instance(instance, version.signature, request.instance_path(index))
         rows.append(checked.features)
         problems.extend(checked.problems)
     if problems:
@@ -145,8 +241,17 @@ def validate_request(
     return rows
 
 
+def conflict(request: PredictionRequest) -> UserInputError:
+    return UserInputError.single(
+        ("idempotencyKey",),
+        ErrorCode.IDEMPOTENCY_CONFLICT,
+        f"Idempotency key {request.idempotency_key!r} was already used with a different "
+        "input; use a new key for a new request.",
+    )
+
+
 async def _replay(
-    session: AsyncSession, requester: Requester, request: PredictionRequest
+    session: AsyncSession, requester: Requester, request: PredictionRequest, fingerprint: str
 ) -> list[Prediction] | None:
     """The stored predictions of an earlier identical request with this key, if any."""
     record = await session.scalar(
@@ -157,125 +262,11 @@ async def _replay(
     )
     if record is None:
         return None
-    if record.fingerprint != request.fingerprint():
-        raise UserInputError.single(
-            ("idempotencyKey",),
-            ErrorCode.IDEMPOTENCY_CONFLICT,
-            f"Idempotency key {request.idempotency_key!r} was already used with a different "
-            "input; use a new key for a new request.",
-        )
+    if record.fingerprint != fingerprint:
+        raise conflict(request)
     stored = await session.scalars(
         select(Prediction)
         .where(Prediction.idempotency_record_id == record.id)
         .order_by(Prediction.batch_index)
     )
     return list(stored.all())
-
-
-async def _claim_key(
-    session: AsyncSession, requester: Requester, request: PredictionRequest
-) -> IdempotencyRecord | None:
-    """Claim the key; None when a concurrent request claimed it first (and has committed)."""
-    claimed = await session.scalar(
-        pg_insert(IdempotencyRecord)
-        .values(
-            caller=requester.caller or "",
-            key=request.idempotency_key,
-            fingerprint=request.fingerprint(),
-        )
-        .on_conflict_do_nothing(index_elements=["caller", "key"])
-        .returning(IdempotencyRecord)
-    )
-    return claimed
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """A request checked against its version's signature, ready to be scored."""
-
-    version: ModelVersion
-    rows: list[dict[str, Any]]
-
-
-async def prepare(
-    session: AsyncSession,
-    request: PredictionRequest,
-    requester: Requester,
-    *,
-    max_batch_size: int,
-) -> PreparedRequest | PredictionOutcome:
-    """Replay an earlier identical request, or resolve the version and validate every
-    instance (all problems at once). Reads only: the session can be released before scoring."""
-    if request.idempotency_key is not None:
-        replayed = await _replay(session, requester, request)
-        if replayed is not None:
-            return PredictionOutcome(replayed, replayed=True)
-    version = await resolve_version(
-        session, model=request.model, version=request.version, alias=request.alias
-    )
-    return PreparedRequest(
-        version, validate_request(request, version, max_batch_size=max_batch_size)
-    )
-
-
-async def score(cache: ModelCache, prepared: PreparedRequest) -> ScoredBatch:
-    """Score every row in one estimator call, off the event loop, holding no connection."""
-    return await cache.score(prepared.version, prepared.rows)
-
-
-async def store(
-    session: AsyncSession,
-    request: PredictionRequest,
-    requester: Requester,
-    prepared: PreparedRequest,
-    scored: ScoredBatch,
-) -> PredictionOutcome:
-    """Claim the idempotency key (or replay the concurrent winner) and insert the predictions;
-    flushes, never commits."""
-    record_id = None
-    if request.idempotency_key is not None:
-        record = await _claim_key(session, requester, request)
-        if record is None:
-            replayed = await _replay(session, requester, request)
-            assert replayed is not None, "a conflicting claim is committed before we proceed"
-            return PredictionOutcome(replayed, replayed=True)
-        record_id = record.id
-    stored = await _store(session, prepared, scored, requester, request, record_id)
-    return PredictionOutcome(stored, replayed=False)
-
-
-async def _store(
-    session: AsyncSession,
-    prepared: PreparedRequest,
-    scored: ScoredBatch,
-    requester: Requester,
-    request: PredictionRequest,
-    record_id: uuid.UUID | None,
-) -> list[Prediction]:
-    version, rows = prepared.version, prepared.rows
-    latency_ms = scored.latency_ms / len(rows)
-    values = [
-        {
-            "model_id": version.model_id,
-            "model_version_id": version.id,
-            "inputs": features,
-            "label": output.label,
-            "value": output.value,
-            "probabilities": [
-                {"label": label, "probability": probability}
-                for label, probability in output.probabilities
-            ]
-            if output.probabilities is not None
-            else None,
-            "confidence": output.confidence,
-            "latency_ms": latency_ms,
-            "request_id": requester.request_id,
-            "caller": requester.caller,
-            "idempotency_key": request.idempotency_key,
-            "idempotency_record_id": record_id,
-            "batch_index": index,
-        }
-        for index, (features, output) in enumerate(zip(rows, scored.outputs, strict=True))
-    ]
-    statement = insert(Prediction).returning(Prediction, sort_by_parameter_order=True)
-    return list((await session.scalars(statement, values)).all())

@@ -1,35 +1,51 @@
-"""Registering model versions and moving aliases; what a training pipeline calls from Python."""
+"""Registering model versions, moving aliases and setting traffic splits; what a training
+pipeline calls from Python. Every catalogue write notifies the other processes on COMMIT."""
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
-from models.artifacts import ArtifactError, ArtifactStore, StoredArtifact
-from models.metrics import PerformanceRecord
-from models.signature import FeatureSpec
-from models.training import DatasetInfo, TrainedVersion
-from persistence.tables import (
+from modelql.models.artifacts import ArtifactError, ArtifactStore, StoredArtifact
+from modelql.models.metrics import PerformanceRecord
+from modelql.models.profile import ReferenceProfile
+from modelql.models.signature import FeatureSpec
+from modelql.models.training import DatasetInfo, ThresholdSlice, TrainedVersion
+from modelql.models.vocabulary import STORED_SPLITS, Task
+from modelql.persistence.notifications import notify_catalogue_changed
+from modelql.persistence.tables import (
     AliasEvent,
+    DataSlice,
     Model,
     ModelAlias,
     ModelVersion,
     PerformanceMetric,
+    TrafficShare,
+    TrafficSplitEvent,
     TrainingArgument,
 )
-from services.errors import RegistrationError
+from modelql.persistence.tables import (
+    ReferenceProfile as ReferenceProfileRow,
+)
+from modelql.services.errors import (
+    CatalogueInputError,
+    ErrorCode,
+    FieldProblem,
+    RegistrationError,
+)
 
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
 ALIAS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,99}")
-TASKS = ("CLASSIFICATION", "REGRESSION")
-SPLITS = ("TRAIN", "VALIDATION", "TEST")
 DEMO_LOCK_KEY = 0x6D6F64656C716C  # "modelql": serialises demo registration across processes
 
 
@@ -54,6 +70,10 @@ class VersionRegistration:
     trained_at: datetime | None = None
     aliases: list[str] = field(default_factory=list)
     number: int | None = None
+    slices: list[ThresholdSlice] = field(default_factory=list)
+    """Rules of the named slices, stored so that LIVE metrics can use them too."""
+    reference: ReferenceProfile | None = None
+    """The training data's profile, which drift reports compare live inputs with."""
 
     @classmethod
     def from_trained(cls, trained: TrainedVersion) -> VersionRegistration:
@@ -73,6 +93,8 @@ class VersionRegistration:
             performance=trained.performance,
             trained_at=trained.trained_at,
             aliases=trained.aliases,
+            slices=trained.slices,
+            reference=trained.reference,
         )
 
     def check(self) -> None:
@@ -82,8 +104,8 @@ class VersionRegistration:
                 f"Model name {self.model_name!r} must be a slug: lowercase letters, digits, "
                 "'.', '_' or '-', at most 100 characters."
             )
-        if self.task not in TASKS:
-            raise RegistrationError(f"Task must be one of {', '.join(TASKS)}, got {self.task!r}.")
+        if self.task not in tuple(Task):
+            raise RegistrationError(f"Task must be one of {', '.join(Task)}, got {self.task!r}.")
         if not self.signature:
             raise RegistrationError("A version needs an input signature of at least one feature.")
         names = [spec.name for spec in self.signature]
@@ -95,19 +117,28 @@ class VersionRegistration:
         if overlap:
             raise RegistrationError(f"Arguments named both ways: {sorted(overlap)}.")
         for record in self.performance:
-            if record.split not in SPLITS:
+            if record.split not in STORED_SPLITS:
                 raise RegistrationError(
-                    f"Metric split must be one of {', '.join(SPLITS)}, got {record.split!r}."
+                    f"Metric split must be one of {', '.join(STORED_SPLITS)}, got "
+                    f"{record.split!r} (LIVE metrics are computed from recorded outcomes)."
                 )
         for alias in self.aliases:
             _check_alias(alias)
+        numeric = {s.name for s in self.signature if s.type in ("NUMBER", "INTEGER")}
+        for rule in self.slices:
+            if rule.feature not in numeric:
+                raise RegistrationError(
+                    f"Slice {rule.name!r} needs a numeric feature of the signature."
+                )
 
 
 def _check_alias(alias: str) -> None:
     if not ALIAS_NAME.fullmatch(alias):
-        raise RegistrationError(
+        raise CatalogueInputError.single(
+            ("alias",),
+            ErrorCode.INVALID_ALIAS,
             f"Alias {alias!r} must start with a lowercase letter and hold only lowercase "
-            "letters, digits, '_' or '-'."
+            "letters, digits, '_' or '-'.",
         )
 
 
@@ -173,14 +204,34 @@ async def register_version(
     model = await _model_for_update(session, registration)
     number = await _next_number(session, model, registration.number)
     artifact = _store_artifact(store, model.name, number, estimator, artifact_file)
-    try:
-        version = await _insert_version(session, model, number, artifact, registration)
-        for alias in registration.aliases:
-            await _point_alias(session, model, alias, version, actor)
-    except BaseException:
-        store.resolve(artifact.path).unlink(missing_ok=True)
-        raise
+    if artifact.created:
+        _remove_unless_committed(session, store.resolve(artifact.path))
+    version = await _insert_version(session, model, number, artifact, registration)
+    for alias in registration.aliases:
+        await _point_alias(session, model, alias, version, actor)
+    await notify_catalogue_changed(session, model.name)
     return version
+
+
+def _remove_unless_committed(session: AsyncSession, artifact: Path) -> None:
+    """Delete the artifact file if the registering transaction ends without committing, here
+    or later in the caller: an artifact without its version row is never left behind."""
+    committed = ended = False
+
+    def on_commit(_session: Session) -> None:
+        nonlocal committed
+        committed = True
+
+    def on_end(_session: Session, transaction: SessionTransaction) -> None:
+        nonlocal ended
+        if transaction.parent is not None or ended:
+            return
+        ended = True
+        if not committed:
+            artifact.unlink(missing_ok=True)
+
+    event.listen(session.sync_session, "after_commit", on_commit)
+    event.listen(session.sync_session, "after_transaction_end", on_end)
 
 
 def _store_artifact(
@@ -245,13 +296,28 @@ async def _insert_version(
     ]
     if metrics:
         await session.execute(insert(PerformanceMetric), metrics)
+    slices = {rule.name: rule for rule in registration.slices}
+    if slices:
+        await session.execute(
+            insert(DataSlice),
+            [
+                {"version_id": version.id, "name": name, "feature": r.feature, "minimum": r.minimum}
+                for name, r in slices.items()
+            ],
+        )
+    if registration.reference is not None:
+        session.add(
+            ReferenceProfileRow(version_id=version.id, profile=registration.reference.to_json())
+        )
+        await session.flush()
     await session.execute(update(Model).where(Model.id == model.id).values(updated_at=func.now()))
     return version
 
 
 async def _point_alias(
     session: AsyncSession, model: Model, alias: str, version: ModelVersion, actor: str | None
-) -> None:
+) -> bool:
+    """Point the alias at the version, recording the move; False when it already did."""
     current = await session.scalar(
         select(ModelAlias)
         .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
@@ -259,7 +325,7 @@ async def _point_alias(
     )
     previous = current.version_id if current else None
     if previous == version.id:
-        return
+        return False
     if current is None:
         session.add(
             ModelAlias(model_id=model.id, alias=alias, version_id=version.id, updated_by=actor)
@@ -278,6 +344,17 @@ async def _point_alias(
         )
     )
     await session.flush()
+    return True
+
+
+async def _locked_model(session: AsyncSession, model_name: str) -> Model:
+    """The named model, locked until COMMIT so that catalogue writes to it are serialised."""
+    model = await session.scalar(select(Model).where(Model.name == model_name).with_for_update())
+    if model is None:
+        raise CatalogueInputError.single(
+            ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {model_name!r}."
+        )
+    return model
 
 
 async def set_alias(
@@ -285,16 +362,110 @@ async def set_alias(
 ) -> ModelVersion:
     """Point `alias` of a model at one of its versions, recording the move in the history."""
     _check_alias(alias)
-    model = await session.scalar(select(Model).where(Model.name == model_name).with_for_update())
-    if model is None:
-        raise RegistrationError(f"No model is named {model_name!r}.")
+    model = await _locked_model(session, model_name)
     version = await session.scalar(
         select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.number == number)
     )
     if version is None:
-        raise RegistrationError(f"Model {model_name!r} has no version {number}.")
-    await _point_alias(session, model, alias, version, actor)
+        raise CatalogueInputError.single(
+            ("version",),
+            ErrorCode.VERSION_NOT_FOUND,
+            f"Model {model_name!r} has no version {number}.",
+        )
+    if await _point_alias(session, model, alias, version, actor):
+        await notify_catalogue_changed(session, model.name)
     return version
+
+
+async def set_traffic_split(
+    session: AsyncSession,
+    *,
+    model_name: str,
+    shares: Sequence[tuple[int, float]],
+    actor: str | None = None,
+) -> list[tuple[int, float]]:
+    """Replace the model's traffic split by (version number, weight) shares, recording the
+    change; an empty list removes the split. Weights are relative: positive and finite."""
+    model = await _locked_model(session, model_name)
+    numbers = dict(
+        (
+            await session.execute(
+                select(ModelVersion.number, ModelVersion.id).where(
+                    ModelVersion.model_id == model.id
+                )
+            )
+        ).all()
+    )
+    _check_shares(model_name, shares, numbers)
+    current = dict(
+        (
+            await session.execute(
+                select(TrafficShare.version_id, TrafficShare.weight).where(
+                    TrafficShare.model_id == model.id
+                )
+            )
+        ).all()
+    )
+    wanted = {numbers[number]: weight for number, weight in shares}
+    if current == wanted:
+        return list(shares)
+    await session.execute(delete(TrafficShare).where(TrafficShare.model_id == model.id))
+    if wanted:
+        await session.execute(
+            insert(TrafficShare),
+            [
+                {"model_id": model.id, "version_id": version_id, "weight": weight}
+                for version_id, weight in wanted.items()
+            ],
+        )
+    session.add(
+        TrafficSplitEvent(
+            model_id=model.id,
+            shares=[{"version": number, "weight": weight} for number, weight in shares],
+            changed_by=actor,
+        )
+    )
+    await session.flush()
+    await notify_catalogue_changed(session, model.name)
+    return list(shares)
+
+
+def _check_shares(
+    model_name: str, shares: Sequence[tuple[int, float]], numbers: dict[int, object]
+) -> None:
+    """Every problem of the shares at once: unknown or repeated versions, weights that are
+    not positive and finite."""
+    problems: list[FieldProblem] = []
+    seen: set[int] = set()
+    for index, (number, weight) in enumerate(shares):
+        path = ("shares", str(index))
+        if number not in numbers:
+            problems.append(
+                FieldProblem(
+                    (*path, "version"),
+                    ErrorCode.VERSION_NOT_FOUND,
+                    f"Model {model_name!r} has no version {number}.",
+                )
+            )
+        elif number in seen:
+            problems.append(
+                FieldProblem(
+                    (*path, "version"),
+                    ErrorCode.INVALID_TRAFFIC_SPLIT,
+                    f"Version {number} appears more than once; give each version one weight.",
+                )
+            )
+        seen.add(number)
+        if not (math.isfinite(weight) and weight > 0):
+            problems.append(
+                FieldProblem(
+                    (*path, "weight"),
+                    ErrorCode.INVALID_TRAFFIC_SPLIT,
+                    f"A weight must be a positive, finite number; got {weight!r}.",
+                )
+            )
+    if problems:
+        raise CatalogueInputError(problems)
 
 
 async def catalogue_is_empty(session: AsyncSession) -> bool:

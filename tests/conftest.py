@@ -19,18 +19,33 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from support import app_client, create_database, drop_database, make_settings
+from support import (
+    app_client,
+    create_database,
+    drop_database,
+    make_settings,
+    reachable_temp_dir,
+)
 
-from modelql import migrations
+from modelql import schema_migrations
+from modelql.embedded_postgres import EmbeddedPostgres
+from modelql.models.artifacts import ArtifactStore
+from modelql.models.demo import train_demo
+from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.services import registration
 from modelql.settings import Settings
-from models.artifacts import ArtifactStore
-from models.demo import train_demo
-from persistence.database import create_engine, create_sessionmaker
-from persistence.embedded import EmbeddedPostgres
-from services import registration
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-PER_TEST_TABLES = ("predictions", "idempotency_records")
+PER_TEST_TABLES = (
+    "prediction_commits",
+    "latest_outcomes",
+    "prediction_outcomes",
+    "prediction_rollups",
+    "prediction_latency_rollups",
+    "outcome_rollups",
+    "predictions",
+    "idempotency_records",
+)
 
 
 def _local_server_answers() -> bool:
@@ -51,7 +66,7 @@ def server_url() -> Iterator[str]:
     if _local_server_answers():
         yield LOCAL_SERVER
         return
-    data_dir = Path(tempfile.mkdtemp(prefix="mqtest"))
+    data_dir = reachable_temp_dir("mqtest")
     cluster = EmbeddedPostgres(data_dir / "pg")
     try:
         yield cluster.start()
@@ -65,7 +80,7 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
     """This run's own database, migrated to head, dropped at the end."""
     url = await create_database(server_url)
     try:
-        await asyncio.to_thread(migrations.upgrade_to_head, url)
+        await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
         yield url
     finally:
         await drop_database(server_url, url)
@@ -118,10 +133,21 @@ async def demo_catalogue(
 async def clean_predictions(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     """Tests that touch the database start with no stored predictions."""
     yield
-    if "database_url" in request.fixturenames:
-        engine: AsyncEngine = request.getfixturevalue("engine")
-        async with engine.begin() as connection:
-            await connection.execute(text(f"TRUNCATE {', '.join(PER_TEST_TABLES)}"))
+    if "database_url" not in request.fixturenames:
+        return
+    if "engine" in request.fixturenames:  # set up already: fetching it runs nothing
+        await _truncate(request.getfixturevalue("engine"))
+        return
+    engine = create_engine(request.getfixturevalue("database_url"))
+    try:
+        await _truncate(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _truncate(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {', '.join(PER_TEST_TABLES)}"))
 
 
 @pytest.fixture(scope="session")

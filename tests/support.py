@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,17 @@ from sqlalchemy.engine import make_url
 
 from modelql.app import create_app
 from modelql.settings import Settings
+
+BASE_URL = "http://127.0.0.1:8000"  # a loopback name: auth is off in most tests
+
+
+def reachable_temp_dir(prefix: str) -> Path:
+    """A short temporary directory under /tmp that PostgreSQL can enter: as root, the embedded
+    server runs as an unprivileged user, and mkdtemp's 0700 would keep it out (the launcher
+    never changes directories it does not own)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o711)
+    return path
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
@@ -33,7 +45,7 @@ async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, database_url=str(settings.database_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://modelql.test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield http
 
 
@@ -43,7 +55,7 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.
     app = create_app(settings, database_url=str(settings.database_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://modelql.test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
             yield app, http
 
 

@@ -3,18 +3,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import pty
+import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import asyncpg
 import httpx
 import joblib
 import numpy as np
@@ -22,10 +28,10 @@ import psutil
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import graphql, libpq_url
+from support import create_database, drop_database, graphql, libpq_url, reachable_temp_dir
 
-from services import api_keys
-from services.api_keys import Scope
+from modelql.services import api_keys
+from modelql.services.api_keys import Scope
 
 pytestmark = pytest.mark.slow  # every test here starts `modelql` processes
 
@@ -89,7 +95,7 @@ def _assert_no_postgres_left(data_dir: Path) -> None:
 @pytest.fixture
 def short_data_dir() -> Iterator[Path]:
     """A data dir under a short /tmp path (Unix socket paths are limited); removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="mq", dir="/tmp"))
+    path = reachable_temp_dir("mq")
     yield path
     for process in _postgres_processes(path):  # never leave a server behind, even on failure
         process.kill()
@@ -99,14 +105,17 @@ def short_data_dir() -> Iterator[Path]:
 class Server:
     """`modelql serve` in a subprocess, its output in a file."""
 
-    def __init__(self, data_dir: Path, log: Path, **env: str) -> None:
+    def __init__(
+        self, data_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None, **more: str
+    ) -> None:
         self.port = _free_port()
         self.log = log
         self.url = f"http://127.0.0.1:{self.port}"
+        environment = {**_base_env(MODELQL_DATA_DIR=str(data_dir), **more), **(env or {})}
         with log.open("ab") as output:
             self.process = subprocess.Popen(
-                [MODELQL, "serve", "--port", str(self.port)],
-                env=_base_env(MODELQL_DATA_DIR=str(data_dir), **env),
+                [MODELQL, "serve", "--port", str(self.port), *args],
+                env=environment,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
@@ -215,10 +224,78 @@ def test_embedded_serve_trains_once_and_stops_cleanly(
     _assert_no_postgres_left(short_data_dir)
 
 
+def test_two_workers_serve_one_embedded_database_and_stop_cleanly(
+    short_data_dir: Path, servers: list[Server], tmp_path: Path
+):
+    server = Server(short_data_dir, tmp_path / "workers.log", "--workers", "2")
+    servers.append(server)
+    assert server.wait_ready()["status"] == "ready"
+    workers = [
+        child
+        for child in psutil.Process(server.process.pid).children(recursive=True)
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+    assert len(workers) == 2, [" ".join(child.cmdline()) for child in workers]
+
+    created = [
+        server.query(
+            'mutation { createPrediction(input: {model: "iris-classifier", features: '
+            "{sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2}}) "
+            "{ prediction { id } userErrors { code } } }"
+        )["createPrediction"]
+        for _ in range(20)
+    ]
+    assert all(payload["prediction"] and not payload["userErrors"] for payload in created)
+    stats = server.query("{ predictionStats { count } }")
+    assert stats["predictionStats"]["count"] == 20
+
+    returncode = server.stop(signal.SIGTERM)
+    assert _exited_on(signal.SIGTERM, returncode), (returncode, server.output())
+    assert "Traceback" not in server.output()
+    assert not [worker for worker in workers if _is_alive(worker)]
+    _assert_no_postgres_left(short_data_dir)
+
+
+async def test_a_revoked_key_is_refused_within_a_second_by_another_process(
+    servers: list[Server],
+    tmp_path: Path,
+    data_dir: Path,
+    database_url: str,
+    demo_catalogue: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+):
+    async with sessionmaker.begin() as session:
+        _, key = await api_keys.create(session, name="soon-revoked", scopes=frozenset(Scope))
+    server = Server(
+        data_dir,
+        tmp_path / "auth.log",
+        DATABASE_URL=database_url,
+        MODELQL_AUTH_MODE="required",
+        MODELQL_TRAIN_DEMO_IF_EMPTY="false",
+    )
+    servers.append(server)
+    server.wait_ready()
+    headers = {"authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
+        assert (
+            await http.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
+        ).status_code == 200
+
+        async with sessionmaker.begin() as session:
+            await api_keys.revoke(session, name="soon-revoked")
+        revoked_at = time.monotonic()
+        while True:
+            answer = await http.post("/graphql", json={"query": "{ __typename }"}, headers=headers)
+            if answer.status_code == 401:
+                break
+            assert time.monotonic() - revoked_at < 1.0, "the revoked key still works after 1 s"
+            await asyncio.sleep(0.02)
+
+
 def test_embedded_serve_with_the_system_backend(
     short_data_dir: Path, servers: list[Server], tmp_path: Path
 ):
-    from persistence.embedded import find_postgres_bindir
+    from modelql.embedded_postgres import find_postgres_bindir
 
     if find_postgres_bindir() is None:
         pytest.skip("no PostgreSQL server binaries on this machine")
@@ -401,7 +478,9 @@ async def test_keys_are_created_once_listed_without_secret_and_revoked(
     cli_env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession]
 ):
     name = f"cli-key-{os.getpid()}-{time.monotonic_ns() % 10**6}"
-    created = _run_cli(["keys", "create", "--name", name, "--scopes", "read,audit"], cli_env)
+    created = _run_cli(
+        ["keys", "create", "--name", name, "--scopes", "read,audit", "--rate", "5/second"], cli_env
+    )
     assert created.returncode == 0, _said(created)
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("mql_")
@@ -410,14 +489,18 @@ async def test_keys_are_created_once_listed_without_secret_and_revoked(
     assert caller is not None
     assert caller.name == name
     assert caller.scopes == {Scope.READ, Scope.AUDIT}
+    assert caller.rate_limit == "5/second"
 
     listed = _run_cli(["keys", "list"], cli_env)
-    assert name in listed.stdout
+    assert f"{name}\taudit,read\t5/second\t" in listed.stdout
     assert key not in listed.stdout + listed.stderr
 
     bad_scope = _run_cli(["keys", "create", "--name", f"{name}-x", "--scopes", "write"], cli_env)
     assert bad_scope.returncode != 0
     assert "Scopes must be" in _said(bad_scope)
+    bad_rate = _run_cli(["keys", "create", "--name", f"{name}-y", "--rate", "lots"], cli_env)
+    assert bad_rate.returncode != 0
+    assert "100/second" in _said(bad_rate)
 
     revoked = _run_cli(["keys", "revoke", name], cli_env)
     assert revoked.returncode == 0, _said(revoked)
@@ -438,3 +521,181 @@ def test_serving_without_auth_off_loopback_is_refused():
     )
     assert result.returncode == 2
     assert "MODELQL_AUTH_MODE=required" in _said(result)
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["keys", "list"]])
+def test_an_unreachable_database_is_one_line_naming_database_url(command: list[str]):
+    env = _base_env(DATABASE_URL=f"postgresql://modelql:s3cret@127.0.0.1:{_free_port()}/modelql")
+    result = _run_cli(command, env)
+    assert result.returncode == 1
+    said = _said(result)
+    assert "Traceback" not in said
+    assert "DATABASE_URL" in said
+    assert "s3cret" not in said
+    assert len((result.stdout + result.stderr).strip().splitlines()) <= 2, said
+
+
+def _request_count(metrics_text: str, operation_name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics_text)
+        for sample in family.samples
+        if sample.name == "modelql_graphql_request_duration_seconds_count"
+        and sample.labels.get("operation_name") == operation_name
+    )
+
+
+def test_metrics_add_up_over_every_worker(
+    demo_catalogue: None, cli_env: dict[str, str], servers: list[Server], tmp_path: Path
+):
+    """With --workers 2, each scrape answers for both processes (multiprocess mode)."""
+    server = Server(tmp_path, tmp_path / "workers.log", "--workers", "2", "--no-demo", env=cli_env)
+    servers.append(server)
+    server.wait_ready()
+    name = f"Workers{os.getpid()}"
+    query = {"query": f"query {name} {{ models {{ nodes {{ name }} }} }}"}
+
+    def one_request(_: int) -> int:
+        with httpx.Client(base_url=server.url, timeout=30) as fresh:  # a connection each
+            return fresh.post("/graphql", json=query).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(one_request, range(40)))
+    assert statuses == [200] * 40
+    counts = {_request_count(httpx.get(f"{server.url}/metrics").text, name) for _ in range(10)}
+    assert counts == {40}
+    assert _exited_on(signal.SIGTERM, server.stop(signal.SIGTERM)), server.output()
+    assert "Traceback" not in server.output()
+
+
+def _read_terminal(master: int, process: subprocess.Popen[bytes]) -> str:
+    """Everything written to the pseudo-terminal until the process exits."""
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the other side is closed
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        elif process.poll() is not None:
+            break
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_serve_in_a_terminal_prints_a_readable_screen(
+    demo_catalogue: None, cli_env: dict[str, str], tmp_path: Path
+):
+    env = {key: value for key, value in cli_env.items() if key != "MODELQL_LOG_JSON"}
+    port = _free_port()
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [MODELQL, "serve", "--port", str(port), "--no-demo"],
+        env=env,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=tmp_path,
+    )
+    os.close(slave)
+    output: list[str] = []
+    reader = ThreadPoolExecutor(1).submit(_read_terminal, master, process)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            time.sleep(0.3)
+        httpx.post(f"{url}/graphql", json={"query": "query Screen { models { nodes { name } } }"})
+        process.send_signal(signal.SIGINT)
+        process.wait(STOP_TIMEOUT_S)
+        output.append(reader.result(STOP_TIMEOUT_S))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", output[0])
+    lines = [line for line in plain.splitlines() if line.strip()]
+    assert not [line for line in lines if line.lstrip().startswith("{")], lines
+    assert any(
+        re.search(r"^\d\d:\d\d:\d\d 200 POST /graphql query Screen ok ", line) for line in lines
+    ), lines
+    assert any("ModelQL on http://127.0.0.1" in line for line in lines), lines
+    assert not [
+        line for line in lines if "Started server process" in line or "Context impl" in line
+    ]
+
+
+@pytest.fixture
+async def fresh_database(server_url: str) -> AsyncIterator[str]:
+    """An empty database of its own, as a plain postgresql:// URL."""
+    url = await create_database(server_url)
+    yield libpq_url(url)
+    await drop_database(server_url, url)
+
+
+def test_a_new_database_on_the_same_data_directory_reuses_the_demo_artifacts(
+    fresh_database: str, servers: list[Server], tmp_path: Path
+):
+    """Embedded first, then DATABASE_URL with the same data directory: the demo is trained
+    and registered again and finds identical artifacts already there."""
+    data = reachable_temp_dir("mqswitch")
+    try:
+        first = _run_cli(["train-demo"], _base_env(MODELQL_DATA_DIR=str(data)))
+        assert first.returncode == 0, _said(first)
+        artifacts = sorted((data / "artifacts").rglob("*.joblib"))
+        assert len(artifacts) == 5
+
+        env = _base_env(MODELQL_DATA_DIR=str(data))
+        server = Server(
+            data,
+            tmp_path / "switch.log",
+            env={**env, "DATABASE_URL": fresh_database, "MODELQL_AUTO_MIGRATE": "true"},
+        )
+        servers.append(server)
+        assert server.wait_ready()["status"] == "ready"
+        assert "Registered 5 demo versions" in server.output()
+        assert sorted((data / "artifacts").rglob("*.joblib")) == artifacts
+        assert _exited_on(signal.SIGTERM, server.stop(signal.SIGTERM))
+    finally:
+        for process in _postgres_processes(data):
+            process.kill()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_different_artifact_under_the_same_name_is_one_clear_line(
+    fresh_database: str, tmp_path: Path
+):
+    data = reachable_temp_dir("mqclash")
+    env = _base_env(
+        MODELQL_DATA_DIR=str(data), DATABASE_URL=fresh_database, MODELQL_AUTO_MIGRATE="true"
+    )
+    try:
+        first = _run_cli(["train-demo"], env)
+        assert first.returncode == 0, _said(first)
+        victim = sorted((data / "artifacts").rglob("*.joblib"))[0]
+        victim.write_bytes(victim.read_bytes() + b"changed")
+        asyncio.run(_empty_catalogue(fresh_database))
+
+        again = _run_cli(["train-demo"], env)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    assert again.returncode == 1
+    assert "Traceback" not in _said(again)
+    assert f"{victim.parent.name}/{victim.name} already exists" in _said(again)
+    assert "other contents" in _said(again)
+
+
+async def _empty_catalogue(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("TRUNCATE models CASCADE")
+    finally:
+        await connection.close()

@@ -1,29 +1,14 @@
-"""Enums of the public schema."""
+"""The shared vocabulary (`models.vocabulary`) as enums of the public schema."""
 
 from __future__ import annotations
 
-from enum import Enum
-
 import strawberry
 
+from modelql.models import vocabulary
 
-@strawberry.enum
-class ModelTask(Enum):
-    CLASSIFICATION = "CLASSIFICATION"
-    REGRESSION = "REGRESSION"
-
-
-@strawberry.enum
-class DataSplit(Enum):
-    TRAIN = "TRAIN"
-    VALIDATION = "VALIDATION"
-    TEST = "TEST"
-
-
-@strawberry.enum
-class FeatureType(Enum):
-    NUMBER = "NUMBER"
-    INTEGER = "INTEGER"
-    BOOLEAN = "BOOLEAN"
-    CATEGORY = "CATEGORY"
-    TEXT = "TEXT"
+ModelTask = strawberry.enum(vocabulary.Task, name="ModelTask")
+DataSplit = strawberry.enum(vocabulary.DataSplit)
+FeatureType = strawberry.enum(vocabulary.FeatureType)
+RoutingReason = strawberry.enum(
+    vocabulary.RoutingReason, description="Why a version answered a prediction request."
+)

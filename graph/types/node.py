@@ -8,7 +8,7 @@ import uuid
 
 import strawberry
 
-from graph.errors import bad_input
+from modelql.graph.errors import bad_input
 
 
 @strawberry.interface(description="An object with an opaque global id; `Query.node` finds it.")

@@ -1,82 +1,46 @@
-"""Prediction types, the audit filter, pages and statistics."""
+"""Prediction value types: probabilities, the audit filter and statistics."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime
+from typing import Any
 
 import strawberry
-from strawberry.scalars import JSON
 
-from graph.context import GraphContext
-from graph.cursors import decode_cursor, encode_cursor
-from graph.errors import bad_input
-from graph.permissions import CanRead
-from graph.types.catalogue import ModelVersionType
-from graph.types.node import Node, to_global_id
-from graph.types.pagination import PageInfo
-from persistence import tables
-from services import audit
+from modelql.graph.context import GraphContext
+from modelql.services import audit
+from modelql.services.outcomes import OutcomeRow
 
 Info = strawberry.Info[GraphContext, None]
-PREDICTION_CURSOR = "prediction"
+MAX_GROUPS = 1_000
+"""Most groups one `groups` field returns."""
 
 
-@strawberry.type
-class ClassProbability:
+@strawberry.type(name="ClassProbability")
+class ClassProbabilityType:
     label: str
     probability: float
 
 
-@strawberry.type(name="Prediction", description="One scored instance, exactly as it was scored.")
-class PredictionType(Node):
-    id: strawberry.ID
-    inputs: JSON = strawberry.field(description="Exactly the features that were scored.")
-    label: str | None
-    value: float | None
-    probabilities: list[ClassProbability] | None
-    confidence: float | None = strawberry.field(description="The highest probability.")
-    latency_ms: float = strawberry.field(
-        description="Inference time for this prediction (a batch's time divided by its size)."
-    )
-    created_at: datetime = strawberry.field(
-        description="Database time of the storing transaction; one request's predictions share it."
-    )
-    request_id: str
-    caller: str | None
-    idempotency_key: str | None
-    version_key: strawberry.Private[uuid.UUID]
+@strawberry.type(name="Outcome", description="The truth about a prediction, once known.")
+class OutcomeType:
+    label: str | None = strawberry.field(description="Classification: the observed label.")
+    value: float | None = strawberry.field(description="Regression: the observed value.")
+    observed_at: datetime = strawberry.field(description="When the truth became known.")
+    recorded_at: datetime = strawberry.field(description="When it was recorded here.")
+    caller: str | None = strawberry.field(description="The API key that recorded it.")
 
     @classmethod
-    def from_row(cls, row: tables.Prediction) -> PredictionType:
+    def of(cls, row: OutcomeRow) -> OutcomeType:
         return cls(
-            id=to_global_id("Prediction", row.id),
-            version_key=row.model_version_id,
-            inputs=row.inputs,
             label=row.label,
             value=row.value,
-            probabilities=[
-                ClassProbability(label=item["label"], probability=item["probability"])
-                for item in row.probabilities
-            ]
-            if row.probabilities is not None
-            else None,
-            confidence=row.confidence,
-            latency_ms=row.latency_ms,
-            created_at=row.created_at,
-            request_id=row.request_id,
+            observed_at=row.observed_at,
+            recorded_at=row.recorded_at,
             caller=row.caller,
-            idempotency_key=row.idempotency_key,
         )
-
-    @strawberry.field(
-        description="The exact version that produced this prediction.",
-        permission_classes=[CanRead],
-    )
-    async def model_version(self, info: Info) -> ModelVersionType:
-        row = await info.context.loaders.version_by_id.load(self.version_key)
-        assert row is not None, "a prediction always references an existing version"
-        return ModelVersionType.from_row(row)
 
 
 @strawberry.input(description="Narrows predictions; every field given must hold.")
@@ -92,108 +56,190 @@ class PredictionFilter:
     created_before: datetime | None = strawberry.field(default=None, description="Exclusive.")
     min_confidence: float | None = None
     max_confidence: float | None = None
+    has_outcome: bool | None = strawberry.field(
+        default=None, description="Whether an outcome (ground truth) has been recorded."
+    )
+    correct: bool | None = strawberry.field(
+        default=None,
+        description="Classification: whether the label equals the latest outcome's label "
+        "(predictions without an outcome match neither true nor false).",
+    )
 
-    def to_query(
-        self, *, model_id: uuid.UUID | None = None, version_id: uuid.UUID | None = None
+    @staticmethod
+    def query(
+        where: PredictionFilter | None,
+        *,
+        model_id: uuid.UUID | None = None,
+        version_id: uuid.UUID | None = None,
     ) -> audit.PredictionQuery:
+        """The audit query of a filter (none: every prediction), narrowed to a model/version."""
+        where = where or PredictionFilter()
         return audit.PredictionQuery(
-            model=self.model,
-            version=self.version,
-            label=self.label,
-            caller=self.caller,
-            request_id=self.request_id,
-            created_after=self.created_after,
-            created_before=self.created_before,
-            min_confidence=self.min_confidence,
-            max_confidence=self.max_confidence,
+            model=where.model,
+            version=where.version,
+            label=where.label,
+            caller=where.caller,
+            request_id=where.request_id,
+            created_after=where.created_after,
+            created_before=where.created_before,
+            min_confidence=where.min_confidence,
+            max_confidence=where.max_confidence,
+            has_outcome=where.has_outcome,
+            correct=where.correct,
             model_id=model_id,
             version_id=version_id,
         )
 
 
-@strawberry.type
-class PredictionEdge:
-    cursor: str
-    node: PredictionType
-
-
-@strawberry.type
-class PredictionConnection:
-    edges: list[PredictionEdge]
-    page_info: PageInfo
-
-    @strawberry.field
-    def nodes(self) -> list[PredictionType]:
-        return [edge.node for edge in self.edges]
-
-
-def _keyset(after: str) -> audit.Keyset:
-    created_at, local_id = decode_cursor(PREDICTION_CURSOR, after, types=(str, str))
-    try:
-        return datetime.fromisoformat(created_at), uuid.UUID(local_id)
-    except (TypeError, ValueError):
-        raise bad_input(f"Argument `after` is not a valid cursor: {after!r}.", "after") from None
-
-
-async def prediction_page(
-    info: Info,
-    first: int | None,
-    after: str | None,
-    where: PredictionFilter | None,
-    *,
-    model_id: uuid.UUID | None = None,
-    version_id: uuid.UUID | None = None,
-) -> PredictionConnection:
-    """One page of predictions, newest first, by keyset (created_at, id)."""
-    size = info.context.limits.page_size(first, default=50)
-    query = (where or PredictionFilter()).to_query(model_id=model_id, version_id=version_id)
-    keyset = _keyset(after) if after is not None else None
-    rows = await info.context.db.run(
-        lambda session: audit.list_predictions(session, query, limit=size + 1, after=keyset)
-    )
-    edges = [
-        PredictionEdge(
-            cursor=encode_cursor(PREDICTION_CURSOR, row.created_at.isoformat(), str(row.id)),
-            node=PredictionType.from_row(row),
-        )
-        for row in rows[:size]
-    ]
-    return PredictionConnection(
-        edges=edges,
-        page_info=PageInfo.of(
-            [edge.cursor for edge in edges],
-            has_next_page=len(rows) > size,
-            has_previous_page=after is not None,
-        ),
-    )
-
-
-@strawberry.type
-class LabelCount:
+@strawberry.type(name="LabelCount")
+class LabelCountType:
     label: str
     count: int
 
 
-@strawberry.type(description="Aggregates over the filtered predictions, computed in SQL.")
-class PredictionStats:
+StatsDimension = strawberry.enum(audit.Dimension, name="StatsDimension")
+Interval = strawberry.enum(
+    audit.Interval,
+    name="Interval",
+    description="Time buckets start on whole UTC units; weeks on Mondays.",
+)
+
+P95_DESCRIPTION = (
+    "95th percentile of latencyMs (linear interpolation). Exact when the filter needs the raw "
+    "table (requestId, confidence or outcome filters, times not on whole hours, MINUTE "
+    "buckets); otherwise read off the hourly roll-ups' log-scale histograms: within 5% of the "
+    "exact value."
+)
+
+
+@strawberry.type(
+    name="PredictionGroup",
+    description="Statistics of one group; the dimensions not asked for are null.",
+)
+class PredictionGroupType:
+    model: str | None
+    version: int | None
+    label: str | None
+    caller: str | None
+    bucket: datetime | None = strawberry.field(description="Start of the time bucket (UTC).")
     count: int
-    label_counts: list[LabelCount] = strawberry.field(description="Most frequent first.")
     mean_latency_ms: float | None
-    p95_latency_ms: float | None
+    p95_latency_ms: float | None = strawberry.field(description=P95_DESCRIPTION)
+    mean_confidence: float | None
     mean_value: float | None = strawberry.field(description="Regression models.")
-    first_at: datetime | None
-    last_at: datetime | None
+    labelled: int = strawberry.field(description="Predictions with an outcome.")
+    accuracy: float | None = strawberry.field(
+        description="Classification: share of labelled predictions whose label is the "
+        "outcome's; null without any."
+    )
 
     @classmethod
-    def of(cls, statistics: audit.PredictionStatistics) -> PredictionStats:
+    def of(cls, group: audit.Group) -> PredictionGroupType:
+        totals = group.totals
         return cls(
-            count=statistics.count,
-            label_counts=[
-                LabelCount(label=label, count=count) for label, count in statistics.label_counts
-            ],
-            mean_latency_ms=statistics.mean_latency_ms,
-            p95_latency_ms=statistics.p95_latency_ms,
-            mean_value=statistics.mean_value,
-            first_at=statistics.first_at,
-            last_at=statistics.last_at,
+            model=group.model,
+            version=group.version,
+            label=group.label,
+            caller=group.caller,
+            bucket=group.bucket,
+            count=totals.count,
+            mean_latency_ms=totals.mean_latency_ms,
+            p95_latency_ms=group.p95_latency_ms,
+            mean_confidence=totals.mean_confidence,
+            mean_value=totals.mean_value,
+            labelled=totals.labelled,
+            accuracy=totals.accuracy,
         )
+
+
+@strawberry.type(
+    name="PredictionStats",
+    description="Aggregates over the filtered predictions, computed in SQL: from hourly "
+    "roll-ups when the filter allows (model, version, label, caller, createdAfter/createdBefore "
+    "on whole hours), else from the stored predictions. Counts and means are exact either "
+    "way. Each field costs one statement, and only when asked for.",
+)
+class PredictionStatsType:
+    query: strawberry.Private[audit.PredictionQuery]
+    cache: strawberry.Private[dict[str, asyncio.Future[Any]]]
+
+    @classmethod
+    def of(cls, query: audit.PredictionQuery) -> PredictionStatsType:
+        return cls(query=query, cache={})
+
+    async def _once(self, info: Info, name: str, work: Any) -> Any:
+        """`work(session, query)` run once per object, whichever fields ask for it."""
+        if name not in self.cache:
+            query = self.query
+            self.cache[name] = asyncio.ensure_future(
+                info.context.db.run(lambda session: work(session, query))
+            )
+        return await self.cache[name]
+
+    async def _totals(self, info: Info) -> audit.Totals:
+        return await self._once(info, "totals", audit.totals)
+
+    @strawberry.field
+    async def count(self, info: Info) -> int:
+        return (await self._totals(info)).count
+
+    @strawberry.field(description="Most frequent first.")
+    async def label_counts(self, info: Info) -> list[LabelCountType]:
+        counts = await self._once(info, "labels", audit.label_counts)
+        return [LabelCountType(label=label, count=count) for label, count in counts]
+
+    @strawberry.field
+    async def mean_latency_ms(self, info: Info) -> float | None:
+        return (await self._totals(info)).mean_latency_ms
+
+    @strawberry.field(description=P95_DESCRIPTION)
+    async def p95_latency_ms(self, info: Info) -> float | None:
+        return await self._once(info, "p95", audit.p95_latency)
+
+    @strawberry.field(description="Regression models.")
+    async def mean_value(self, info: Info) -> float | None:
+        return (await self._totals(info)).mean_value
+
+    @strawberry.field(description="Classification models: the mean of the highest probability.")
+    async def mean_confidence(self, info: Info) -> float | None:
+        return (await self._totals(info)).mean_confidence
+
+    @strawberry.field(description="Predictions with an outcome (ground truth).")
+    async def labelled(self, info: Info) -> int:
+        return (await self._totals(info)).labelled
+
+    @strawberry.field(
+        description="Classification: share of labelled predictions whose label is the "
+        "outcome's; null without any."
+    )
+    async def accuracy(self, info: Info) -> float | None:
+        return (await self._totals(info)).accuracy
+
+    @strawberry.field
+    async def first_at(self, info: Info) -> datetime | None:
+        return (await self._totals(info)).first_at
+
+    @strawberry.field
+    async def last_at(self, info: Info) -> datetime | None:
+        return (await self._totals(info)).last_at
+
+    @strawberry.field(
+        description="Statistics per group of the dimensions in `by` (TIME: buckets of "
+        "`interval`). With TIME ordered by bucket, oldest first; otherwise by count, largest "
+        "first. One statement (two from roll-ups, for latency) whatever the number of groups."
+    )
+    async def groups(
+        self,
+        info: Info,
+        by: list[StatsDimension],
+        interval: Interval | None = audit.Interval.DAY,
+        first: int | None = 100,
+    ) -> list[PredictionGroupType]:
+        limit = info.context.limits.page_size(first, default=100, maximum=MAX_GROUPS)
+        dimensions = [audit.Dimension(d) for d in by]
+        found = await info.context.db.run(
+            lambda session: audit.groups(
+                session, self.query, dimensions, audit.Interval(interval or "DAY"), limit
+            )
+        )
+        return [PredictionGroupType.of(group) for group in found]

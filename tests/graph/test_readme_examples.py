@@ -9,7 +9,7 @@ import httpx
 import pytest
 from support import graphql
 
-from graph.router import EXAMPLE_QUERY
+from modelql.graph.endpoint import EXAMPLE_QUERY
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 EXAMPLES = re.findall(r"```graphql\n(.*?)```", README.read_text(), flags=re.DOTALL)

@@ -19,7 +19,7 @@ from graphql import (
 from graphql import build_schema as build_sdl_schema
 from strawberry.printer import print_schema
 
-from graph.schema import build_schema
+from modelql.graph.schema import build_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
 
@@ -180,6 +180,63 @@ enum UserErrorCode {
 }
 """
 
+# "Audit and release safety" of the contract's part 2 (API.md), with its additions to core types
+# written as extensions.
+CONTRACT_RELEASE_SAFETY_SDL = """
+extend type Model {
+  versionAt(alias: String!, at: DateTime!): ModelVersion
+  trafficSplit: [TrafficShare!]!
+}
+extend type ModelVersion { signatureChanges(from: Int!): [SignatureChange!]! }
+type TrafficShare { version: ModelVersion!  weight: Float! }
+type SignatureChange {
+  feature: String!
+  kind: SignatureChangeKind!
+  before: FeatureSpec
+  after: FeatureSpec
+}
+enum SignatureChangeKind { ADDED REMOVED RETYPED RANGE_CHANGED CATEGORIES_CHANGED REQUIRED_CHANGED }
+
+extend type Query {
+  compareVersions(
+    model: String!
+    candidate: VersionSelector!
+    baseline: VersionSelector
+    filter: PredictionFilter
+    sample: Int = 1000
+  ): VersionComparison!
+}
+input VersionSelector { version: Int  alias: String }
+type VersionComparison {
+  candidate: ModelVersion!
+  baseline: ModelVersion
+  compared: Int!
+  skipped: Int!
+  agreement: Float
+  labelChanges: [LabelChange!]!
+  meanAbsoluteDifference: Float
+  baselineMetrics: [Metric!]!
+  candidateMetrics: [Metric!]!
+  examples(first: Int = 10): [PredictionDiff!]!
+}
+type LabelChange { from: String!  to: String!  count: Int! }
+type PredictionDiff { prediction: Prediction!  candidateLabel: String  candidateValue: Float  candidateConfidence: Float }
+
+extend type Mutation {
+  setAlias(input: SetAliasInput!): SetAliasPayload!
+  setTrafficSplit(input: SetTrafficSplitInput!): SetTrafficSplitPayload!
+}
+input SetAliasInput { model: String!  alias: String!  version: Int! }
+type SetAliasPayload { model: Model  userErrors: [UserError!]! }
+input SetTrafficSplitInput { model: String!  shares: [TrafficShareInput!]! }
+input TrafficShareInput { version: Int!  weight: Float! }
+type SetTrafficSplitPayload { model: Model  userErrors: [UserError!]! }
+extend input CreatePredictionInput { routingKey: String }
+extend input CreatePredictionsInput { routingKey: String }
+extend type Prediction { routedBy: RoutingReason! }
+enum RoutingReason { VERSION ALIAS DEFAULT SPLIT }
+"""
+
 # The connections the contract describes in prose (Relay: edges { cursor node },
 # pageInfo { hasNextPage hasPreviousPage startCursor endCursor }, plus nodes), with the
 # nullability of the Relay spec and Shopify's public API, which the contract defers to.
@@ -193,7 +250,99 @@ type PredictionConnection { edges: [PredictionEdge!]!  pageInfo: PageInfo!  node
 type PredictionEdge { cursor: String!  node: Prediction! }
 """
 
-CONTRACT = build_sdl_schema(CONTRACT_CORE_SDL + CONTRACT_CONNECTIONS_SDL)
+# Part 2 of the contract: "Ground truth", "Live performance", "Drift" and "Grouped statistics",
+# as extensions of the core (the `since`/`until` arguments of performance and metric are
+# checked apart: an extension cannot add arguments to a field).
+CONTRACT_QUALITY_SDL = """
+extend type Mutation {
+  recordOutcomes(input: RecordOutcomesInput!): RecordOutcomesPayload!
+}
+input RecordOutcomesInput { outcomes: [OutcomeInput!]! }
+input OutcomeInput {
+  predictionId: ID
+  requestId: String
+  batchIndex: Int
+  label: String
+  value: Float
+  observedAt: DateTime
+}
+type RecordOutcomesPayload { outcomes: [Outcome!]!  userErrors: [UserError!]! }
+type Outcome {
+  label: String
+  value: Float
+  observedAt: DateTime!
+  recordedAt: DateTime!
+  caller: String
+}
+extend type Prediction {
+  outcome: Outcome
+  outcomeHistory: [Outcome!]!
+  correct: Boolean
+  error: Float
+}
+extend input PredictionFilter { hasOutcome: Boolean  correct: Boolean }
+extend enum UserErrorCode { PREDICTION_NOT_FOUND  INVALID_OUTCOME  MODEL_OUTPUT_INVALID }
+extend enum DataSplit { LIVE }
+
+extend type ModelVersion { inputDrift(since: DateTime, until: DateTime): DriftReport! }
+type DriftReport {
+  referenceAvailable: Boolean!
+  sampleSize: Int!
+  features: [FeatureDrift!]!
+  prediction: FeatureDrift
+}
+type FeatureDrift {
+  feature: String!
+  method: String!
+  score: Float
+  drifted: Boolean
+  outOfRangeRate: Float
+  bins: [DriftBin!]!
+}
+type DriftBin { label: String!  reference: Float!  live: Float! }
+
+extend type PredictionStats {
+  meanConfidence: Float
+  labelled: Int!
+  groups(by: [StatsDimension!]!, interval: Interval = DAY, first: Int = 100): [PredictionGroup!]!
+}
+enum StatsDimension { MODEL VERSION LABEL CALLER TIME }
+enum Interval { MINUTE HOUR DAY WEEK }
+type PredictionGroup {
+  model: String  version: Int  label: String  caller: String  bucket: DateTime
+  count: Int!
+  meanLatencyMs: Float
+  p95LatencyMs: Float
+  meanConfidence: Float
+  meanValue: Float
+  labelled: Int!
+  accuracy: Float
+}
+"""
+
+# Part 2 of the contract, "Live feed (subscriptions)", verbatim.
+CONTRACT_LIVE_FEED_SDL = """
+type Subscription {
+  predictionsCreated(filter: PredictionFilter): [Prediction!]!   # scope audit; one message per commit
+  catalogueEvents(model: String): CatalogueEvent!                # scope read
+}
+type CatalogueEvent {
+  kind: CatalogueEventKind!
+  model: Model!
+  version: ModelVersion
+  alias: String
+  at: DateTime!
+}
+enum CatalogueEventKind { VERSION_REGISTERED ALIAS_MOVED }
+"""
+
+CONTRACT = build_sdl_schema(
+    CONTRACT_CORE_SDL
+    + CONTRACT_CONNECTIONS_SDL
+    + CONTRACT_RELEASE_SAFETY_SDL
+    + CONTRACT_QUALITY_SDL
+    + CONTRACT_LIVE_FEED_SDL
+)
 CONTRACT_TYPES = sorted(
     name
     for name, named in CONTRACT.type_map.items()
@@ -283,6 +432,8 @@ def test_the_contract_sdl_is_complete():
     assert {"Query", "Mutation", "Node", "ModelTask", "PredictionFilter", "PageInfo"} <= set(
         CONTRACT_TYPES
     )
+    assert "versionAt" in CONTRACT.type_map["Model"].fields  # the extensions were applied
+    assert "routingKey" in CONTRACT.type_map["CreatePredictionsInput"].fields
 
 
 @pytest.mark.parametrize("type_name", CONTRACT_TYPES)
@@ -296,3 +447,15 @@ def test_contract_scalars_exist(ours: GraphQLSchema):
         assert scalar in ours.type_map
     assert ours.query_type is not None and ours.query_type.name == "Query"
     assert ours.mutation_type is not None and ours.mutation_type.name == "Mutation"
+    assert ours.subscription_type is not None and ours.subscription_type.name == "Subscription"
+
+
+@pytest.mark.parametrize("field", ["performance", "metric"])
+def test_live_windows_are_arguments_of_performance_and_metric(field: str, ours: GraphQLSchema):
+    version = ours.type_map["ModelVersion"]
+    assert isinstance(version, GraphQLObjectType)
+    arguments = version.fields[field].args
+    assert {name: str(arguments[name].type) for name in ("since", "until")} == {
+        "since": "DateTime",
+        "until": "DateTime",
+    }

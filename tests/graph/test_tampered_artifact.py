@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import text
 from support import app_client, create_database, drop_database, graphql, make_settings
 
-from modelql import migrations
-from models.artifacts import ArtifactStore
-from models.demo import DEMO_RECIPES, train_recipe
-from persistence.database import create_engine, create_sessionmaker
-from services import registration
+from modelql import schema_migrations
+from modelql.models.artifacts import ArtifactStore
+from modelql.models.demo import DEMO_RECIPES, train_recipe
+from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.services import registration
 
 CREATE = """mutation { createPrediction(input: {model: "iris-classifier",
   features: {sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2}}) {
@@ -30,7 +30,7 @@ async def tampered(server_url: str) -> AsyncIterator[tuple[str, Path]]:
     url = await create_database(server_url)
     root = Path(tempfile.mkdtemp(prefix="mqtamper"))
     try:
-        await asyncio.to_thread(migrations.upgrade_to_head, url)
+        await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
         iris = next(recipe for recipe in DEMO_RECIPES if recipe.name == "iris-classifier")
         trained = await asyncio.to_thread(train_recipe, iris)
         store = ArtifactStore(root / "artifacts")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,10 +13,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import app_client, make_settings
 
+from modelql.persistence.tables import ApiKey
+from modelql.services import api_keys
+from modelql.services.api_keys import Scope
 from modelql.settings import AuthMode, Settings, UnsafeExposureError, check_exposure
-from persistence.tables import ApiKey
-from services import api_keys
-from services.api_keys import Scope
 
 CATALOGUE = "{ models { nodes { name } } }"
 AUDIT = "{ predictions { nodes { id caller } } predictionStats { count } }"
@@ -127,8 +129,13 @@ async def test_a_revoked_key_is_refused(
     assert ok.status_code == 200
     async with sessionmaker.begin() as session:
         await api_keys.revoke(session, name="short-lived")
-    refused = await secured.post("/graphql", json={"query": CATALOGUE}, headers=bearer(key))
-    assert refused.status_code == 401
+    revoked_at = time.monotonic()
+    while True:  # the revocation reaches every process's key cache by notification
+        refused = await secured.post("/graphql", json={"query": CATALOGUE}, headers=bearer(key))
+        if refused.status_code == 401:
+            break
+        assert time.monotonic() - revoked_at < 1.0, "the revoked key still works after 1 s"
+        await asyncio.sleep(0.01)
 
 
 async def test_a_tampered_key_with_a_valid_prefix_is_refused(
@@ -177,17 +184,45 @@ async def test_with_auth_disabled_every_scope_is_open_and_caller_is_null(client:
     ],
 )
 def test_auth_can_be_off_only_on_loopback_unless_insecure(host: str, insecure: bool, refused: bool):
-    settings = Settings(_env_file=None, host=host, auth_mode=AuthMode.DISABLED)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, host=host, auth_mode=AuthMode.DISABLED, insecure=insecure)  # type: ignore[call-arg]
     if refused:
         with pytest.raises(UnsafeExposureError, match="MODELQL_AUTH_MODE=required"):
-            check_exposure(settings, insecure=insecure)
+            check_exposure(settings)
     else:
-        check_exposure(settings, insecure=insecure)
+        check_exposure(settings)
     required = Settings(_env_file=None, host=host, auth_mode=AuthMode.REQUIRED)  # type: ignore[call-arg]
-    check_exposure(required, insecure=False)
+    check_exposure(required)
 
 
-async def test_a_predict_key_cannot_walk_from_its_prediction_into_the_catalogue(
+@pytest.mark.parametrize(
+    "host", ["evil.example", "evil.example:8000", "192.168.1.20:8000", "127.0.0.1.nip.io"]
+)
+async def test_with_auth_disabled_a_foreign_host_header_is_refused(
+    client: httpx.AsyncClient, engine: AsyncEngine, host: str
+):
+    """A DNS-rebinding page reaches 127.0.0.1 under its own name: it must get nothing."""
+    response = await client.post("/graphql", json={"query": PREDICT}, headers={"host": host})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "HOST_NOT_ALLOWED"
+    assert await stored(engine) == 0
+
+
+@pytest.mark.parametrize("host", ["localhost:8000", "127.0.0.1", "[::1]:8000", "localhost"])
+async def test_with_auth_disabled_loopback_host_names_are_served(
+    client: httpx.AsyncClient, host: str
+):
+    response = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"host": host}
+    )
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_with_auth_required_any_host_name_is_served(secured: httpx.AsyncClient):
+    response = await secured.get("/healthz", headers={"host": "modelql.internal:8000"})
+    assert response.status_code == 200
+
+
+async def test_a_predict_key_sees_the_version_that_answered_its_own_prediction(
     secured: httpx.AsyncClient, keys: dict[str, str]
 ):
     query = PREDICT.replace("prediction { id caller }", "prediction { id modelVersion { number } }")
@@ -195,10 +230,27 @@ async def test_a_predict_key_cannot_walk_from_its_prediction_into_the_catalogue(
         "/graphql", json={"query": query}, headers=bearer(keys["predict"])
     )
     body = response.json()
+    assert "errors" not in body, body
+    prediction = body["data"]["createPrediction"]["prediction"]
+    assert prediction["modelVersion"] == {"number": 1}
+    assert prediction["id"]
+
+
+async def test_a_predict_key_cannot_walk_from_its_prediction_into_the_catalogue(
+    secured: httpx.AsyncClient, keys: dict[str, str]
+):
+    query = PREDICT.replace(
+        "prediction { id caller }", "prediction { id modelVersion { model { name } } }"
+    )
+    response = await secured.post(
+        "/graphql", json={"query": query}, headers=bearer(keys["predict"])
+    )
+    body = response.json()
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    assert body["errors"][0]["path"] == ["createPrediction", "prediction", "modelVersion"]
+    assert body["errors"][0]["path"] == ["createPrediction", "prediction", "modelVersion", "model"]
     allowed = await secured.post("/graphql", json={"query": query}, headers=bearer(keys["all"]))
-    assert allowed.json()["data"]["createPrediction"]["prediction"]["modelVersion"] == {"number": 1}
+    version = allowed.json()["data"]["createPrediction"]["prediction"]["modelVersion"]
+    assert version == {"model": {"name": "iris-classifier"}}
 
 
 async def test_node_asks_for_the_scope_of_the_type_it_resolves(

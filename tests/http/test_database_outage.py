@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,14 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import text
-from support import app_client, make_settings
+from support import app_client, make_settings, reachable_temp_dir
 
-from modelql import migrations
-from models.artifacts import ArtifactStore
-from models.demo import DEMO_RECIPES, train_recipe
-from persistence.database import create_engine, create_sessionmaker
-from persistence.embedded import EmbeddedPostgres
-from services import registration
+from modelql import schema_migrations
+from modelql.embedded_postgres import EmbeddedPostgres
+from modelql.models.artifacts import ArtifactStore
+from modelql.models.demo import DEMO_RECIPES, train_recipe
+from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.services import registration
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +39,7 @@ class Outage:
 
     async def prepare(self) -> None:
         self.url = self.cluster.start()
-        await asyncio.to_thread(migrations.upgrade_to_head, self.url)
+        await asyncio.to_thread(schema_migrations.upgrade_to_head, self.url)
         iris = next(recipe for recipe in DEMO_RECIPES if recipe.name == "iris-classifier")
         trained = await asyncio.to_thread(train_recipe, iris)
         (self.root / "artifacts").mkdir()
@@ -62,7 +61,7 @@ class Outage:
 
 @pytest.fixture
 async def outage() -> AsyncIterator[Outage]:
-    root = Path(tempfile.mkdtemp(prefix="mqout"))
+    root = reachable_temp_dir("mqout")
     prepared = Outage(root)
     try:
         await prepared.prepare()

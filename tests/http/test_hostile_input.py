@@ -10,8 +10,8 @@ import httpx
 import pytest
 from support import graphql
 
-import graph.router
-from graph.cursors import encode_cursor
+import modelql.graph.endpoint
+from modelql.graph.cursors import encode_cursor
 
 CREATE = """mutation($features: JSON!, $key: String) {
   createPrediction(input: {model: "iris-classifier", features: $features, idempotencyKey: $key}) {
@@ -89,7 +89,7 @@ async def test_an_unhandled_failure_is_a_masked_500_with_the_request_id(
     async def broken(*args: object) -> None:
         raise RuntimeError("/srv/secret/path.py exploded")
 
-    monkeypatch.setattr(graph.router, "_identify", broken)
+    monkeypatch.setattr(modelql.graph.endpoint, "_identify", broken)
     response = await client.post(
         "/graphql", json={"query": "{ __typename }"}, headers={"X-Request-ID": "boom-1"}
     )

@@ -9,7 +9,7 @@ import logging
 import httpx
 import pytest
 
-from modelql.logs import JsonFormatter
+from modelql.logs import RedactingJsonFormatter
 
 PREDICT = """mutation Score { createPredictions(input: {model: "iris-classifier", instances: [
   {sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2},
@@ -27,7 +27,7 @@ async def test_a_mutation_logs_one_line_with_its_outcome(
     caplog.set_level(logging.INFO, logger="modelql.access")
     await client.post("/graphql", json={"query": PREDICT}, headers={"X-Request-ID": "log-1"})
     [record] = access_records(caplog)
-    line = json.loads(JsonFormatter().format(record))
+    line = json.loads(RedactingJsonFormatter().format(record))
     assert line["request_id"] == "log-1"
     assert line["operation_name"] == "Score"
     assert line["operation_type"] == "mutation"

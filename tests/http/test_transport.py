@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import httpx
 import pytest
 from support import graphql
 
-from graph.router import EXAMPLE_QUERY
+from modelql.graph.endpoint import EXAMPLE_QUERY
 
 DEMO_MODELS = {
     "breast-cancer-classifier",
@@ -40,6 +41,16 @@ async def test_readyz_reports_database_migrations_and_models(client: httpx.Async
         "status": "ready",
         "checks": {"database": "ok", "migrations": "ok", "models": "ok"},
     }
+
+
+async def test_readyz_logs_nothing_when_ready(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):
+        assert (await client.get("/readyz")).status_code == 200
+    server_side = [record for record in caplog.records if not record.name.startswith("httpx")]
+    assert [record.getMessage() for record in server_side] == []
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/graphql?query={__typename}"])
@@ -98,7 +109,10 @@ async def test_a_browser_gets_graphiql_with_a_working_example_query(client: http
     body = await graphql(client, EXAMPLE_QUERY)
     assert "errors" not in body, body["errors"]
     nodes = body["data"]["models"]["nodes"]
-    assert {node["name"] for node in nodes} >= DEMO_MODELS
+    names = [node["name"] for node in nodes]
+    # the first ten by name: the demo's first ones, whatever other tests registered after them
+    assert names == sorted(names)
+    assert {"breast-cancer-classifier", "diabetes-regressor"} <= set(names)
     for node in nodes:
         assert node["defaultVersion"]["inputSchema"], node["name"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.demo import train_demo
-from models.training import TrainedVersion
+from modelql.models.demo import train_demo
+from modelql.models.training import TrainedVersion
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from models.artifacts import (
+from modelql.models.artifacts import (
     ArtifactExistsError,
     ArtifactIntegrityError,
     ArtifactPathError,
@@ -58,16 +58,29 @@ def test_load_returns_an_equivalent_estimator(
     np.testing.assert_array_equal(loaded.predict_proba(FEATURES), estimator.predict_proba(FEATURES))
 
 
-def test_saving_the_same_version_again_never_overwrites(
+def test_saving_identical_bytes_again_reuses_the_file(
+    store: ArtifactStore, estimator: LogisticRegression
+) -> None:
+    """Another database on the same artifact root registers the same artifact."""
+    first = store.save(estimator, model_name="toy", version=1)
+    again = store.save(estimator, model_name="toy", version=1)
+
+    assert (again.path, again.sha256) == (first.path, first.sha256)
+    assert (first.created, again.created) == (True, False)
+    assert files_under(store.root) == [first.path]
+
+
+def test_other_bytes_under_the_same_name_are_refused_and_never_overwritten(
     store: ArtifactStore, estimator: LogisticRegression
 ) -> None:
     stored = store.save(estimator, model_name="toy", version=1)
     target = store.root / stored.path
     target.write_bytes(target.read_bytes() + b"marker")
 
-    with pytest.raises(ArtifactExistsError):
+    with pytest.raises(ArtifactExistsError, match="other contents") as refused:
         store.save(estimator, model_name="toy", version=1)
 
+    assert "\n" not in str(refused.value)
     assert target.read_bytes().endswith(b"marker")
     assert files_under(store.root) == [stored.path]
 
@@ -92,8 +105,8 @@ def test_import_file_copies_the_bytes_and_never_overwrites(
 
     assert imported == StoredArtifact(f"b/v7-{imported.sha256[:12]}.joblib", sha256_of(source))
     assert (store.root / imported.path).read_bytes() == source.read_bytes()
-    with pytest.raises(ArtifactExistsError):
-        store.import_file(source, model_name="b", version=7)
+    assert not store.import_file(source, model_name="b", version=7).created
+    assert files_under(store.root) == [imported.path]
 
 
 def test_load_refuses_tampered_bytes_naming_both_digests(

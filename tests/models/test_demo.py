@@ -12,8 +12,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from models.demo import DEMO_RECIPES, DEMO_VERSION_COUNT, sanitize_feature_name, train_recipe
-from models.training import TrainedVersion, algorithm_of, json_safe_params
+from modelql.models.demo import (
+    DEMO_RECIPES,
+    DEMO_VERSION_COUNT,
+    sanitize_feature_name,
+    train_recipe,
+)
+from modelql.models.training import TrainedVersion, algorithm_of, json_safe_params
 
 EXPECTED_VERSIONS = [
     ("iris-classifier", "sklearn.linear_model.LogisticRegression"),

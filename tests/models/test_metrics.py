@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.metrics import PerformanceRecord, classification_records, regression_records
+from modelql.models.metrics import PerformanceRecord, classification_records, regression_records
 
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2])
 Y_PRED = np.array([0, 0, 1, 1, 1, 0])

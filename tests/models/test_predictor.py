@@ -13,9 +13,10 @@ from sklearn.linear_model import LogisticRegression, Perceptron
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from models.predictor import ModelOutput, Predictor
-from models.signature import FeatureSpec, FeatureType
-from models.training import TrainedVersion
+from modelql.models.predictor import ModelOutput, Predictor
+from modelql.models.signature import FeatureSpec
+from modelql.models.training import TrainedVersion
+from modelql.models.vocabulary import FeatureType
 
 TEXTBOOK_SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
 FEATURES = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1], [0.1, 0.8], [0.8, 0.3]])

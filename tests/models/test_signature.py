@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.signature import FeatureSpec, FeatureType, infer_signature
+from modelql.models.signature import FeatureSpec, infer_signature
+from modelql.models.vocabulary import FeatureType
 
 COLOUR = FeatureSpec(
     name="colour",

@@ -14,9 +14,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import create_database, drop_database
 
-from modelql import migrations
-from persistence.database import create_engine
-from persistence.tables import Base
+from modelql import schema_migrations
+from modelql.persistence.database import create_engine
+from modelql.persistence.tables import Base
 
 EXPECTED_TABLES = set(Base.metadata.tables)
 
@@ -44,7 +44,7 @@ async def _tables(url: str) -> set[str]:
 async def _revision(url: str) -> str | None:
     engine = create_engine(url)
     try:
-        return await migrations.current_revision(engine)
+        return await schema_migrations.current_revision(engine)
     finally:
         await engine.dispose()
 
@@ -53,22 +53,22 @@ async def test_upgrade_downgrade_and_upgrade_again_on_an_empty_database(empty_da
     assert await _tables(empty_database) == set()
     assert await _revision(empty_database) is None
 
-    await asyncio.to_thread(migrations.upgrade_to_head, empty_database)
+    await asyncio.to_thread(schema_migrations.upgrade_to_head, empty_database)
     assert await _tables(empty_database) == EXPECTED_TABLES | {"alembic_version"}
-    assert await _revision(empty_database) == migrations.head_revision()
+    assert await _revision(empty_database) == schema_migrations.head_revision()
 
-    await asyncio.to_thread(migrations.downgrade_to_base, empty_database)
+    await asyncio.to_thread(schema_migrations.downgrade_to_base, empty_database)
     assert await _tables(empty_database) <= {"alembic_version"}
     assert await _revision(empty_database) is None
 
-    await asyncio.to_thread(migrations.upgrade_to_head, empty_database)
+    await asyncio.to_thread(schema_migrations.upgrade_to_head, empty_database)
     assert await _tables(empty_database) == EXPECTED_TABLES | {"alembic_version"}
-    assert await _revision(empty_database) == migrations.head_revision()
+    assert await _revision(empty_database) == schema_migrations.head_revision()
 
 
 async def test_downgrade_removes_the_immutability_function(empty_database: str):
-    await asyncio.to_thread(migrations.upgrade_to_head, empty_database)
-    await asyncio.to_thread(migrations.downgrade_to_base, empty_database)
+    await asyncio.to_thread(schema_migrations.upgrade_to_head, empty_database)
+    await asyncio.to_thread(schema_migrations.downgrade_to_base, empty_database)
     engine = create_engine(empty_database)
     try:
         async with engine.connect() as connection:
@@ -123,8 +123,8 @@ async def test_stored_predictions_are_immutable(engine: AsyncEngine, demo_catalo
         await connection.execute(
             text(
                 """INSERT INTO predictions (id, model_id, model_version_id, inputs, label,
-                     latency_ms, request_id, batch_index)
-                   SELECT gen_random_uuid(), v.model_id, v.id, '{"x": 1}', 'a', 1.5, 'req-1', 0
+                     latency_ms, request_id, batch_index, routed_by)
+                   SELECT gen_random_uuid(), v.model_id, v.id, '{"x": 1}', 'a', 1.5, 'req-1', 0, 'DEFAULT'
                    FROM model_versions v ORDER BY v.created_at LIMIT 1"""
             )
         )

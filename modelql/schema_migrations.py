@@ -6,18 +6,20 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-import migrations
-from persistence.database import async_url
+import modelql.migrations
+from modelql.persistence.database import async_url
+
+SCRIPTS_DIR = Path(modelql.migrations.__file__).parent
 
 
 def alembic_config(database_url: str) -> Config:
     """An Alembic configuration pointing at the packaged migrations and the given database."""
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", str(SCRIPTS_DIR))
     url = async_url(database_url).render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
@@ -35,15 +37,16 @@ def downgrade_to_base(database_url: str) -> None:
 
 def head_revision() -> str:
     """The newest revision the code knows."""
-    script = ScriptDirectory(str(Path(migrations.__file__).parent))
+    script = ScriptDirectory(str(SCRIPTS_DIR))
     head = script.get_current_head()
     assert head is not None, "the migrations folder has no revision"
     return head
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    """The revision the database is at, or None when it was never migrated."""
+    """The revision the database is at, or None when it was never migrated (read directly:
+    Alembic's MigrationContext logs two lines each time, and the readiness probe asks often)."""
     async with engine.connect() as connection:
-        return await connection.run_sync(
-            lambda sync: MigrationContext.configure(sync).get_current_revision()
-        )
+        if await connection.scalar(text("SELECT to_regclass('alembic_version')")) is None:
+            return None
+        return await connection.scalar(text("SELECT version_num FROM alembic_version"))

@@ -1,0 +1,263 @@
+"""Benchmarks statistics and live quality at scale: loads N predictions spread over 30 days
+(generated inside PostgreSQL: no round trip per row) and M outcomes into a fresh database,
+back-fills the roll-ups through the quality migration (timed), then times GraphQL queries
+in-process (ASGI, no network: server time).
+
+    .venv/bin/python bench/quality.py [--predictions 1000000] [--labelled 500000] [--runs 7]
+
+Uses DATABASE_URL's server, else PostgreSQL on 127.0.0.1:5432 (user postgres); creates its
+own database and drops it afterwards (--keep to keep it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+from alembic import command
+from sqlalchemy.engine import make_url
+
+from modelql import schema_migrations
+from modelql.app import create_app
+from modelql.models.artifacts import ArtifactStore
+from modelql.models.demo import train_demo
+from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.services import registration
+from modelql.settings import Settings
+
+BEFORE_QUALITY = "20261122_02"
+DAYS = 30
+
+LOAD_PREDICTIONS = """
+INSERT INTO predictions (id, model_id, model_version_id, inputs, label, value, probabilities,
+                         confidence, latency_ms, request_id, caller, batch_index, created_at)
+SELECT gen_random_uuid(), v.model_id, v.id,
+       jsonb_build_object('sepal_length', round((4 + random() * 4)::numeric, 1),
+                          'sepal_width', round((2 + random() * 2.5)::numeric, 1),
+                          'petal_length', round((1 + random() * 6)::numeric, 1),
+                          'petal_width', round((0.1 + random() * 2.4)::numeric, 1)),
+       CASE WHEN v.labels IS NOT NULL
+            THEN v.labels[1 + (g % array_length(v.labels, 1))] END,
+       CASE WHEN v.labels IS NULL THEN 50 + random() * 250 END,
+       NULL,
+       CASE WHEN v.labels IS NOT NULL THEN 0.34 + random() * 0.66 END,
+       exp(ln(0.05) + random() * ln(4000)),
+       'bench-' || (g / 10), 'caller-' || ((g / 7) % 5), g % 10,
+       $2::timestamptz - random() * interval '30 days'
+FROM generate_series(1, $1) AS g
+JOIN (SELECT row_number() OVER (ORDER BY id) - 1 AS slot, id, model_id, labels
+      FROM model_versions) AS v ON v.slot = g % (SELECT count(*) FROM model_versions)
+"""
+
+PICK_OUTCOMES = """
+CREATE TEMP TABLE picked AS
+SELECT p.id, p.model_version_id, p.label, p.value, p.created_at, gen_random_uuid() AS outcome_id,
+       CASE WHEN p.label IS NULL THEN NULL
+            WHEN random() < 0.85 THEN p.label
+            ELSE v.labels[1 + floor(random() * array_length(v.labels, 1))::int] END AS truth,
+       CASE WHEN p.value IS NOT NULL THEN p.value + random() * 40 - 20 END AS observed
+FROM predictions p JOIN model_versions v ON v.id = p.model_version_id
+WHERE random() < $1
+"""
+
+STORE_OUTCOMES = (
+    "INSERT INTO prediction_outcomes (id, prediction_id, label, value, observed_at) "
+    "SELECT outcome_id, id, truth, observed, created_at + interval '1 day' FROM picked",
+    "INSERT INTO latest_outcomes (prediction_id, outcome_id, model_version_id, predicted_at, "
+    "predicted_label, predicted_value, label, value) "
+    "SELECT id, outcome_id, model_version_id, created_at, label, value, truth, observed "
+    "FROM picked",
+    """INSERT INTO outcome_rollups (model_version_id, hour, predicted, observed, count,
+                                    squared_error, absolute_error, observed_sum,
+                                    observed_square_sum)
+    SELECT model_version_id, date_trunc('hour', created_at, 'UTC'), coalesce(label, ''),
+           coalesce(truth, ''), count(*), coalesce(sum((value - observed) ^ 2), 0),
+           coalesce(sum(abs(value - observed)), 0), coalesce(sum(observed), 0),
+           coalesce(sum(observed ^ 2), 0)
+    FROM picked GROUP BY 1, 2, 3, 4""",
+    """UPDATE prediction_rollups r SET labelled = d.labelled, correct = d.correct
+    FROM (SELECT p.model_version_id, coalesce(p.caller, '') AS caller,
+                 coalesce(p.label, '') AS label, date_trunc('hour', p.created_at, 'UTC') AS hour,
+                 count(*) AS labelled, count(*) FILTER (WHERE lo.correct) AS correct
+          FROM latest_outcomes lo JOIN predictions p ON p.id = lo.prediction_id
+          GROUP BY 1, 2, 3, 4) AS d
+    WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
+      AND r.label = d.label AND r.hour = d.hour""",
+)
+
+
+def queries(now: datetime) -> dict[str, tuple[str, str]]:
+    """Benchmark name -> (goal, GraphQL document)."""
+    month_ago = (now - timedelta(days=DAYS)).replace(minute=0, second=0, microsecond=0)
+    day = (now - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return {
+        "predictionStats, one model": (
+            "<= 100 ms",
+            """{ predictionStats(filter: {model: "iris-classifier"}) { count
+              labelCounts { label count } meanLatencyMs p95LatencyMs meanConfidence labelled
+              accuracy firstAt lastAt } }""",
+        ),
+        "groups(by: [VERSION, TIME], DAY), 30 days": (
+            "<= 200 ms",
+            f"""{{ predictionStats(filter: {{createdAfter: "{month_ago.isoformat()}"}}) {{
+              groups(by: [VERSION, TIME], interval: DAY, first: 1000) {{
+                version bucket count meanLatencyMs p95LatencyMs labelled accuracy }} }} }}""",
+        ),
+        "audit page: model, label, one day": (
+            "<= 15 ms",
+            f"""{{ predictions(first: 50, filter: {{model: "iris-classifier", label: "setosa",
+              createdAfter: "{day.isoformat()}",
+              createdBefore: "{(day + timedelta(days=1)).isoformat()}"}}) {{
+              nodes {{ id label confidence latencyMs createdAt caller }}
+              pageInfo {{ hasNextPage endCursor }} }} }}""",
+        ),
+        "performance(split: LIVE), all slices, one version (raw)": (
+            "(no goal)",
+            """{ model(name: "iris-classifier") { version(number: 1) {
+              performance(split: LIVE) { slice numSamples metrics { name value } } } } }""",
+        ),
+        "metric(split: LIVE), every version": (
+            "<= 300 ms",
+            """{ models { nodes { name versions { nodes { number
+              f1: metric(name: "f1_macro", split: LIVE) r2: metric(name: "r2", split: LIVE)
+            } } } } }""",
+        ),
+        "predictionStats, raw table (minConfidence)": (
+            "(fallback)",
+            """{ predictionStats(filter: {model: "iris-classifier", minConfidence: 0}) {
+              count meanLatencyMs p95LatencyMs } }""",
+        ),
+    }
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _timed(label: str, work: Awaitable[object]) -> float:
+    started = time.perf_counter()
+    result = await work
+    elapsed = time.perf_counter() - started
+    print(f"  {label}: {elapsed:.1f} s", flush=True)
+    del result
+    return elapsed
+
+
+async def prepare(url: str, data_dir: Path, predictions: int, labelled: int) -> datetime:
+    """Demo catalogue, predictions, back-fill (timed), outcomes; returns the load's `now`."""
+    await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
+    engine = create_engine(url)
+    async with create_sessionmaker(engine).begin() as session:
+        store = ArtifactStore(data_dir / "artifacts")
+        (data_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+        await registration.register_demo(session, store, train_demo(), actor="bench")
+    await engine.dispose()
+    await asyncio.to_thread(
+        command.downgrade, schema_migrations.alembic_config(url), BEFORE_QUALITY
+    )
+    now = datetime.now(UTC)
+    connection = await asyncpg.connect(_libpq(url))
+    try:
+        await _timed(
+            f"load {predictions:,} predictions",
+            connection.execute(LOAD_PREDICTIONS, predictions, now),
+        )
+        await _timed("VACUUM ANALYZE", connection.execute("VACUUM ANALYZE predictions"))
+    finally:
+        await connection.close()
+    started = time.perf_counter()
+    await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
+    print(f"  migration with roll-up back-fill: {time.perf_counter() - started:.1f} s")
+    connection = await asyncpg.connect(_libpq(url))
+    try:
+        async with connection.transaction():
+            await connection.execute(PICK_OUTCOMES, labelled / predictions)
+            for statement in STORE_OUTCOMES:
+                await connection.execute(statement)
+        count = await connection.fetchval("SELECT count(*) FROM latest_outcomes")
+        print(f"  {count:,} labelled predictions")
+        for table in (
+            "prediction_outcomes",
+            "latest_outcomes",
+            "prediction_rollups",
+            "outcome_rollups",
+        ):
+            await connection.execute(f"VACUUM ANALYZE {table}")
+        rollups = await connection.fetchval("SELECT count(*) FROM prediction_rollups")
+        print(f"  {rollups:,} roll-up rows")
+    finally:
+        await connection.close()
+    return now
+
+
+async def measure(url: str, data_dir: Path, now: datetime, runs: int) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=url,
+        data_dir=data_dir,
+        auto_migrate=False,
+        log_json=False,
+        log_level="WARNING",
+        max_page_size=100,
+        db_statement_timeout_ms=120_000,
+        execution_timeout_s=120,
+    )
+    app = create_app(settings, database_url=url)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            print("\n| query | goal | median ms | min ms | runs |\n|---|---|---:|---:|---:|")
+            for name, (goal, document) in queries(now).items():
+                times = []
+                for attempt in range(runs + 2):
+                    started = time.perf_counter()
+                    response = await http.post("/graphql", json={"query": document})
+                    elapsed = (time.perf_counter() - started) * 1000
+                    body = response.json()
+                    if "errors" in body:
+                        raise SystemExit(f"{name}: {body['errors']}")
+                    if attempt >= 2:
+                        times.append(elapsed)
+                print(
+                    f"| {name} | {goal} | {statistics.median(times):.1f} | {min(times):.1f} "
+                    f"| {runs} |",
+                    flush=True,
+                )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictions", type=int, default=1_000_000)
+    parser.add_argument("--labelled", type=int, default=500_000)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="Keep the database afterwards.")
+    options = parser.parse_args()
+    server = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = f"modelql_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(_libpq(server))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    print(f"Database {name}: {options.predictions:,} predictions, {options.labelled:,} labelled")
+    try:
+        with tempfile.TemporaryDirectory(prefix="mqbench") as data:
+            now = await prepare(url, Path(data), options.predictions, options.labelled)
+            await measure(url, Path(data), now, options.runs)
+    finally:
+        if not options.keep:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,49 @@
+"""GraphQL documents parsed and validated once: one bounded cache, keyed by the query text,
+holds each document with its validation errors under ModelQL's limits (token count, depth,
+aliases, introspection). One schema extension instead of four: every hook costs each request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from functools import lru_cache
+
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql.validation import ASTValidationRule, specified_rules
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+Prepared = tuple[DocumentNode, list[GraphQLError]]
+
+
+def document_cache(
+    *, max_tokens: int, rules: Sequence[type[ASTValidationRule]], size: int
+) -> Callable[[str, GraphQLSchema], Prepared]:
+    """A bounded LRU of (document, validation errors) by query text and schema."""
+    all_rules = (*specified_rules, *rules)
+
+    @lru_cache(maxsize=size)
+    def prepare(query: str, schema: GraphQLSchema) -> Prepared:
+        document = parse(query, max_tokens=max_tokens)
+        return document, validate_document(schema, document, all_rules)
+
+    return prepare
+
+
+class CachedDocuments(SchemaExtension):
+    """Parses (or raises the syntax error) and validates from the shared cache."""
+
+    def __init__(self, prepare: Callable[[str, GraphQLSchema], Prepared]) -> None:
+        self._prepare = prepare
+        self._errors: list[GraphQLError] = []
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.query is not None:
+            context.graphql_document, self._errors = self._prepare(
+                context.query, context.schema._schema
+            )
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self.execution_context.pre_execution_errors = list(self._errors)
+        yield

@@ -1,0 +1,114 @@
+"""The Subscription root (graphql-transport-ws): predictions as they commit, and catalogue
+changes. Each subscription holds a bounded queue in this process; events come from any
+process through PostgreSQL notifications."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from modelql.graph.context import GraphContext
+from modelql.graph.errors import ClientError, ErrorCode
+from modelql.graph.permissions import CanAudit, CanRead
+from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
+from modelql.graph.types.predictions import PredictionFilter
+from modelql.services import catalogue_feed, prediction_feed
+from modelql.services.feed import Feed
+from modelql.services.subscribers import Subscriber, SubscriptionEndedError
+
+Info = strawberry.Info[GraphContext, None]
+
+
+@strawberry.enum
+class CatalogueEventKind(Enum):
+    VERSION_REGISTERED = "VERSION_REGISTERED"
+    ALIAS_MOVED = "ALIAS_MOVED"
+
+
+@strawberry.type(description="A change to the catalogue, as recorded in its tables.")
+class CatalogueEvent:
+    kind: CatalogueEventKind
+    alias: str | None = strawberry.field(description="The alias that moved; null for a version.")
+    at: datetime = strawberry.field(description="When the change was made (database time).")
+    model_id: strawberry.Private[uuid.UUID]
+    version_id: strawberry.Private[uuid.UUID | None]
+
+    @strawberry.field
+    async def model(self, info: Info) -> ModelType:
+        row = await info.context.loaders.model_by_id.load(self.model_id)
+        assert row is not None, "models are never deleted"
+        return ModelType.from_row(row)
+
+    @strawberry.field(
+        description="The version registered, or the one the alias now names (null: removed)."
+    )
+    async def version(self, info: Info) -> ModelVersionType | None:
+        if self.version_id is None:
+            return None
+        version = await info.context.loaders.version_by_id.load(self.version_id)
+        return ModelVersionType.from_version(version) if version else None
+
+
+@asynccontextmanager
+async def _subscription(info: Info, feed: Feed, select: Any) -> AsyncIterator[Subscriber]:
+    """A subscriber to `feed` for as long as the block runs. Why the server ended it becomes
+    the subscription's error, and the socket is closed just after that error is sent (a
+    client that reads nothing at all is dropped by the WebSocket ping timeout)."""
+    context = info.context
+    subscriber: Subscriber = Subscriber(
+        select=select,
+        capacity=context.dependencies.feeds.queue_size,
+        caller=context.caller,
+        credential=context.credential,
+    )
+    try:
+        async with feed.subscribed(subscriber):
+            yield subscriber
+    except SubscriptionEndedError as error:
+        context.end_connection(error)
+        raise ClientError(str(error), ErrorCode(error.code)) from None
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Predictions as they are stored: one message per committed group (one "
+        "transaction), carrying that group's predictions that match the filter; groups "
+        "with none are not sent. Needs the `audit` scope.",
+        permission_classes=[CanAudit],
+    )
+    async def predictions_created(
+        self, info: Info, filter: PredictionFilter | None = None
+    ) -> AsyncGenerator[list[PredictionType], None]:
+        select = prediction_feed.selector(PredictionFilter.query(filter))
+        feed = info.context.dependencies.feeds.predictions
+        async with _subscription(info, feed, select) as subscriber:
+            async for commit in subscriber.messages():
+                yield [PredictionType.from_row(item.row) for item in commit]
+                await info.context.release()
+
+    @strawberry.subscription(
+        description="Versions registered and aliases moved, of one model or of all. Needs the "
+        "`read` scope.",
+        permission_classes=[CanRead],
+    )
+    async def catalogue_events(
+        self, info: Info, model: str | None = None
+    ) -> AsyncGenerator[CatalogueEvent, None]:
+        feed = info.context.dependencies.feeds.catalogue
+        async with _subscription(info, feed, catalogue_feed.selector(model)) as subscriber:
+            async for change in subscriber.messages():
+                yield CatalogueEvent(
+                    kind=CatalogueEventKind(change.kind),
+                    alias=change.alias,
+                    at=change.at,
+                    model_id=change.model_id,
+                    version_id=change.version_id,
+                )
+                await info.context.release()

@@ -1,0 +1,145 @@
+"""Prometheus metrics: requests, predictions, inference, the connection pool, the model cache and
+rate limiting; one process or, under `serve --workers N`, prometheus-client's multiprocess mode
+(PROMETHEUS_MULTIPROC_DIR is set by the CLI, before any worker imports this module)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sized
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Scope
+
+from modelql.graph.request_log import RequestLog
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MAX_OPERATION_NAMES = 200  # distinct names kept as labels per process; later ones are "other"
+_OPERATION_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]{0,63}")
+
+REQUESTS = Histogram(
+    "modelql_graphql_request_duration_seconds",
+    "GraphQL requests by operation type, operation name and outcome, with their latency.",
+    ["operation_type", "operation_name", "outcome"],
+)
+RATE_LIMITED = Counter(
+    "modelql_rate_limited_requests", "Requests refused because their key was over its budget."
+)
+PREDICTIONS_STORED = Counter(
+    "modelql_predictions_stored", "Predictions stored, by model and version.", ["model", "version"]
+)
+PREDICTIONS_REJECTED = Counter(
+    "modelql_predictions_rejected",
+    "Prediction instances refused (user errors), by model and version (empty when unresolved).",
+    ["model", "version"],
+)
+INFERENCE_SECONDS = Histogram(
+    "modelql_inference_duration_seconds", "Time of one estimator call (one batch)."
+)
+INFERENCE_BATCH_SIZE = Histogram(
+    "modelql_inference_batch_size",
+    "Rows scored by one estimator call.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
+)
+POOL_IN_USE = Gauge(
+    "modelql_db_pool_connections_in_use",
+    "Database connections checked out of the pool (summed over live workers; sampled after "
+    "each request and at each scrape).",
+    multiprocess_mode="livesum",
+)
+MODEL_CACHE_SIZE = Gauge(
+    "modelql_model_cache_versions",
+    "Model versions loaded in memory (the largest cache among workers).",
+    multiprocess_mode="max",
+)
+
+
+class PrometheusPredictionMetrics:
+    """What the prediction pipeline reports: stored and rejected predictions, inference."""
+
+    def stored(self, model: str, version: int, count: int) -> None:
+        PREDICTIONS_STORED.labels(model=model, version=str(version)).inc(count)
+
+    def rejected(self, model: str, version: int | None, count: int) -> None:
+        label = "" if version is None else str(version)
+        PREDICTIONS_REJECTED.labels(model=model, version=label).inc(count)
+
+    def inference(self, seconds: float, batch_size: int) -> None:
+        INFERENCE_SECONDS.observe(seconds)
+        INFERENCE_BATCH_SIZE.observe(batch_size)
+
+
+class RequestMetrics:
+    """Observes each GraphQL request once, where its log line is written; client-chosen
+    operation names are kept only while they are few and well-formed (bounded labels)."""
+
+    def __init__(self) -> None:
+        self._names: set[str] = set()
+
+    def observe(self, scope: Scope, log: RequestLog, outcome: str, seconds: float) -> None:
+        runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+        if runtime is not None:
+            sample(runtime.engine, runtime.model_cache)
+        if outcome == "rate_limited":
+            RATE_LIMITED.inc()
+        if not scope["path"].startswith("/graphql"):
+            return
+        REQUESTS.labels(
+            operation_type=log.operation_type or "none",
+            operation_name=self._label(log.operation_name),
+            outcome=outcome,
+        ).observe(seconds)
+
+    def _label(self, name: str | None) -> str:
+        if not name:
+            return "anonymous"
+        if name in self._names:
+            return name
+        if _OPERATION_NAME.fullmatch(name) and len(self._names) < MAX_OPERATION_NAMES:
+            self._names.add(name)
+            return name
+        return "other"
+
+
+def sample(engine: AsyncEngine, model_cache: Sized) -> None:
+    """Set this process's gauges: sampled after each request and at each scrape, so every
+    worker's file holds its latest values for the multiprocess collector."""
+    pool = engine.sync_engine.pool
+    POOL_IN_USE.set(pool.checkedout() if isinstance(pool, QueuePool) else 0)
+    MODEL_CACHE_SIZE.set(len(model_cache))
+
+
+def process_exiting() -> None:
+    """In multiprocess mode, drop this worker's live gauges (pool in use) from the sums."""
+    if MULTIPROCESS_ENV in os.environ:
+        multiprocess.mark_process_dead(os.getpid())
+
+
+def exposition() -> bytes:
+    """Every metric in the Prometheus text format, over all workers in multiprocess mode."""
+    if MULTIPROCESS_ENV not in os.environ:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return generate_latest(registry)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """GET /metrics."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        sample(runtime.engine, runtime.model_cache)
+    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,72 @@
+// The GraphQL documents the dashboard sends, one per panel, so that a field the server lacks
+// costs only the panel that needs it.
+
+export const CATALOGUE = `query Catalogue {
+  models(first: 100) {
+    nodes { name task defaultVersion { number } versions(first: 100) { nodes { number } } }
+  }
+}`;
+
+export const MODEL = `query Model($name: String!) {
+  model(name: $name) {
+    name task description tags
+    aliasHistory { alias changedAt changedBy fromVersion { number } toVersion { number } }
+    versions(first: 20) {
+      nodes {
+        number algorithm createdAt aliases
+        performance(split: TEST, slice: "overall") { numSamples metrics { name value } }
+      }
+    }
+  }
+}`;
+
+export const LIVE_METRICS = `query LiveMetrics($name: String!) {
+  model(name: $name) {
+    versions(first: 20) {
+      nodes { number performance(split: LIVE, slice: "overall") { numSamples metrics { name value } } }
+    }
+  }
+}`;
+
+export const TRAFFIC_SPLIT = `query TrafficSplit($name: String!) {
+  model(name: $name) { trafficSplit { weight version { number } } }
+}`;
+
+export const LABELS = `query Labels($filter: PredictionFilter) {
+  predictionStats(filter: $filter) { count meanLatencyMs p95LatencyMs labelCounts { label count } }
+}`;
+
+export const SERIES = `query Series($filter: PredictionFilter, $interval: Interval) {
+  predictionStats(filter: $filter) {
+    groups(by: [TIME], interval: $interval, first: 100) {
+      bucket count meanLatencyMs p95LatencyMs accuracy
+    }
+  }
+}`;
+
+export const DRIFT = `query Drift($name: String!) {
+  model(name: $name) {
+    defaultVersion {
+      number
+      inputDrift {
+        referenceAvailable sampleSize
+        features { feature method score drifted bins { label reference live } }
+        prediction { feature method score drifted bins { label reference live } }
+      }
+    }
+  }
+}`;
+
+const PREDICTION = `id createdAt label value confidence latencyMs caller requestId modelVersion { number }`;
+
+export const TAIL = `query Tail($filter: PredictionFilter) {
+  predictions(first: 20, filter: $filter) { nodes { ${PREDICTION} } }
+}`;
+
+export const TAIL_SUBSCRIPTION = `subscription Tail($filter: PredictionFilter) {
+  predictionsCreated(filter: $filter) { ${PREDICTION} }
+}`;
+
+export const CATALOGUE_SUBSCRIPTION = `subscription CatalogueEvents {
+  catalogueEvents { kind model { name } }
+}`;

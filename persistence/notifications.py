@@ -1,0 +1,110 @@
+"""PostgreSQL LISTEN/NOTIFY: the channels ModelQL speaks on, sending inside a transaction (so
+a notification leaves at COMMIT, once per transaction), and one dedicated listening connection
+per process that reconnects on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+import asyncpg
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+logger = logging.getLogger(__name__)
+
+CATALOGUE_CHANNEL = "modelql_catalogue"
+"""A version was registered, an alias or a traffic split moved; the payload is the model name."""
+KEYS_CHANNEL = "modelql_keys"
+"""An API key was created or revoked; the payload is the key's name."""
+PREDICTIONS_CHANNEL = "modelql_predictions"
+"""Predictions committed; the payload is their `prediction_commits` ids, comma-separated."""
+
+
+async def notify(session: AsyncSession, channel: str, payload: str) -> None:
+    """Queue a notification in the session's transaction; PostgreSQL sends it at COMMIT."""
+    await session.execute(select(func.pg_notify(channel, payload)))
+
+
+async def notify_catalogue_changed(session: AsyncSession, model_name: str) -> None:
+    """Announce, on COMMIT of the session's transaction, that the model's routing may have
+    moved (a version registered, an alias moved, a traffic split set)."""
+    await notify(session, CATALOGUE_CHANNEL, model_name)
+
+
+Callback = Callable[[str], None]
+
+
+class Listener:
+    """LISTENs on its channels over a connection of its own (never a pooled one); after a
+    drop it reconnects with backoff and runs the `on_connect` callbacks, because whatever was
+    sent while it was away is lost and caches must assume the worst."""
+
+    def __init__(self, dsn: str, *, health_check_s: float = 0.5) -> None:
+        self._dsn = dsn
+        self._health_check_s = health_check_s
+        self._callbacks: dict[str, list[Callback]] = {}
+        self._on_connect: list[Callable[[], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+        self.connected_since: float | None = None
+        """Monotonic time of the current connection; None while disconnected."""
+
+    def on(self, channel: str, callback: Callback) -> None:
+        self._callbacks.setdefault(channel, []).append(callback)
+
+    def on_connect(self, callback: Callable[[], None]) -> None:
+        self._on_connect.append(callback)
+
+    async def start(self, *, wait_s: float = 5.0) -> None:
+        """Start listening; waits up to `wait_s` for the first connection."""
+        self._task = asyncio.create_task(self._run(), name="modelql-listener")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._connected.wait(), wait_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            connection: asyncpg.Connection | None = None
+            try:
+                connection = await asyncpg.connect(
+                    self._dsn, timeout=5, server_settings={"application_name": "modelql-listener"}
+                )
+                for channel in self._callbacks:
+                    await connection.add_listener(channel, self._dispatch)
+                self.connected_since = time.monotonic()
+                self._connected.set()
+                logger.info("listening for catalogue and key changes")
+                for callback in self._on_connect:
+                    callback()
+                backoff = 0.1
+                while True:
+                    await asyncio.sleep(self._health_check_s)
+                    await asyncio.wait_for(connection.fetchval("SELECT 1"), self._health_check_s)
+            except Exception as error:  # a dying server surfaces as many types; never stop
+                if self.connected_since is not None:
+                    logger.warning("listener connection lost (%r); reconnecting", error)
+            finally:
+                self.connected_since = None
+                self._connected.clear()
+                if connection is not None and not connection.is_closed():
+                    connection.terminate()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _dispatch(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
+        for callback in self._callbacks.get(channel, ()):
+            try:
+                callback(payload)
+            except Exception:
+                logger.exception("notification callback failed on %s", channel)

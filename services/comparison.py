@@ -1,0 +1,253 @@
+"""Comparing versions on stored traffic: re-score a sample of stored predictions with a
+candidate version and set the answers beside a baseline's (or those actually served). Stores
+nothing; scoring runs in the model cache's worker threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from modelql.models.metrics import overall_metrics
+from modelql.models.predictor import ModelOutput
+from modelql.models.vocabulary import Task
+from modelql.persistence.prediction_repository import (
+    PredictionQuery,
+    RecordedOutcome,
+    list_predictions,
+    outcomes_for_predictions,
+)
+from modelql.persistence.tables import Prediction
+from modelql.services.catalogue import Catalogue, ModelRoute, Version
+from modelql.services.errors import ErrorCode, UserInputError
+from modelql.services.features import validate_instance
+from modelql.services.inference import ModelCache
+
+MAX_SAMPLE = 10_000
+MAX_EXAMPLES = 100
+SKIPPED_EXAMPLES = 3
+"""Skipped inputs shown first among the examples, each with the reason."""
+
+
+@dataclass(frozen=True)
+class VersionSelector:
+    number: int | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class ComparisonRequest:
+    model: str
+    candidate: VersionSelector
+    baseline: VersionSelector | None
+    """None: compare with what each stored prediction answered."""
+    query: PredictionQuery
+    sample: int
+
+
+@dataclass(frozen=True)
+class PredictionDiff:
+    """One stored prediction with the baseline's and the candidate's answers (None: skipped)."""
+
+    prediction: Prediction
+    baseline: ModelOutput | None
+    candidate: ModelOutput | None
+    skipped_reason: str | None = None
+
+    @property
+    def disagreement(self) -> float:
+        """How far the answers are apart: 1 for another label, the distance between values
+        (regression); 0 when skipped."""
+        if self.baseline is None or self.candidate is None:
+            return 0.0
+        if self.baseline.value is not None and self.candidate.value is not None:
+            return abs(self.candidate.value - self.baseline.value)
+        return float(self.baseline.label != self.candidate.label)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    candidate: Version
+    baseline: Version | None
+    compared: int
+    skipped: int
+    agreement: float | None
+    label_changes: list[tuple[str, str, int]]
+    """(baseline label, candidate label, count), most frequent first."""
+    mean_absolute_difference: float | None
+    baseline_metrics: dict[str, float]
+    candidate_metrics: dict[str, float]
+    examples: list[PredictionDiff]
+
+
+class VersionComparisons:
+    """Runs comparisons: a short read, then scoring holding no database connection."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        catalogue: Catalogue,
+        model_cache: ModelCache,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._catalogue = catalogue
+        self._model_cache = model_cache
+
+    async def compare(self, request: ComparisonRequest) -> Comparison:
+        """The comparison on the newest `sample` stored predictions matching the query;
+        UserInputError for an unknown model or version."""
+        async with self._sessionmaker() as session:
+            route = (await self._catalogue.routes_by_name(session, [request.model])).get(
+                request.model
+            )
+            if route is None:
+                raise UserInputError.single(
+                    ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {request.model!r}."
+                )
+            candidate_id = _chosen(route, request.candidate, "candidate")
+            baseline_id = _chosen(route, request.baseline, "baseline") if request.baseline else None
+            wanted = [candidate_id] if baseline_id is None else [candidate_id, baseline_id]
+            versions = await self._catalogue.versions(session, wanted)
+            query = dataclasses.replace(request.query, model_id=route.model_id)
+            rows = await list_predictions(session, query, limit=request.sample, after=None)
+            outcomes = await outcomes_for_predictions(session, [row.id for row in rows])
+        candidate = versions[candidate_id]
+        baseline = versions[baseline_id] if baseline_id is not None else None
+        diffs = await self._diffs(rows, candidate, baseline)
+        return _summary(route.task, candidate, baseline, diffs, outcomes)
+
+    async def _diffs(
+        self, rows: Sequence[Prediction], candidate: Version, baseline: Version | None
+    ) -> list[PredictionDiff]:
+        """Each row re-scored, in one estimator call per side; rows a side's signature
+        refuses are skipped with the first reason."""
+        usable: list[tuple[Prediction, dict[str, object]]] = []
+        diffs: list[PredictionDiff] = []
+        for row in rows:
+            features, reason = _features(row, candidate, baseline)
+            if reason is not None:
+                diffs.append(PredictionDiff(row, None, None, reason))
+            else:
+                usable.append((row, features))
+        inputs = [features for _, features in usable]
+        candidates = (
+            (await self._model_cache.score(candidate, inputs)).scores.outputs() if inputs else []
+        )
+        if baseline is None:
+            baselines = [served_output(row) for row, _ in usable]
+        else:
+            baselines = (
+                (await self._model_cache.score(baseline, inputs)).scores.outputs() if inputs else []
+            )
+        return diffs + [
+            PredictionDiff(row, before, after)
+            for (row, _), before, after in zip(usable, baselines, candidates, strict=True)
+        ]
+
+
+def _chosen(route: ModelRoute, selector: VersionSelector, argument: str) -> uuid.UUID:
+    try:
+        return route.choose(number=selector.number, alias=selector.alias).version_id
+    except UserInputError as error:
+        problems = [
+            dataclasses.replace(problem, path=(argument, *problem.path[-1:]))
+            for problem in error.problems
+        ]
+        raise UserInputError(problems) from None
+
+
+def _features(
+    row: Prediction, candidate: Version, baseline: Version | None
+) -> tuple[dict[str, object], str | None]:
+    """The stored inputs as the candidate scores them, or why a side refuses them."""
+    features: dict[str, object] = {}
+    for side, version in (("candidate", candidate), ("baseline", baseline)):
+        if version is None:
+            continue
+        checked = validate_instance(row.inputs, version.signature, ("inputs",))
+        if checked.problems:
+            return {}, f"The {side} (version {version.number}): {checked.problems[0].message}"
+        if side == "candidate":
+            features = checked.features
+    return features, None
+
+
+def served_output(row: Prediction) -> ModelOutput:
+    """What the stored prediction answered, shaped like a model output."""
+    probabilities = (
+        tuple((item["label"], item["probability"]) for item in row.probabilities)
+        if row.probabilities is not None
+        else None
+    )
+    return ModelOutput(row.label, row.value, probabilities, row.confidence)
+
+
+def _summary(
+    task: Task,
+    candidate: Version,
+    baseline: Version | None,
+    diffs: list[PredictionDiff],
+    outcomes: dict[uuid.UUID, RecordedOutcome],
+) -> Comparison:
+    scored = [diff for diff in diffs if diff.candidate is not None]
+    skipped = [diff for diff in diffs if diff.candidate is None]
+    pairs = [
+        (diff.baseline, diff.candidate)
+        for diff in scored
+        if diff.baseline is not None and diff.candidate is not None
+    ]
+    classification = task is Task.CLASSIFICATION
+    changes = Counter((a.label, b.label) for a, b in pairs if a.label != b.label)
+    agreement = mean_difference = None
+    if pairs and classification:
+        agreement = sum(a.label == b.label for a, b in pairs) / len(pairs)
+    if pairs and not classification:
+        mean_difference = sum(abs(_value(b) - _value(a)) for a, b in pairs) / len(pairs)
+    examples = (
+        skipped[:SKIPPED_EXAMPLES]
+        + sorted(scored, key=lambda diff: diff.disagreement, reverse=True)
+        + skipped[SKIPPED_EXAMPLES:]
+    )
+    return Comparison(
+        candidate=candidate,
+        baseline=baseline,
+        compared=len(scored),
+        skipped=len(skipped),
+        agreement=agreement,
+        label_changes=[
+            (str(before), str(after), count) for (before, after), count in changes.most_common()
+        ],
+        mean_absolute_difference=mean_difference,
+        baseline_metrics=_metrics(classification, scored, outcomes, baseline_side=True),
+        candidate_metrics=_metrics(classification, scored, outcomes, baseline_side=False),
+        examples=examples[:MAX_EXAMPLES],
+    )
+
+
+def _value(output: ModelOutput) -> float:
+    assert output.value is not None, "regression outputs carry a value"
+    return output.value
+
+
+def _metrics(
+    classification: bool,
+    scored: list[PredictionDiff],
+    outcomes: dict[uuid.UUID, RecordedOutcome],
+    *,
+    baseline_side: bool,
+) -> dict[str, float]:
+    """One side's overall metrics on the compared predictions that have an outcome."""
+    truths, answers = [], []
+    for diff in scored:
+        outcome = outcomes.get(diff.prediction.id)
+        answer = diff.baseline if baseline_side else diff.candidate
+        if outcome is None or answer is None:
+            continue
+        truths.append(outcome.label if classification else outcome.value)
+        answers.append(answer.label if classification else answer.value)
+    return overall_metrics(classification, truths, answers) if truths else {}

@@ -1,0 +1,126 @@
+"""The predictions feed: every committed group of predictions once, in commit-id order, to
+each subscriber whose filter selects any of them.
+
+Commit ids come from a sequence, so they are handed out in order but may commit out of
+order, and a rolled-back transaction leaves a gap. The position is therefore the highest id
+delivered plus the ids below it not yet seen ("missing"); each read asks for both, and a
+missing id is given up once it is older than `gap_grace_s` (no transaction stays open that
+long: the statement timeout ends it first)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from modelql.persistence import feed_repository
+from modelql.persistence.feed_repository import NamedPrediction
+from modelql.persistence.prediction_repository import PredictionQuery
+from modelql.services.feed import Feed
+from modelql.services.subscribers import Subscriptions
+
+Commit = list[NamedPrediction]
+"""One committed group: the predictions one transaction stored."""
+
+READ_BATCH = 200
+MAX_MISSING = 10_000
+
+
+def matches(query: PredictionQuery, item: NamedPrediction) -> bool:
+    """The in-memory twin of `PredictionQuery.conditions` for one prediction."""
+    row = item.row
+    checks: list[tuple[object, bool]] = [
+        (query.model, item.model == query.model),
+        (query.version, item.version == query.version),
+        (query.model_id, row.model_id == query.model_id),
+        (query.version_id, row.model_version_id == query.version_id),
+        (query.label, row.label == query.label),
+        (query.caller, row.caller == query.caller),
+        (query.request_id, row.request_id == query.request_id),
+        (query.created_after, _at_or_after(row.created_at, query.created_after)),
+        (query.created_before, not _at_or_after(row.created_at, query.created_before)),
+        (query.min_confidence, _compare(row.confidence, query.min_confidence, minimum=True)),
+        (query.max_confidence, _compare(row.confidence, query.max_confidence, minimum=False)),
+    ]
+    return all(passed for wanted, passed in checks if wanted is not None)
+
+
+def _at_or_after(at: datetime, bound: datetime | None) -> bool:
+    return bound is not None and at >= bound
+
+
+def _compare(value: float | None, bound: float | None, *, minimum: bool) -> bool:
+    if value is None or bound is None:
+        return False
+    return value >= bound if minimum else value <= bound
+
+
+def selector(query: PredictionQuery) -> Callable[[Commit], Commit | None]:
+    """A subscriber's selection: the commit's predictions its filter keeps, None if none."""
+
+    def select(commit: Commit) -> Commit | None:
+        kept = [item for item in commit if matches(query, item)]
+        return kept or None
+
+    return select
+
+
+class PredictionFeed(Feed[Commit]):
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        subscriptions: Subscriptions,
+        *,
+        gap_grace_s: float = 60.0,
+    ) -> None:
+        super().__init__(sessionmaker, subscriptions)
+        self._gap_grace_s = gap_grace_s
+        self._delivered_up_to = 0
+        self._missing: dict[int, float] = {}
+        """Ids below the position not seen yet, with the monotonic time they were noticed."""
+
+    async def _start_position(self, session: AsyncSession) -> None:
+        position = await feed_repository.feed_position(session)
+        self._missing = {}
+        self._note_missing(range(position.committed + 1, position.allocated + 1))
+        self._delivered_up_to = position.allocated
+
+    async def _catch_up(self, session: AsyncSession) -> None:
+        while True:
+            self._forget_old_gaps()
+            commits = await feed_repository.commits_after(
+                session, self._delivered_up_to, sorted(self._missing), limit=READ_BATCH
+            )
+            fresh = [commit for commit in commits if self._take(commit.id)]
+            if fresh:
+                ids = [prediction for commit in fresh for prediction in commit.prediction_ids]
+                rows = await feed_repository.named_predictions(session, ids)
+                for commit in fresh:
+                    self._fan_out([rows[i] for i in commit.prediction_ids if i in rows])
+            if len(commits) < READ_BATCH:
+                return
+
+    def _take(self, commit_id: int) -> bool:
+        """Record `commit_id` as delivered; False when it already was."""
+        if commit_id in self._missing:
+            del self._missing[commit_id]
+            return True
+        if commit_id <= self._delivered_up_to:
+            return False
+        self._note_missing(range(self._delivered_up_to + 1, commit_id))
+        self._delivered_up_to = commit_id
+        return True
+
+    def _note_missing(self, ids: Sequence[int]) -> None:
+        now = time.monotonic()
+        for commit_id in ids[-MAX_MISSING:]:
+            self._missing[commit_id] = now
+        while len(self._missing) > MAX_MISSING:
+            del self._missing[min(self._missing)]
+
+    def _forget_old_gaps(self) -> None:
+        horizon = time.monotonic() - self._gap_grace_s
+        for commit_id in [i for i, noticed in self._missing.items() if noticed < horizon]:
+            del self._missing[commit_id]

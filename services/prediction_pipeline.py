@@ -1,0 +1,427 @@
+"""Per-version pipelines: requests queue, a dispatcher scores everything queued in one
+estimator call and stores it in one transaction, then answers each request after COMMIT.
+
+Natural batching, like PostgreSQL's group commit: a group leaves as soon as the previous one
+is done, so there is no wait at low load and large groups under high load."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.ext.asyncio import AsyncEngine
+from uuid_utils.compat import uuid7
+
+from modelql.models.predictor import ModelOutput, Scores
+from modelql.persistence import prediction_writer
+from modelql.persistence.prediction_writer import COLUMNS, KeyClaim
+from modelql.services.catalogue import Version
+from modelql.services.errors import (
+    ErrorCode,
+    FieldProblem,
+    ModelUnavailableError,
+    StorageUnavailableError,
+    UserInputError,
+    is_connection_failure,
+    is_rejected_value,
+)
+from modelql.services.inference import ModelCache
+from modelql.services.predictions import (
+    NoObserver,
+    PredictionJob,
+    PredictionObserver,
+    PredictionOutcome,
+    StoredPrediction,
+    conflict,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Pending:
+    job: PredictionJob
+    future: asyncio.Future[PredictionOutcome]
+    observer: PredictionObserver
+    scores: Scores | None = None
+    latency_ms: float = 0.0
+
+
+class PredictionPipelines:
+    """One pipeline per model version, created on first use."""
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        model_cache: ModelCache,
+        max_group_rows: int,
+        max_wait_s: float = 0.0,
+        observer: PredictionObserver | None = None,
+    ) -> None:
+        self._engine = engine
+        self._model_cache = model_cache
+        self._max_group_rows = max_group_rows
+        self._max_wait_s = max_wait_s
+        self._observer = observer or NoObserver()
+        self._pipelines: dict[uuid.UUID, _VersionPipeline] = {}
+
+    async def run(self, job: PredictionJob) -> PredictionOutcome:
+        pipeline = self._pipelines.get(job.version.id)
+        if pipeline is None:
+            pipeline = self._pipelines.setdefault(
+                job.version.id, _VersionPipeline(self, job.version)
+            )
+        return await pipeline.run(job)
+
+    async def drain(self) -> None:
+        """Wait until every queued request has its answer (at shutdown)."""
+        await asyncio.gather(*(pipeline.idle() for pipeline in self._pipelines.values()))
+
+
+class _VersionPipeline:
+    def __init__(self, owner: PredictionPipelines, version: Version) -> None:
+        self._owner = owner
+        self._version = version
+        self._queue: deque[_Pending] = deque()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    async def run(self, job: PredictionJob) -> PredictionOutcome:
+        future: asyncio.Future[PredictionOutcome] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieve)
+        self._queue.append(_Pending(job, future, self._owner._observer))
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.create_task(self._dispatch())
+        # Shielded: a request cut short (timeout, disconnect) leaves its job in the group.
+        return await asyncio.shield(future)
+
+    async def idle(self) -> None:
+        if self._dispatcher is not None:
+            await asyncio.shield(self._dispatcher)
+
+    async def _dispatch(self) -> None:
+        while self._queue:
+            if self._owner._max_wait_s and self._queued_rows() < self._owner._max_group_rows:
+                await asyncio.sleep(self._owner._max_wait_s)
+            group = self._take()
+            try:
+                await self._process(group)
+            except Exception as error:  # nothing may hang: fail what has no answer yet
+                logger.exception("prediction group failed")
+                _fail_all(group, error)
+            except BaseException:
+                _fail_all(group, StorageUnavailableError("The service stopped while storing."))
+                raise
+
+    def _queued_rows(self) -> int:
+        return sum(len(pending.job.rows) for pending in self._queue)
+
+    def _take(self) -> list[_Pending]:
+        group = [self._queue.popleft()]
+        rows = len(group[0].job.rows)
+        while self._queue and rows + len(self._queue[0].job.rows) <= self._owner._max_group_rows:
+            pending = self._queue.popleft()
+            rows += len(pending.job.rows)
+            group.append(pending)
+        return group
+
+    async def _process(self, group: list[_Pending]) -> None:
+        scored = await self._score(group)
+        ready = [pending for pending in scored if _outputs_are_finite(pending)]
+        if ready:
+            await self._store(ready)
+
+    async def _score(self, group: list[_Pending]) -> list[_Pending]:
+        """Score the whole group in one estimator call; when the estimator refuses it, score
+        each request apart so that only the requests it refuses fail."""
+        rows = [row for pending in group for row in pending.job.rows]
+        try:
+            batch = await self._owner._model_cache.score(self._version, rows)
+        except ModelUnavailableError as error:
+            _fail_all(group, error)
+            return []
+        except ValueError as error:
+            if len(group) > 1:
+                return [item for pending in group for item in await self._score([pending])]
+            _fail(group[0], _unscorable(group[0].job, error))
+            return []
+        self._owner._observer.inference(batch.latency_ms / 1000, len(rows))
+        per_row_ms = batch.latency_ms / len(rows)
+        start = 0
+        for pending in group:
+            end = start + len(pending.job.rows)
+            pending.scores = batch.scores.slice(start, end)
+            pending.latency_ms = per_row_ms
+            start = end
+        return group
+
+    async def _store(self, group: list[_Pending]) -> None:
+        """One transaction for the group; a value the database refuses fails only the request
+        it belongs to (the others are retried apart); an outage fails them all, unanswered."""
+        try:
+            outcomes = await _store_group(self._owner._engine, self._version, group)
+        except Exception as error:
+            if is_rejected_value(error) and len(group) > 1:
+                for pending in group:
+                    await self._store([pending])
+                return
+            if is_connection_failure(error):
+                unavailable = StorageUnavailableError()
+                unavailable.__cause__ = error
+                error = unavailable
+            _fail_all(group, error)
+            return
+        for pending, outcome in zip(group, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                _fail(pending, outcome)
+                continue
+            if not outcome.replayed:
+                self._owner._observer.stored(
+                    pending.job.request.model, self._version.number, len(outcome.predictions)
+                )
+            pending.future.set_result(outcome)
+
+
+def _retrieve(future: asyncio.Future[PredictionOutcome]) -> None:
+    """Mark a failed job's error as seen: its request may have gone away (timeout)."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _fail(pending: _Pending, error: BaseException) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(error)
+        if isinstance(error, UserInputError):
+            job = pending.job
+            pending.observer.rejected(job.request.model, job.version.number, len(job.rows))
+
+
+def _fail_all(group: Sequence[_Pending], error: BaseException) -> None:
+    for pending in group:
+        _fail(pending, error)
+
+
+def _unscorable(job: PredictionJob, error: ValueError) -> UserInputError:
+    reason = str(error).splitlines()[0][:200]
+    path = ("instances",) if job.request.batch else ("features",)
+    return UserInputError.single(
+        path,
+        ErrorCode.INVALID_FEATURES,
+        f"The model cannot score these features ({reason}); values this large or small "
+        "overflow its computations.",
+    )
+
+
+def _outputs_are_finite(pending: _Pending) -> bool:
+    """Fail the job (MODEL_OUTPUT_INVALID, naming the output) when any output is not finite."""
+    assert pending.scores is not None
+    problems = [
+        FieldProblem(
+            pending.job.request.instance_path(index),
+            ErrorCode.MODEL_OUTPUT_INVALID,
+            f"The model's output `{name}` for this input is not a finite number ({value!r}); "
+            "nothing was stored.",
+        )
+        for index, finite in enumerate(pending.scores.finite)
+        if not finite
+        for name, value in _numbers(pending.scores.output(index))
+        if not math.isfinite(value)
+    ]
+    if problems:
+        _fail(pending, UserInputError(problems))
+    return not problems
+
+
+def _numbers(output: ModelOutput) -> list[tuple[str, float]]:
+    numbers = [("value", output.value), ("confidence", output.confidence)]
+    numbers += [(f"probabilities.{label}", p) for label, p in output.probabilities or ()]
+    return [(name, value) for name, value in numbers if value is not None]
+
+
+async def _store_group(
+    engine: AsyncEngine, version: Version, group: list[_Pending]
+) -> list[PredictionOutcome | UserInputError]:
+    """Claim the group's idempotency keys, insert the predictions of the requests that store,
+    commit; each request's outcome (its new or replayed predictions, or a conflict)."""
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        assert isinstance(raw, asyncpg.Connection)
+        async with raw.transaction():
+            return await _store_in_transaction(raw, version, group)
+
+
+async def _store_in_transaction(
+    connection: asyncpg.Connection, version: Version, group: list[_Pending]
+) -> list[PredictionOutcome | UserInputError]:
+    """Each request's outcome, in group order. Of the requests sharing an idempotency key the
+    first claims it; the others replay what it stores (or get a conflict when their input
+    differs). A key claimed before this group is answered from what was stored then."""
+    leaders: dict[tuple[str, str], _Pending] = {}
+    for pending in group:
+        key = _key_of(pending.job)
+        if key is not None:
+            leaders.setdefault(key, pending)
+    claims = {
+        key: KeyClaim(uuid7(), *key, leader.job.fingerprint or "")
+        for key, leader in leaders.items()
+    }
+    won = await prediction_writer.claim_keys(connection, list(claims.values()))
+    earlier = await _earlier_claims(
+        connection, [key for key, claim in claims.items() if claim.id not in won]
+    )
+
+    storing = [
+        pending
+        for pending in group
+        if (key := _key_of(pending.job)) is None or (leaders[key] is pending and key not in earlier)
+    ]
+    new = [_NewRows.of(pending, _record_id(pending, claims)) for pending in storing]
+    stored: dict[int, list[StoredPrediction]] = {}
+    if new:
+        parts = [rows.columns(version) for rows in new]
+        columns = {name: [value for part in parts for value in part[name]] for name in COLUMNS}
+        created_at = await prediction_writer.insert(connection, columns, feed=True)
+        stored = {id(rows.pending): rows.stored(version, created_at) for rows in new}
+
+    outcomes: list[PredictionOutcome | UserInputError] = []
+    for pending in group:
+        key = _key_of(pending.job)
+        if id(pending) in stored:
+            outcomes.append(PredictionOutcome(stored[id(pending)], replayed=False))
+            continue
+        assert key is not None
+        fingerprint, predictions = earlier.get(key) or (
+            leaders[key].job.fingerprint,
+            stored[id(leaders[key])],
+        )
+        if pending.job.fingerprint != fingerprint:
+            outcomes.append(conflict(pending.job.request))
+        else:
+            outcomes.append(PredictionOutcome(predictions, replayed=True))
+    return outcomes
+
+
+def _key_of(job: PredictionJob) -> tuple[str, str] | None:
+    key = job.request.idempotency_key
+    return None if key is None else (job.requester.caller or "", key)
+
+
+def _record_id(pending: _Pending, claims: dict[tuple[str, str], KeyClaim]) -> uuid.UUID | None:
+    key = _key_of(pending.job)
+    return claims[key].id if key is not None else None
+
+
+async def _earlier_claims(
+    connection: asyncpg.Connection, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, list[StoredPrediction]]]:
+    """For keys claimed before this group (by a committed transaction): the fingerprint of
+    the request that claimed each, and the predictions it stored."""
+    if not keys:
+        return {}
+    records = await prediction_writer.claimed_keys(connection, keys)
+    stored: dict[uuid.UUID, list[StoredPrediction]] = {}
+    for row in await prediction_writer.stored_for_records(
+        connection, [record_id for record_id, _ in records.values()]
+    ):
+        stored.setdefault(row["idempotency_record_id"], []).append(_from_record(row))
+    return {
+        key: (fingerprint, stored.get(record_id, []))
+        for key, (record_id, fingerprint) in records.items()
+    }
+
+
+@dataclass
+class _NewRows:
+    """One request's new predictions: made once, inserted, then returned as stored."""
+
+    pending: _Pending
+    record_id: uuid.UUID | None
+    ids: list[uuid.UUID]
+    probabilities: list[list[dict[str, Any]]] | None
+
+    @classmethod
+    def of(cls, pending: _Pending, record_id: uuid.UUID | None) -> _NewRows:
+        scores = pending.scores
+        assert scores is not None
+        probabilities = None
+        if scores.probabilities is not None:
+            classes = scores.classes or ()
+            probabilities = [
+                [{"label": label, "probability": p} for label, p in zip(classes, row, strict=True)]
+                for row in scores.probabilities
+            ]
+        return cls(pending, record_id, [uuid7() for _ in pending.job.rows], probabilities)
+
+    def columns(self, version: Version) -> dict[str, list[Any]]:
+        """The rows column by column, as prediction_writer.insert takes them."""
+        job, scores, count = self.pending.job, self.pending.scores, len(self.ids)
+        assert scores is not None
+        nothing: list[Any] = [None] * count
+        return {
+            "id": self.ids,
+            "model_id": [version.model_id] * count,
+            "model_version_id": [version.id] * count,
+            "inputs": [orjson.dumps(row).decode() for row in job.rows],
+            "label": scores.labels or nothing,
+            "value": scores.values or nothing,
+            "probabilities": [orjson.dumps(row).decode() for row in self.probabilities]
+            if self.probabilities is not None
+            else nothing,
+            "confidence": scores.confidences or nothing,
+            "latency_ms": [self.pending.latency_ms] * count,
+            "request_id": [job.requester.request_id] * count,
+            "caller": [job.requester.caller] * count,
+            "idempotency_key": [job.request.idempotency_key] * count,
+            "idempotency_record_id": [self.record_id] * count,
+            "batch_index": list(range(count)),
+            "routed_by": [job.routed_by] * count,
+        }
+
+    def stored(self, version: Version, created_at: datetime) -> list[StoredPrediction]:
+        job, scores = self.pending.job, self.pending.scores
+        assert scores is not None
+        return [
+            StoredPrediction(
+                id=prediction_id,
+                model_version_id=version.id,
+                inputs=job.rows[index],
+                label=scores.labels[index] if scores.labels is not None else None,
+                value=scores.values[index] if scores.values is not None else None,
+                probabilities=self.probabilities[index] if self.probabilities is not None else None,
+                confidence=scores.confidences[index] if scores.confidences is not None else None,
+                latency_ms=self.pending.latency_ms,
+                created_at=created_at,
+                request_id=job.requester.request_id,
+                caller=job.requester.caller,
+                idempotency_key=job.request.idempotency_key,
+                routed_by=job.routed_by,
+            )
+            for index, prediction_id in enumerate(self.ids)
+        ]
+
+
+def _from_record(row: asyncpg.Record) -> StoredPrediction:
+    return StoredPrediction(
+        id=row["id"],
+        model_version_id=row["model_version_id"],
+        inputs=row["inputs"],
+        label=row["label"],
+        value=row["value"],
+        probabilities=row["probabilities"],
+        confidence=row["confidence"],
+        latency_ms=row["latency_ms"],
+        created_at=row["created_at"],
+        request_id=row["request_id"],
+        caller=row["caller"],
+        idempotency_key=row["idempotency_key"],
+        routed_by=row["routed_by"],
+    )

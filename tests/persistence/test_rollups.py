@@ -1,0 +1,245 @@
+"""Roll-ups answer statistics exactly as the raw table does (p95 latency within 5%), for
+random predictions spread over hours, random filters and random groupings. The roll-ups
+are written by the migration's back-fill, then by the prediction writer on top of them,
+then moved by recorded outcomes."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from uuid_utils.compat import uuid7
+
+from modelql.persistence.database import driver_connection
+from modelql.persistence.prediction_repository import PredictionQuery
+from modelql.persistence.prediction_writer import COLUMNS, insert
+from modelql.persistence.stats_repository import (
+    Dimension,
+    Interval,
+    groups,
+    label_counts,
+    p95_latency,
+    rollups_answer,
+    totals,
+)
+from modelql.services import outcomes
+from modelql.services.catalogue import Catalogue
+from modelql.services.freshness import Freshness
+
+QUALITY = importlib.import_module("modelql.migrations.versions.2026_11_23_model_quality")
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+START = NOW - timedelta(days=9)
+HOURS = [START + timedelta(hours=h) for h in range(0, 9 * 24 + 2, 7)]
+LABELS = ("setosa", "versicolor", "virginica")
+CALLERS = ("alice", "bob", None)
+
+
+async def _versions(engine: AsyncEngine) -> list[tuple[uuid.UUID, uuid.UUID, bool]]:
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT v.model_id, v.id, v.labels IS NOT NULL FROM model_versions v "
+                "JOIN models m ON m.id = v.model_id "
+                "WHERE m.name IN ('iris-classifier', 'diabetes-regressor')"
+            )
+        )
+        return [tuple(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class NewPrediction:
+    """One generated prediction row (JSON columns as text)."""
+
+    id: uuid.UUID
+    model_id: uuid.UUID
+    model_version_id: uuid.UUID
+    inputs: str
+    label: str | None
+    value: float | None
+    probabilities: str | None
+    confidence: float | None
+    latency_ms: float
+    request_id: str
+    caller: str | None
+    idempotency_key: str | None
+    idempotency_record_id: uuid.UUID | None
+    batch_index: int
+    routed_by: str = "DEFAULT"
+
+
+def _columns(rows: list[NewPrediction]) -> dict[str, list]:
+    return {name: [getattr(row, name) for row in rows] for name in COLUMNS}
+
+
+def _rows(rng: np.random.Generator, versions: list, count: int) -> list[NewPrediction]:
+    made = []
+    for _ in range(count):
+        model_id, version_id, classifier = versions[rng.integers(len(versions))]
+        made.append(
+            NewPrediction(
+                id=uuid7(),
+                model_id=model_id,
+                model_version_id=version_id,
+                inputs="{}",
+                label=str(rng.choice(LABELS)) if classifier else None,
+                value=None if classifier else float(rng.normal(150, 50)),
+                probabilities=None,
+                confidence=float(rng.uniform(0.3, 1)) if classifier else None,
+                latency_ms=float(np.exp(rng.uniform(np.log(0.01), np.log(900)))),
+                request_id=f"r{rng.integers(1_000_000)}",
+                caller=CALLERS[rng.integers(len(CALLERS))],
+                idempotency_key=None,
+                idempotency_record_id=None,
+                batch_index=0,
+            )
+        )
+    return made
+
+
+@pytest.fixture
+async def spread_predictions(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession], demo_catalogue: None
+) -> None:
+    """Past predictions back-filled into roll-ups, new ones written with theirs, outcomes
+    (once per test: every hypothesis example of a test reads the same rows)."""
+    rng = np.random.default_rng(2026)
+    versions = await _versions(engine)
+    async with sessionmaker.begin() as session:
+        connection = await driver_connection(session)
+        past = _rows(rng, versions, 600)
+        await connection.executemany(
+            "INSERT INTO predictions (id, model_id, model_version_id, inputs, label, value, "
+            "confidence, latency_ms, request_id, caller, batch_index, created_at, routed_by) "
+            "VALUES ($1, $2, $3, '{}', $4, $5, $6, $7, $8, $9, 0, $10, 'DEFAULT')",
+            [
+                (r.id, r.model_id, r.model_version_id, r.label, r.value, r.confidence,
+                 r.latency_ms, r.request_id, r.caller,
+                 HOURS[rng.integers(len(HOURS))] + timedelta(seconds=float(rng.uniform(0, 3599))))
+                for r in past
+            ],
+        )  # fmt: skip
+        await connection.execute(QUALITY.BACKFILL_ROLLUPS)
+        await connection.execute(QUALITY.BACKFILL_LATENCY_ROLLUPS)
+        fresh = _rows(rng, versions, 150)
+    for batch in (fresh[:50], fresh[50:]):
+        async with sessionmaker.begin() as session:
+            await insert(await driver_connection(session), _columns(batch))
+    labelled = [row for row in [*past, *fresh] if rng.random() < 0.4]
+    requests = [
+        outcomes.OutcomeRequest(
+            prediction_id=row.id,
+            label=str(rng.choice(LABELS)) if row.label else None,
+            value=None if row.label else float(rng.normal(150, 50)),
+        )
+        for row in labelled
+    ]
+    catalogue = Catalogue(Freshness.never())
+    for start in range(0, len(requests), 100):
+        async with sessionmaker.begin() as session:
+            await outcomes.record(
+                session, catalogue, requests[start : start + 100], caller=None, max_batch_size=100
+            )
+    corrections = [
+        outcomes.OutcomeRequest(prediction_id=r.prediction_id, label="setosa")
+        for r in requests[:40]
+        if r.label
+    ]
+    async with sessionmaker.begin() as session:
+        await outcomes.record(session, catalogue, corrections, caller=None, max_batch_size=100)
+
+
+def close(expected: float | None, rel: float) -> object:
+    """Equal to None, or a number within `rel` of `expected`."""
+    return None if expected is None else pytest.approx(expected, rel=rel)
+
+
+moments = st.one_of(st.none(), st.sampled_from([*HOURS, NOW + timedelta(hours=1)]))
+queries = st.builds(
+    PredictionQuery,
+    model=st.sampled_from([None, "iris-classifier", "diabetes-regressor"]),
+    version=st.sampled_from([None, 1, 2]),
+    label=st.sampled_from([None, *LABELS]),
+    caller=st.sampled_from([None, "alice", "bob"]),
+    created_after=moments,
+    created_before=moments,
+)
+groupings = st.lists(st.sampled_from(list(Dimension)), min_size=1, max_size=3, unique=True)
+intervals = st.sampled_from([Interval.HOUR, Interval.DAY, Interval.WEEK])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@SETTINGS
+@given(query=queries, by=groupings, interval=intervals)
+async def test_rollups_answer_like_the_raw_table(
+    spread_predictions: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    query: PredictionQuery,
+    by: list[Dimension],
+    interval: Interval,
+):
+    assert rollups_answer(query)
+    async with sessionmaker() as session:
+        rolled = await totals(session, query, from_rollups=True)
+        raw = await totals(session, query, from_rollups=False)
+        rolled_labels = await label_counts(session, query, from_rollups=True)
+        raw_labels = await label_counts(session, query, from_rollups=False)
+        approximate = await p95_latency(session, query, from_rollups=True)
+        exact = await p95_latency(session, query, from_rollups=False)
+        rolled_groups = await groups(session, query, by, interval, 1000, from_rollups=True)
+        raw_groups = await groups(session, query, by, interval, 1000, from_rollups=False)
+
+    assert (rolled.count, rolled.labelled, rolled.correct) == (
+        raw.count,
+        raw.labelled,
+        raw.correct,
+    )
+    assert (rolled.first_at, rolled.last_at) == (raw.first_at, raw.last_at)
+    for name in ("mean_latency_ms", "mean_confidence", "mean_value", "accuracy"):
+        assert getattr(rolled, name) == close(getattr(raw, name), 1e-9)
+    assert rolled_labels == raw_labels
+    assert approximate == close(exact, 0.05)
+
+    def key(group):
+        return (group.model, group.version, group.label, group.caller, group.bucket)
+
+    assert [(key(g), g.totals.count, g.totals.labelled) for g in rolled_groups] == [
+        (key(g), g.totals.count, g.totals.labelled) for g in raw_groups
+    ]
+    for mine, theirs in zip(rolled_groups, raw_groups, strict=True):
+        assert mine.totals.mean_latency_ms == close(theirs.totals.mean_latency_ms, 1e-9)
+        assert mine.totals.accuracy == close(theirs.totals.accuracy, 1e-9)
+        assert mine.p95_latency_ms == close(theirs.p95_latency_ms, 0.05)
+
+
+async def test_the_data_spans_hours_models_callers_and_outcomes(
+    spread_predictions: None, sessionmaker: async_sessionmaker[AsyncSession]
+):
+    """The property above is only as good as the data it runs on."""
+    async with sessionmaker() as session:
+        everything = await totals(session, PredictionQuery(), from_rollups=True)
+        hours = await groups(session, PredictionQuery(), [Dimension.TIME], Interval.HOUR, 1000)
+        corrected = await session.scalar(
+            text("SELECT count(*) - count(DISTINCT prediction_id) FROM prediction_outcomes")
+        )
+    assert everything.count == 750
+    assert everything.labelled > 200
+    assert len(hours) > 20
+    assert corrected > 10
+
+
+def test_the_raw_table_answers_what_roll_ups_cannot():
+    assert not rollups_answer(PredictionQuery(min_confidence=0.5))
+    assert not rollups_answer(PredictionQuery(has_outcome=True))
+    assert not rollups_answer(PredictionQuery(created_after=NOW + timedelta(minutes=5)))
+    assert not rollups_answer(PredictionQuery(), Interval.MINUTE)
+    assert rollups_answer(PredictionQuery(created_after=NOW, model="m", caller="c", label="x"))

@@ -1,0 +1,144 @@
+"""The prediction feed's position: commits that commit out of id order, and ids that never
+commit, are neither lost nor delivered twice."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from modelql.persistence import prediction_writer
+from modelql.persistence.database import libpq_url
+from modelql.persistence.feed_repository import NamedPrediction
+from modelql.persistence.prediction_repository import PredictionQuery
+from modelql.persistence.tables import Model, ModelVersion
+from modelql.services import prediction_feed
+from modelql.services.prediction_feed import PredictionFeed
+from modelql.services.subscribers import Subscriber, Subscriptions
+
+
+@pytest.fixture
+async def iris_version(
+    sessionmaker: async_sessionmaker[AsyncSession], demo_catalogue: None
+) -> tuple[uuid.UUID, uuid.UUID]:
+    async with sessionmaker() as session:
+        row = (
+            await session.execute(
+                select(ModelVersion.model_id, ModelVersion.id)
+                .join(Model, Model.id == ModelVersion.model_id)
+                .where(Model.name == "iris-classifier", ModelVersion.number == 1)
+            )
+        ).one()
+    return row.model_id, row.id
+
+
+@pytest.fixture
+async def connections(database_url: str) -> AsyncIterator[list[asyncpg.Connection]]:
+    opened = [await asyncpg.connect(libpq_url(database_url)) for _ in range(2)]
+    yield opened
+    for connection in opened:
+        await connection.close()
+
+
+REQUEST_IDS = ["slow", "fast", "never", "after-gap", "in-flight", "later"]
+
+
+def rows(
+    version: tuple[uuid.UUID, uuid.UUID], count: int, request_id: str
+) -> prediction_writer.NewPredictions:
+    """`count` predictions of one request, column by column as the writer takes them. Each
+    request has its own caller and latency, so that open transactions of different requests
+    add to different roll-up rows (one roll-up row is locked until its writer commits)."""
+    model_id, version_id = version
+    row = {
+        "model_id": model_id,
+        "model_version_id": version_id,
+        "inputs": "{}",
+        "label": "setosa",
+        "value": None,
+        "probabilities": None,
+        "confidence": 0.9,
+        "latency_ms": float(10 ** (len(REQUEST_IDS) - REQUEST_IDS.index(request_id))),
+        "request_id": request_id,
+        "caller": request_id,
+        "idempotency_key": None,
+        "idempotency_record_id": None,
+        "routed_by": "DEFAULT",
+    }
+    columns = {name: [row[name]] * count for name in row}
+    return {
+        **columns,
+        "id": [uuid.uuid4() for _ in range(count)],
+        "batch_index": list(range(count)),
+    }
+
+
+async def delivered(subscriber: Subscriber, within: float = 1.0) -> list[list[str]]:
+    """Request ids of each message waiting, after the feed had `within` seconds to read."""
+    await asyncio.sleep(within)
+    messages: list[list[str]] = []
+    iterator = subscriber.messages()
+    while subscriber.waiting:
+        commit: list[NamedPrediction] = await anext(iterator)
+        messages.append([item.row.request_id for item in commit])
+    return messages
+
+
+async def test_a_commit_that_lands_after_a_later_one_is_still_delivered_once(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    iris_version: tuple[uuid.UUID, uuid.UUID],
+    connections: list[asyncpg.Connection],
+):
+    feed = PredictionFeed(sessionmaker, Subscriptions(max_per_key=10))
+    subscriber: Subscriber = Subscriber(
+        select=prediction_feed.selector(PredictionQuery()), capacity=100
+    )
+    slow, fast = connections
+    async with feed.subscribed(subscriber):
+        slow_transaction = slow.transaction()
+        await slow_transaction.start()
+        await prediction_writer.insert(slow, rows(iris_version, 2, "slow"), feed=True)
+        async with fast.transaction():
+            await prediction_writer.insert(fast, rows(iris_version, 1, "fast"), feed=True)
+        feed.wake()
+        assert await delivered(subscriber) == [["fast"]]
+
+        await slow_transaction.commit()
+        feed.wake()
+        feed.wake()
+        assert await delivered(subscriber) == [["slow", "slow"]]
+
+        rolled_back = slow.transaction()
+        await rolled_back.start()
+        await prediction_writer.insert(slow, rows(iris_version, 1, "never"), feed=True)
+        await rolled_back.rollback()
+        async with fast.transaction():
+            await prediction_writer.insert(fast, rows(iris_version, 1, "after-gap"), feed=True)
+        feed.wake()
+        assert await delivered(subscriber) == [["after-gap"]]
+        feed.wake()
+        assert await delivered(subscriber, within=0.3) == []
+
+
+async def test_a_commit_in_flight_when_the_first_subscriber_arrives_is_delivered(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    iris_version: tuple[uuid.UUID, uuid.UUID],
+    connections: list[asyncpg.Connection],
+):
+    feed = PredictionFeed(sessionmaker, Subscriptions(max_per_key=10))
+    subscriber: Subscriber = Subscriber(
+        select=prediction_feed.selector(PredictionQuery(request_id="in-flight")), capacity=100
+    )
+    slow, _ = connections
+    transaction = slow.transaction()
+    await transaction.start()
+    await prediction_writer.insert(slow, rows(iris_version, 1, "in-flight"), feed=True)
+    async with feed.subscribed(subscriber):
+        await transaction.commit()
+        feed.wake()
+        assert await delivered(subscriber) == [["in-flight"]]
