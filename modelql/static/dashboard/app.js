@@ -106,7 +106,7 @@ async function showCatalogue() {
     );
     if (!current.name && models.length) {
       const richest = [...models].sort((a, b) => b.versions.nodes.length - a.versions.nodes.length)[0];
-      route(richest.name);
+      openWithoutFocus(richest.name);
     }
     markSelected();
   } catch (error) {
@@ -381,12 +381,10 @@ function showAuthState() {
   $("#change-key").hidden = !key;
 }
 
-function route(name) {
-  if (window.location.hash !== `#model=${encodeURIComponent(name)}`) {
-    window.location.hash = `model=${encodeURIComponent(name)}`;
-  } else {
-    showModel(name);
-  }
+/** Opens the model chosen for the visitor: no history entry, and focus stays where it is. */
+function openWithoutFocus(name) {
+  history.replaceState(null, "", `#model=${encodeURIComponent(name)}`);
+  showModel(name);
 }
 
 function fromHash() {
