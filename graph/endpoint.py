@@ -8,7 +8,6 @@ from functools import cached_property
 from typing import Any
 
 import orjson
-import strawberry
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +22,7 @@ from strawberry.types.unset import UNSET, UnsetType
 from uuid_utils.compat import uuid7
 
 from modelql.graph.context import GraphContext, GraphDependencies
+from modelql.graph.direct import DirectExecutor
 from modelql.graph.errors import (
     GRAPHQL_RESPONSE,
     AuthenticationError,
@@ -31,7 +31,9 @@ from modelql.graph.errors import (
     RateLimitedError,
     mark_request_errors,
 )
+from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.request_log import RequestLog
+from modelql.graph.schema import ModelQLSchema
 from modelql.services.api_keys import Caller
 from modelql.services.errors import is_connection_failure
 
@@ -71,9 +73,11 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         execution_timeout_s: float,
         max_query_length: int,
         ide_assets_url: str,
+        direct: DirectExecutor | None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        self.direct = direct
         self.execution_timeout_s = execution_timeout_s
         self.max_query_length = max_query_length
         self.ide_assets_url = ide_assets_url
@@ -147,6 +151,26 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
             )
             error = GraphQLError(message, extensions={"code": str(ErrorCode.TIMEOUT)})
             return ExecutionResult(data=None, errors=[error])
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: GraphContext,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """The direct executor's answer when it can plan the document, else Strawberry's."""
+        if self.direct is not None and request_adapter.method == "POST":
+            result = await self.direct.execute(
+                request_data.query, request_data.operation_name, request_data.variables, context
+            )
+            if result is not None:
+                return result
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     def _refuse_long_document(
         self, request_data: GraphQLRequestData | list[GraphQLRequestData], context: Any
@@ -261,16 +285,29 @@ async def _http_context(
 
 
 def create_graphql_endpoint(
-    schema: strawberry.Schema,
+    schema: ModelQLSchema,
     *,
     graphiql: bool,
     execution_timeout_s: float,
     max_query_length: int,
     ide_assets_url: str,
     max_subscriptions_per_connection: int = 10,
+    direct_execution: bool = True,
+    plan_cache_size: int = 256,
 ) -> GraphQLEndpoint:
+    direct = (
+        DirectExecutor(
+            schema=schema,
+            prepare=schema.documents,
+            handlers=DIRECT_MUTATIONS,
+            cache_size=plan_cache_size,
+        )
+        if direct_execution
+        else None
+    )
     return GraphQLEndpoint(
         schema,
+        direct=direct,
         graphql_ide="graphiql" if graphiql else None,
         allow_queries_via_get=True,
         execution_timeout_s=execution_timeout_s,

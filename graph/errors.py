@@ -133,58 +133,71 @@ class MaskUnexpectedErrors(SchemaExtension):
 
     def on_operation(self) -> Iterator[None]:
         yield
-        context = self.execution_context.context
-        log = getattr(context, "request_log", None)
-        if log is not None:
-            log.operation_name = self.execution_context.operation_name
-            operation_type = self.execution_context.operation_type
-            log.operation_type = operation_type.value if operation_type else None
-        result = self.execution_context.result
-        if result is None or not result.errors:
-            return
-        request_id = getattr(context, "request_id", None)
-        result.errors = [self._classify(error, request_id) for error in result.errors]
-        codes = {error.extensions.get("code") for error in result.errors}
-        response = getattr(context, "response", None)
-        if str(ErrorCode.SERVICE_UNAVAILABLE) in codes and response is not None:
-            response.status_code = 503
-
-    @staticmethod
-    def _classify(error: GraphQLError, request_id: str | None) -> GraphQLError:
-        original = error.original_error
-        if original is None or isinstance(original, ClientError | GraphQLError):
-            # e.g. a value the output type cannot represent: the server's fault, not the client's
-            if not (error.extensions or {}).get("code"):
-                error.extensions = {
-                    **(error.extensions or {}),
-                    "code": str(ErrorCode.INTERNAL_SERVER_ERROR),
-                }
-            return error
-        if is_rejected_value(original):
-            return GraphQLError(
-                "A value in this request cannot be stored or compared (for example a NUL "
-                "character in a string, or a date or number out of range).",
-                nodes=error.nodes,
-                path=error.path,
-                extensions={"code": str(ErrorCode.BAD_USER_INPUT), "requestId": request_id},
-            )
-        if is_connection_failure(original):
-            logger.warning("database unreachable during request %s: %r", request_id, original)
-            return GraphQLError(
-                DATABASE_UNAVAILABLE_MESSAGE,
-                nodes=error.nodes,
-                path=error.path,
-                extensions={"code": str(ErrorCode.SERVICE_UNAVAILABLE), "requestId": request_id},
-            )
-        logger.error(
-            "unexpected error in %s (request %s)",
-            ".".join(map(str, error.path or [])) or "operation",
-            request_id,
-            exc_info=original,
+        execution = self.execution_context
+        operation_type = execution.operation_type
+        record_operation(
+            execution.context,
+            execution.operation_name,
+            operation_type.value if operation_type else None,
         )
+        if execution.result is not None and execution.result.errors:
+            execution.result.errors = mask_errors(execution.result.errors, execution.context)
+
+
+def record_operation(context: Any, name: str | None, operation_type: str | None) -> None:
+    """Name the operation in the request's log line."""
+    log = getattr(context, "request_log", None)
+    if log is not None:
+        log.operation_name = name
+        log.operation_type = operation_type
+
+
+def mask_errors(errors: list[GraphQLError], context: Any) -> list[GraphQLError]:
+    """Client errors as they are; unexpected ones masked (and logged); 503 when the database
+    is down."""
+    masked = [_classify(error, getattr(context, "request_id", None)) for error in errors]
+    codes = {(error.extensions or {}).get("code") for error in masked}
+    response = getattr(context, "response", None)
+    if str(ErrorCode.SERVICE_UNAVAILABLE) in codes and response is not None:
+        response.status_code = 503
+    return masked
+
+
+def _classify(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    original = error.original_error
+    if original is None or isinstance(original, ClientError | GraphQLError):
+        # e.g. a value the output type cannot represent: the server's fault, not the client's
+        if not (error.extensions or {}).get("code"):
+            error.extensions = {
+                **(error.extensions or {}),
+                "code": str(ErrorCode.INTERNAL_SERVER_ERROR),
+            }
+        return error
+    if is_rejected_value(original):
         return GraphQLError(
-            UNEXPECTED_ERROR_MESSAGE,
+            "A value in this request cannot be stored or compared (for example a NUL "
+            "character in a string, or a date or number out of range).",
             nodes=error.nodes,
             path=error.path,
-            extensions={"code": str(ErrorCode.INTERNAL_SERVER_ERROR), "requestId": request_id},
+            extensions={"code": str(ErrorCode.BAD_USER_INPUT), "requestId": request_id},
         )
+    if is_connection_failure(original):
+        logger.warning("database unreachable during request %s: %r", request_id, original)
+        return GraphQLError(
+            DATABASE_UNAVAILABLE_MESSAGE,
+            nodes=error.nodes,
+            path=error.path,
+            extensions={"code": str(ErrorCode.SERVICE_UNAVAILABLE), "requestId": request_id},
+        )
+    logger.error(
+        "unexpected error in %s (request %s)",
+        ".".join(map(str, error.path or [])) or "operation",
+        request_id,
+        exc_info=original,
+    )
+    return GraphQLError(
+        UNEXPECTED_ERROR_MESSAGE,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": str(ErrorCode.INTERNAL_SERVER_ERROR), "requestId": request_id},
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import strawberry
 from strawberry.scalars import JSON
@@ -199,9 +198,10 @@ async def _model(info: Info, name: str) -> ModelType | None:
     return ModelType.from_row(row) if row else None
 
 
-async def _create(info: Info, request: predictions.PredictionRequest) -> list[PredictionType]:
+async def _create(
+    context: GraphContext, request: predictions.PredictionRequest
+) -> list[PredictionType]:
     """The request's stored predictions, committed; UserInputError with nothing stored."""
-    context = info.context
     requester = predictions.Requester(request_id=context.request_id, caller=context.caller)
     try:
         outcome = await context.dependencies.predictions.create(request, requester)
@@ -214,6 +214,51 @@ async def _create(info: Info, request: predictions.PredictionRequest) -> list[Pr
     ]
 
 
+async def create_prediction(
+    context: GraphContext, input: CreatePredictionInput
+) -> CreatePredictionPayload:
+    request = predictions.PredictionRequest(
+        model=input.model,
+        version=input.version,
+        alias=input.alias,
+        instances=[input.features],
+        batch=False,
+        idempotency_key=_checked_key(input.idempotency_key),
+        routing_key=_checked_routing_key(input.routing_key),
+    )
+    try:
+        stored = await _create(context, request)
+    except UserInputError as error:
+        return CreatePredictionPayload(prediction=None, user_errors=UserError.from_error(error))
+    return CreatePredictionPayload(prediction=stored[0], user_errors=[])
+
+
+async def create_predictions(
+    context: GraphContext, input: CreatePredictionsInput
+) -> CreatePredictionsPayload:
+    request = predictions.PredictionRequest(
+        model=input.model,
+        version=input.version,
+        alias=input.alias,
+        instances=list(input.instances),
+        batch=True,
+        idempotency_key=_checked_key(input.idempotency_key),
+        routing_key=_checked_routing_key(input.routing_key),
+    )
+    try:
+        stored = await _create(context, request)
+    except UserInputError as error:
+        return CreatePredictionsPayload(predictions=[], user_errors=UserError.from_error(error))
+    return CreatePredictionsPayload(predictions=stored, user_errors=[])
+
+
+DIRECT_MUTATIONS = {
+    "createPrediction": create_prediction,
+    "createPredictions": create_predictions,
+}
+"""The root fields the direct executor may run without graphql-core (see graph/direct.py)."""
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
@@ -222,20 +267,7 @@ class Mutation:
     async def create_prediction(
         self, info: Info, input: CreatePredictionInput
     ) -> CreatePredictionPayload:
-        request = predictions.PredictionRequest(
-            model=input.model,
-            version=input.version,
-            alias=input.alias,
-            instances=[input.features],
-            batch=False,
-            idempotency_key=_checked_key(input.idempotency_key),
-            routing_key=_checked_routing_key(input.routing_key),
-        )
-        try:
-            stored = await _create(info, request)
-        except UserInputError as error:
-            return CreatePredictionPayload(prediction=None, user_errors=UserError.from_error(error))
-        return CreatePredictionPayload(prediction=stored[0], user_errors=[])
+        return await create_prediction(info.context, input)
 
     @strawberry.mutation(
         description="Validate, score and store a batch: all or nothing.",
@@ -244,21 +276,7 @@ class Mutation:
     async def create_predictions(
         self, info: Info, input: CreatePredictionsInput
     ) -> CreatePredictionsPayload:
-        instances: list[Any] = list(input.instances)
-        request = predictions.PredictionRequest(
-            model=input.model,
-            version=input.version,
-            alias=input.alias,
-            instances=instances,
-            batch=True,
-            idempotency_key=_checked_key(input.idempotency_key),
-            routing_key=_checked_routing_key(input.routing_key),
-        )
-        try:
-            stored = await _create(info, request)
-        except UserInputError as error:
-            return CreatePredictionsPayload(predictions=[], user_errors=UserError.from_error(error))
-        return CreatePredictionsPayload(predictions=stored, user_errors=[])
+        return await create_predictions(info.context, input)
 
     @strawberry.mutation(
         description="Point an alias at a version; the move is kept in `aliasHistory`.",

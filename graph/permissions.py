@@ -14,6 +14,7 @@ def require_scope(scope: Scope) -> type[BasePermission]:
     """A permission class letting through only callers holding `scope`."""
 
     class RequireScope(BasePermission):
+        required_scope = scope
         message = f"This field needs an API key with the `{scope}` scope."
         error_extensions = {"code": "FORBIDDEN", "requiredScope": str(scope)}
 

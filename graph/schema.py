@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSchema
 from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import SchemaExtension
 from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
@@ -14,7 +14,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from modelql.graph.documents import CachedDocuments, document_cache
+from modelql.graph.documents import CachedDocuments, Prepared, document_cache
 from modelql.graph.errors import MaskUnexpectedErrors, mark_request_errors
 from modelql.graph.mutations import Mutation
 from modelql.graph.queries import Query
@@ -33,7 +33,10 @@ class SchemaOptions:
 
 class ModelQLSchema(strawberry.Schema):
     """Strawberry's schema, but errors are not all logged: MaskUnexpectedErrors logs the
-    unexpected ones with their traceback; client mistakes are not server errors."""
+    unexpected ones with their traceback; client mistakes are not server errors. `documents`
+    is its parse-and-validate cache, shared with the direct executor."""
+
+    documents: Callable[[str, GraphQLSchema], Prepared]
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -41,7 +44,7 @@ class ModelQLSchema(strawberry.Schema):
         mark_request_errors(errors, execution_context.context if execution_context else None)
 
 
-def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
+def build_schema(options: SchemaOptions | None = None) -> ModelQLSchema:
     """The public schema; the options change limits and caches, never the SDL."""
     options = options or SchemaOptions()
     # Rule classes built once, with the cache: documents are validated once per query text.
@@ -58,7 +61,7 @@ def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
         MaskUnexpectedErrors,
         lambda: CachedDocuments(prepare),
     ]
-    return ModelQLSchema(
+    schema = ModelQLSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
@@ -66,3 +69,5 @@ def build_schema(options: SchemaOptions | None = None) -> strawberry.Schema:
         extensions=extensions,
         config=StrawberryConfig(disable_field_suggestions=True),
     )
+    schema.documents = prepare
+    return schema

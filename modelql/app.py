@@ -213,6 +213,8 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         max_query_length=settings.max_query_length,
         max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
         ide_assets_url="/static/vendor/",
+        direct_execution=settings.direct_execution,
+        plan_cache_size=settings.query_cache_size,
     )
     app.add_route("/graphql", endpoint, methods=["GET", "POST"])
     app.router.routes.append(WebSocketRoute("/graphql", endpoint))

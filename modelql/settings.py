@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     max_query_aliases: int = Field(default=50, ge=1)
     execution_timeout_s: float = Field(default=15.0, gt=0)
     query_cache_size: int = Field(default=256, ge=1)
+    direct_execution: bool = Field(
+        default=True,
+        description="Run the prediction mutations without graphql-core's executor (same answers).",
+    )
     pipeline_max_rows: int = Field(
         default=2_000, ge=1, description="Most rows one group commit scores and stores."
     )

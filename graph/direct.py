@@ -1,0 +1,437 @@
+"""Direct execution of the prediction mutations, the service's hot path.
+
+A mutation whose root fields are all listed in `DIRECT_MUTATIONS` and whose selections read
+plain fields (no arguments, directives, permissions or async resolvers) gets a plan, made once
+per document: the root field's use case is called with Strawberry's own argument conversion,
+and its payload is rendered field by field from the plan, with graphql-core's null propagation
+and error paths but without its per-field machinery. Everything else (and a plan's request
+whose variables, arguments or scopes need the general path's errors) goes to Strawberry.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    get_argument_values,
+    get_variable_values,
+    is_leaf_type,
+    located_error,
+)
+from graphql.pyutils import Undefined
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types import ExecutionResult
+from strawberry.types.arguments import convert_arguments
+from strawberry.types.field import StrawberryField
+
+from modelql.graph.errors import mark_request_errors, mask_errors, record_operation
+
+RootHandler = Callable[..., Awaitable[Any]]
+"""A root field's use case: called with the context and the field's converted arguments."""
+
+_Path = tuple[Any, ...] | None
+"""A response path as nested pairs `(parent, key)`: free to extend, listed only on error."""
+
+
+class _NullError(Exception):
+    """A non-null position got null (its error is recorded): the parent becomes null too."""
+
+
+class _UnplannableError(Exception):
+    """The document needs the general executor."""
+
+
+def _listed(path: _Path) -> list[str | int]:
+    keys: list[str | int] = []
+    while path is not None:
+        path, key = path
+        keys.append(key)
+    return keys[::-1]
+
+
+Complete = Callable[[Any, _Path, list[GraphQLError]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldPlan:
+    key: str
+    nodes: tuple[FieldNode, ...]
+    read: Callable[[Any], Any]
+    complete: Complete
+    non_null: bool
+    coordinate: str
+
+    def value(self, source: Any, parent: _Path, errors: list[GraphQLError]) -> Any:
+        """The field's completed value; raises _NullError when it is null but must not be."""
+        path = (parent, self.key)
+        try:
+            value = self.read(source)
+            completed = None if value is None else self.complete(value, path, errors)
+        except _NullError:
+            completed = None
+        except Exception as error:
+            errors.append(located_error(error, list(self.nodes), _listed(path)))
+            completed = None
+        else:
+            if completed is None and self.non_null:
+                message = f"Cannot return null for non-nullable field {self.coordinate}."
+                errors.append(located_error(TypeError(message), list(self.nodes), _listed(path)))
+        if completed is None and self.non_null:
+            raise _NullError
+        return completed
+
+
+@dataclass(frozen=True, slots=True)
+class _RootPlan:
+    key: str
+    nodes: tuple[FieldNode, ...]
+    definition: GraphQLField
+    strawberry_field: StrawberryField
+    handler: RootHandler
+    complete: Complete
+    non_null: bool
+    coordinate: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    operation: OperationDefinitionNode
+    roots: tuple[_RootPlan, ...]
+
+
+class DirectExecutor:
+    """Runs the documents it can plan; `execute` answers None for the others."""
+
+    def __init__(
+        self,
+        *,
+        schema: Any,
+        prepare: Callable[[str, Any], tuple[Any, list[GraphQLError]]],
+        handlers: Mapping[str, RootHandler],
+        cache_size: int,
+    ) -> None:
+        self._schema = schema
+        self._core = schema._schema
+        self._prepare = prepare
+        self._handlers = dict(handlers)
+        self.plan = lru_cache(maxsize=cache_size)(self._plan)
+
+    async def execute(
+        self,
+        query: str | None,
+        operation_name: str | None,
+        variables: object,
+        context: Any,
+    ) -> ExecutionResult | None:
+        """The result of a planned mutation, or None: then nothing ran and nothing was stored."""
+        if query is None or not (variables is None or isinstance(variables, dict)):
+            return None
+        plan = self.plan(query, operation_name)
+        if plan is None:
+            return None
+        arguments = self._arguments(plan, variables or {}, context)
+        if arguments is None:
+            return None
+        name = plan.operation.name
+        record_operation(context, name.value if name else None, "mutation")
+        errors: list[GraphQLError] = []
+        data: dict[str, Any] | None = {}
+        for root, kwargs in zip(plan.roots, arguments, strict=True):
+            try:
+                data[root.key] = await self._run(root, kwargs, context, errors)
+            except _NullError:
+                data = None
+                break
+        if not errors:
+            return ExecutionResult(data=data, errors=None)
+        mark_request_errors(errors, context)
+        return ExecutionResult(data=data, errors=mask_errors(errors, context))
+
+    async def _run(
+        self, root: _RootPlan, kwargs: dict[str, Any], context: Any, errors: list[GraphQLError]
+    ) -> Any:
+        path = (None, root.key)
+        try:
+            value = await root.handler(context, **kwargs)
+            completed = None if value is None else root.complete(value, path, errors)
+        except _NullError:
+            completed = None
+        except Exception as error:
+            errors.append(located_error(error, list(root.nodes), [root.key]))
+            completed = None
+        else:
+            if completed is None and root.non_null:
+                message = f"Cannot return null for non-nullable field {root.coordinate}."
+                errors.append(located_error(TypeError(message), list(root.nodes), [root.key]))
+        if completed is None and root.non_null:
+            raise _NullError
+        return completed
+
+    def _arguments(
+        self, plan: _Plan, variables: dict[str, Any], context: Any
+    ) -> list[dict[str, Any]] | None:
+        """Each root field's converted arguments; None when a scope is missing or a value
+        does not coerce, so that the general path reports it."""
+        scopes = context.scopes
+        for root in plan.roots:
+            for permission in root.strawberry_field.permission_classes:
+                if getattr(permission, "required_scope", None) not in scopes:
+                    return None
+        coerced = get_variable_values(
+            self._core, plan.operation.variable_definitions or (), variables, max_errors=1
+        )
+        if isinstance(coerced, list):
+            return None
+        converted: list[dict[str, Any]] = []
+        for root in plan.roots:
+            try:
+                values = get_argument_values(root.definition, root.nodes[0], coerced)
+                converted.append(
+                    convert_arguments(
+                        values,
+                        root.strawberry_field.arguments,
+                        scalar_registry=self._schema.schema_converter.scalar_registry,
+                        config=self._schema.config,
+                    )
+                )
+            except Exception:
+                return None
+        return converted
+
+    def _plan(self, query: str, operation_name: str | None) -> _Plan | None:
+        try:
+            document, errors = self._prepare(query, self._core)
+        except GraphQLError:
+            return None
+        if errors:
+            return None
+        operations = [
+            node for node in document.definitions if isinstance(node, OperationDefinitionNode)
+        ]
+        chosen = [
+            node
+            for node in operations
+            if operation_name is None or (node.name and node.name.value == operation_name)
+        ]
+        if len(chosen) != 1 or chosen[0].operation is not OperationType.MUTATION:
+            return None
+        operation = chosen[0]
+        fragments = {
+            node.name.value: node
+            for node in document.definitions
+            if isinstance(node, FragmentDefinitionNode)
+        }
+        planner = _Planner(fragments)
+        mutation_type = self._core.mutation_type
+        try:
+            if operation.directives:
+                raise _UnplannableError
+            fields = planner.collect(mutation_type, (operation.selection_set,))
+            roots = tuple(
+                self._root(planner, mutation_type, key, nodes) for key, nodes in fields.items()
+            )
+        except _UnplannableError:
+            return None
+        return _Plan(operation, roots)
+
+    def _root(
+        self,
+        planner: _Planner,
+        parent: GraphQLObjectType,
+        key: str,
+        nodes: tuple[FieldNode, ...],
+    ) -> _RootPlan:
+        name = nodes[0].name.value
+        handler = self._handlers.get(name)
+        if handler is None or len(nodes) != 1:
+            raise _UnplannableError
+        definition = parent.fields[name]
+        strawberry_field = definition.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+        coordinate = f"{parent.name}.{name}"
+        return _RootPlan(
+            key=key,
+            nodes=nodes,
+            definition=definition,
+            strawberry_field=strawberry_field,
+            handler=handler,
+            complete=planner.completer(definition.type, nodes, coordinate),
+            non_null=isinstance(definition.type, GraphQLNonNull),
+            coordinate=coordinate,
+        )
+
+
+class _Planner:
+    """Turns selections into field plans; raises _UnplannableError at anything it does not do."""
+
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self._fragments = fragments
+
+    def collect(
+        self, parent: GraphQLObjectType, selection_sets: tuple[SelectionSetNode, ...]
+    ) -> dict[str, tuple[FieldNode, ...]]:
+        """Field nodes by response key, in order, through fragments (as graphql-core does)."""
+        fields: dict[str, tuple[FieldNode, ...]] = {}
+        for selection_set in selection_sets:
+            self._collect_into(parent, selection_set, fields, set())
+        return fields
+
+    def _collect_into(
+        self,
+        parent: GraphQLObjectType,
+        selection_set: SelectionSetNode,
+        fields: dict[str, tuple[FieldNode, ...]],
+        visited: set[str],
+    ) -> None:
+        for selection in selection_set.selections:
+            if selection.directives:
+                raise _UnplannableError
+            if isinstance(selection, FieldNode):
+                key = selection.alias.value if selection.alias else selection.name.value
+                fields[key] = (*fields.get(key, ()), selection)
+            elif isinstance(selection, InlineFragmentNode):
+                if selection.type_condition is not None:
+                    self._check_condition(parent, selection.type_condition.name.value)
+                self._collect_into(parent, selection.selection_set, fields, visited)
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                if name in visited:
+                    continue
+                visited.add(name)
+                fragment = self._fragments[name]
+                if fragment.variable_definitions or selection.arguments:
+                    raise _UnplannableError
+                self._check_condition(parent, fragment.type_condition.name.value)
+                self._collect_into(parent, fragment.selection_set, fields, visited)
+
+    @staticmethod
+    def _check_condition(parent: GraphQLObjectType, condition: str) -> None:
+        """Object types only: a condition either always or never applies; never is rare."""
+        if condition != parent.name and condition not in {i.name for i in parent.interfaces}:
+            raise _UnplannableError
+
+    def completer(
+        self, type_: GraphQLOutputType, nodes: tuple[FieldNode, ...], coordinate: str
+    ) -> Complete:
+        """How a non-null raw value of `type_` becomes its response value."""
+        if isinstance(type_, GraphQLNonNull):
+            return self.completer(type_.of_type, nodes, coordinate)
+        if isinstance(type_, GraphQLList):
+            return _list_completer(
+                self.completer(type_.of_type, nodes, coordinate),
+                isinstance(type_.of_type, GraphQLNonNull),
+                nodes,
+                coordinate,
+            )
+        if is_leaf_type(type_):
+            return _leaf_completer(type_)
+        if not isinstance(type_, GraphQLObjectType):
+            raise _UnplannableError
+        selections = tuple(node.selection_set for node in nodes if node.selection_set)
+        plans = tuple(
+            self._field(type_, key, field_nodes)
+            for key, field_nodes in self.collect(type_, selections).items()
+        )
+
+        def complete_object(value: Any, path: _Path, errors: list[GraphQLError]) -> Any:
+            return {plan.key: plan.value(value, path, errors) for plan in plans}
+
+        return complete_object
+
+    def _field(
+        self, parent: GraphQLObjectType, key: str, nodes: tuple[FieldNode, ...]
+    ) -> _FieldPlan:
+        name = nodes[0].name.value
+        if name == "__typename":
+            typename = parent.name
+            return _FieldPlan(key, nodes, lambda _: typename, _same, True, f"{typename}.{name}")
+        if any(node.arguments for node in nodes):
+            raise _UnplannableError
+        definition = parent.fields[name]
+        strawberry_field = definition.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+        coordinate = f"{parent.name}.{name}"
+        return _FieldPlan(
+            key=key,
+            nodes=nodes,
+            read=_reader(strawberry_field),
+            complete=self.completer(definition.type, nodes, coordinate),
+            non_null=isinstance(definition.type, GraphQLNonNull),
+            coordinate=coordinate,
+        )
+
+
+def _reader(field: Any) -> Callable[[Any], Any]:
+    """How a plain Strawberry field is read: its attribute, or a synchronous resolver taking
+    nothing but the object."""
+    if not isinstance(field, StrawberryField) or field.extensions or field.arguments:
+        raise _UnplannableError
+    resolver = field.base_resolver
+    if resolver is None:
+        return operator.attrgetter(field.python_name)
+    if resolver.is_async or resolver.info_parameter is not None:
+        raise _UnplannableError
+    own = resolver.self_parameter or resolver.root_parameter
+    if own is None or len(resolver.signature.parameters) != 1:
+        raise _UnplannableError
+    return resolver.wrapped_func
+
+
+def _same(value: Any, path: _Path, errors: list[GraphQLError]) -> Any:
+    return value
+
+
+def _leaf_completer(type_: Any) -> Complete:
+    serialize = type_.serialize
+
+    def complete_leaf(value: Any, path: _Path, errors: list[GraphQLError]) -> Any:
+        serialized = serialize(value)
+        if serialized is Undefined or serialized is None:
+            raise TypeError(
+                f"Expected `{type_.name}.serialize({value!r})` to return non-nullable value, "
+                f"returned: {serialized!r}"
+            )
+        return serialized
+
+    return complete_leaf
+
+
+def _list_completer(
+    item: Complete, items_non_null: bool, nodes: tuple[FieldNode, ...], coordinate: str
+) -> Complete:
+    def complete_list(value: Any, path: _Path, errors: list[GraphQLError]) -> Any:
+        completed: list[Any] = []
+        for index, element in enumerate(value):
+            item_path = (path, index)
+            try:
+                result = None if element is None else item(element, item_path, errors)
+            except _NullError:
+                result = None
+            except Exception as error:
+                errors.append(located_error(error, list(nodes), _listed(item_path)))
+                result = None
+            else:
+                if result is None and items_non_null:
+                    message = f"Cannot return null for non-nullable field {coordinate}."
+                    errors.append(located_error(TypeError(message), list(nodes), _listed(item_path)))
+            if result is None and items_non_null:
+                raise _NullError
+            completed.append(result)
+        return completed
+
+    return complete_list
