@@ -27,9 +27,14 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     InlineFragmentNode,
+    ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
+    VariableValues,
     get_argument_values,
     get_variable_values,
     is_leaf_type,
@@ -38,10 +43,10 @@ from graphql import (
 from graphql.pyutils import Undefined
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionResult
-from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
 from modelql.graph.errors import mark_request_errors, mask_errors, record_operation
+from modelql.graph.input_conversion import UnsupportedInputError, copy_json, plan_arguments
 
 RootHandler = Callable[..., Awaitable[Any]]
 """A root field's use case: called with the context and the field's converted arguments."""
@@ -105,6 +110,9 @@ class _RootPlan:
     definition: GraphQLField
     strawberry_field: StrawberryField
     handler: RootHandler
+    convert: Callable[[dict[str, Any]], dict[str, Any]]
+    literal_values: dict[str, Any] | None
+    """The coerced arguments when they use no variable: coerced once, copied per request."""
     complete: Complete
     non_null: bool
     coordinate: str
@@ -194,23 +202,22 @@ class DirectExecutor:
             for permission in root.strawberry_field.permission_classes:
                 if getattr(permission, "required_scope", None) not in scopes:
                     return None
-        coerced = get_variable_values(
-            self._core, plan.operation.variable_definitions or (), variables, max_errors=1
-        )
-        if isinstance(coerced, list):
-            return None
+        coerced: VariableValues | None = None
+        if plan.operation.variable_definitions:
+            outcome = get_variable_values(
+                self._core, plan.operation.variable_definitions, variables, max_errors=1
+            )
+            if isinstance(outcome, list):
+                return None
+            coerced = outcome
         converted: list[dict[str, Any]] = []
         for root in plan.roots:
             try:
-                values = get_argument_values(root.definition, root.nodes[0], coerced)
-                converted.append(
-                    convert_arguments(
-                        values,
-                        root.strawberry_field.arguments,
-                        scalar_registry=self._schema.schema_converter.scalar_registry,
-                        config=self._schema.config,
-                    )
-                )
+                if root.literal_values is not None:
+                    values = copy_json(root.literal_values)
+                else:
+                    values = get_argument_values(root.definition, root.nodes[0], coerced)
+                converted.append(root.convert(values))
             except Exception:
                 return None
         return converted
@@ -265,12 +272,25 @@ class DirectExecutor:
         definition = parent.fields[name]
         strawberry_field = definition.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
         coordinate = f"{parent.name}.{name}"
+        try:
+            convert = plan_arguments(
+                strawberry_field.arguments,
+                self._schema.schema_converter.scalar_registry,
+                self._schema.config,
+            )
+        except UnsupportedInputError as error:
+            raise _UnplannableError from error
+        literal_values = None
+        if not any(_uses_variables(argument.value) for argument in nodes[0].arguments):
+            literal_values = get_argument_values(definition, nodes[0])
         return _RootPlan(
             key=key,
             nodes=nodes,
             definition=definition,
             strawberry_field=strawberry_field,
             handler=handler,
+            convert=convert,
+            literal_values=literal_values,
             complete=planner.completer(definition.type, nodes, coordinate),
             non_null=isinstance(definition.type, GraphQLNonNull),
             coordinate=coordinate,
@@ -376,6 +396,16 @@ class _Planner:
         )
 
 
+def _uses_variables(value: ValueNode) -> bool:
+    if isinstance(value, VariableNode):
+        return True
+    if isinstance(value, ListValueNode):
+        return any(_uses_variables(item) for item in value.values)
+    if isinstance(value, ObjectValueNode):
+        return any(_uses_variables(field.value) for field in value.fields)
+    return False
+
+
 def _reader(field: Any) -> Callable[[Any], Any]:
     """How a plain Strawberry field is read: its attribute, or a synchronous resolver taking
     nothing but the object."""
@@ -428,7 +458,9 @@ def _list_completer(
             else:
                 if result is None and items_non_null:
                     message = f"Cannot return null for non-nullable field {coordinate}."
-                    errors.append(located_error(TypeError(message), list(nodes), _listed(item_path)))
+                    errors.append(
+                        located_error(TypeError(message), list(nodes), _listed(item_path))
+                    )
             if result is None and items_non_null:
                 raise _NullError
             completed.append(result)

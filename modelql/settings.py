@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from enum import StrEnum
@@ -150,7 +151,9 @@ class UnsafeExposureError(RuntimeError):
     """Serving without authentication on an address other machines can reach."""
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(host: str) -> bool:
+    """Cached: the middleware asks for every request's client address."""
     if host == "localhost":
         return True
     try:

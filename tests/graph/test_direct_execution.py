@@ -42,6 +42,9 @@ TWO = """mutation { a: createPrediction(input: {model: "iris-classifier", featur
   sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2}}) {
   ... on CreatePredictionPayload { prediction { label } } }
   b: createPrediction(input: {model: "nope", features: {}}) { userErrors { code field } } }"""
+LITERAL = """mutation { createPrediction(input: {model: "iris-classifier", version: 1, features: {
+  sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2}, routingKey: null}) {
+  prediction { label probabilities { label } } userErrors { code } } }"""
 VARYING = {"id", "createdAt", "requestId", "latencyMs"}
 
 DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
@@ -70,6 +73,7 @@ DOCUMENTS: list[tuple[str, str, dict[str, Any]]] = [
         {"input": {"model": "iris-classifier", "instances": [SETOSA, {"sepal_length": "x"}]}},
     ),
     ("two mutations in one document", TWO, {}),
+    ("arguments written in the document", LITERAL, {}),
 ]
 
 
@@ -255,3 +259,19 @@ async def test_a_caller_without_the_scope_gets_the_general_refusal():
     caller = SimpleNamespace(scopes=frozenset({Scope.READ}), request_log=RequestLog())
 
     assert await _executor().execute(document, None, {}, caller) is None
+
+
+async def test_arguments_written_in_the_document_are_never_shared_by_two_requests():
+    seen: list[dict[str, Any]] = []
+
+    async def handler(context: Any, input: Any) -> Any:
+        seen.append(dict(input.features))
+        input.features["sepal_length"] = -1
+        return CreatePredictionPayload(prediction=None, user_errors=[])
+
+    executor = _executor(createPrediction=handler)
+    caller = SimpleNamespace(scopes=frozenset(Scope), request_log=RequestLog(), response=None)
+    for _ in range(2):
+        assert await executor.execute(LITERAL, None, {}, caller) is not None
+
+    assert seen == [SETOSA, SETOSA]
