@@ -145,6 +145,7 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
             model_cache=model_cache,
             max_group_rows=settings.pipeline_max_rows,
             max_wait_s=settings.pipeline_max_wait_ms / 1000,
+            groups_in_flight=settings.pipeline_groups_in_flight,
             observer=prediction_metrics,
         )
         runtime = Runtime(

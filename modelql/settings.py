@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     pipeline_max_rows: int = Field(
         default=2_000, ge=1, description="Most rows one group commit scores and stores."
     )
+    pipeline_groups_in_flight: int = Field(
+        default=2,
+        ge=1,
+        description="Groups of one version scored and stored at once while full groups wait.",
+    )
     pipeline_max_wait_ms: float = Field(
         default=0.0, ge=0, description="Wait for more requests before a group leaves; 0: none."
     )

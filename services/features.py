@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from modelql.models.signature import FeatureSpec
 from modelql.models.vocabulary import FeatureType
 from modelql.services.errors import ErrorCode, FieldProblem
@@ -139,3 +141,34 @@ def validate_instance(
             )
         )
     return result
+
+
+_NUMERIC = (FeatureType.NUMBER, FeatureType.INTEGER)
+
+
+def rows_checked_in_bulk(
+    instances: Sequence[Any], signature: Sequence[FeatureSpec]
+) -> list[dict[str, Any]] | None:
+    """The rows to score, when a numeric signature's instances all pass in bulk: objects
+    with exactly its features, every value a finite number, whole where it must be. None
+    when anything may be wrong: then `validate_instance` checks each one and names each
+    problem. Same rows as `validate_instance` gives, at a fraction of its cost."""
+    if not signature or any(spec.type not in _NUMERIC for spec in signature):
+        return None
+    names = [spec.name for spec in signature]
+    expected = set(names)
+    if not all(type(instance) is dict and instance.keys() == expected for instance in instances):
+        return None
+    values = [[instance[name] for name in names] for instance in instances]
+    if not {type(value) for row in values for value in row} <= {int, float}:
+        return None
+    try:
+        matrix = np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
+    if not np.isfinite(matrix).all():
+        return None
+    whole = [index for index, spec in enumerate(signature) if spec.type is FeatureType.INTEGER]
+    if whole and not (matrix[:, whole] == np.floor(matrix[:, whole])).all():
+        return None
+    return [dict(zip(names, row, strict=True)) for row in values]

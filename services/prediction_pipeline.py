@@ -66,11 +66,13 @@ class PredictionPipelines:
         model_cache: ModelCache,
         max_group_rows: int,
         max_wait_s: float = 0.0,
+        groups_in_flight: int = 1,
         observer: PredictionObserver | None = None,
     ) -> None:
         self._engine = engine
         self._model_cache = model_cache
         self._max_group_rows = max_group_rows
+        self._groups_in_flight = groups_in_flight
         self._max_wait_s = max_wait_s
         self._observer = observer or NoObserver()
         self._pipelines: dict[uuid.UUID, _VersionPipeline] = {}
@@ -93,22 +95,31 @@ class _VersionPipeline:
         self._owner = owner
         self._version = version
         self._queue: deque[_Pending] = deque()
-        self._dispatcher: asyncio.Task[None] | None = None
+        self._dispatchers: set[asyncio.Task[None]] = set()
 
     async def run(self, job: PredictionJob) -> PredictionOutcome:
         future: asyncio.Future[PredictionOutcome] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)
         self._queue.append(_Pending(job, future, self._owner._observer))
-        if self._dispatcher is None or self._dispatcher.done():
-            self._dispatcher = asyncio.create_task(self._dispatch())
+        running = sum(not dispatcher.done() for dispatcher in self._dispatchers)
+        if running == 0 or (
+            running < self._owner._groups_in_flight
+            and self._queued_rows() >= self._owner._max_group_rows
+        ):
+            dispatcher = asyncio.create_task(self._dispatch())
+            self._dispatchers.add(dispatcher)
+            dispatcher.add_done_callback(self._dispatchers.discard)
         # Shielded: a request cut short (timeout, disconnect) leaves its job in the group.
         return await asyncio.shield(future)
 
     async def idle(self) -> None:
-        if self._dispatcher is not None:
-            await asyncio.shield(self._dispatcher)
+        while self._dispatchers:
+            await asyncio.shield(asyncio.gather(*self._dispatchers))
 
     async def _dispatch(self) -> None:
+        """Groups leave one after another while requests are queued. Another dispatcher joins
+        (up to `groups_in_flight`) only while a full group waits: large batches then score
+        and commit side by side, small requests keep gathering into one group."""
         while self._queue:
             if self._owner._max_wait_s and self._queued_rows() < self._owner._max_group_rows:
                 await asyncio.sleep(self._owner._max_wait_s)

@@ -18,7 +18,7 @@ from modelql.models.vocabulary import RoutingReason
 from modelql.persistence.tables import IdempotencyRecord, Prediction
 from modelql.services.catalogue import Catalogue, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
-from modelql.services.features import validate_instance
+from modelql.services.features import rows_checked_in_bulk, validate_instance
 
 MAX_INPUT_DEPTH = 64
 """Deepest JSON nesting a fingerprint follows; features deeper than this are refused."""
@@ -230,6 +230,9 @@ class PredictionService:
 
 def _validated_rows(request: PredictionRequest, version: Version) -> list[dict[str, Any]]:
     """The rows to score; every problem of every instance at once otherwise."""
+    checked = rows_checked_in_bulk(request.instances, version.signature)
+    if checked is not None:
+        return checked
     rows: list[dict[str, Any]] = []
     problems: list[FieldProblem] = []
     for index, instance in enumerate(request.instances):

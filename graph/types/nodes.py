@@ -436,11 +436,12 @@ def _finite_probabilities(items: list[dict[str, Any]] | None) -> list[dict[str, 
 
 def _class_probabilities(root: PredictionType) -> list[ClassProbabilityType] | None:
     """Built only when selected: a batch answer often asks for ids alone."""
-    if root.stored_probabilities is None:
+    stored = _finite_probabilities(root.stored_probabilities)
+    if stored is None:
         return None
     return [
         ClassProbabilityType(label=item["label"], probability=item["probability"])
-        for item in root.stored_probabilities
+        for item in stored
     ]
 
 
@@ -483,14 +484,16 @@ class PredictionType(Node):
             inputs=row.inputs,
             label=row.label,
             value=_finite(row.value),
-            stored_probabilities=_finite_probabilities(row.probabilities),
+            stored_probabilities=row.probabilities,
             confidence=_finite(row.confidence),
             latency_ms=row.latency_ms,
             created_at=row.created_at,
             request_id=row.request_id,
             caller=row.caller,
             idempotency_key=row.idempotency_key,
-            routed_by=RoutingReason(row.routed_by),
+            routed_by=row.routed_by
+            if isinstance(row.routed_by, RoutingReason)
+            else RoutingReason(row.routed_by),
             created_by_this_request=created_by_this_request,
         )
 

@@ -64,3 +64,49 @@ async def test_a_value_the_database_refuses_fails_only_its_own_request(
     async with engine.connect() as connection:
         stored = await connection.scalars(text("select request_id from predictions"))
         assert sorted(stored) == ["fine-1", "fine-2"]
+
+
+async def test_groups_in_flight_side_by_side_store_each_request_once(
+    engine: AsyncEngine,
+    artifact_store: ArtifactStore,
+    demo_catalogue: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+):
+    """Full groups waiting start more dispatchers; idempotent duplicates racing across the
+    groups in flight still store once and replay the same predictions."""
+    cache = ModelCache(artifact_store)
+    pipelines = PredictionPipelines(
+        engine=engine, model_cache=cache, max_group_rows=2, groups_in_flight=3
+    )
+    version = await iris_version(sessionmaker)
+
+    def keyed(index: int) -> PredictionJob:
+        key = f"key-{index % 5}"
+        request = PredictionRequest(
+            "iris-classifier", None, None, [SETOSA], batch=False, idempotency_key=key
+        )
+        requester = Requester(f"keyed-{index}", "caller")
+        return PredictionJob(request, requester, version, [SETOSA], request.fingerprint())
+
+    try:
+        outcomes = await asyncio.gather(
+            *(pipelines.run(job(version, f"plain-{index}")) for index in range(40)),
+            *(pipelines.run(keyed(index)) for index in range(20)),
+        )
+    finally:
+        cache.close()
+
+    plain, keyed_outcomes = outcomes[:40], outcomes[40:]
+    assert [outcome.predictions[0].request_id for outcome in plain] == [
+        f"plain-{index}" for index in range(40)
+    ]
+    by_key: dict[str, set] = {}
+    for index, outcome in enumerate(keyed_outcomes):
+        by_key.setdefault(f"key-{index % 5}", set()).add(outcome.predictions[0].id)
+    assert all(len(ids) == 1 for ids in by_key.values()), by_key
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("select count(*) from predictions")) == 45
+        transactions = await connection.scalar(
+            text("select count(distinct created_at) from predictions")
+        )
+    assert transactions > 1
