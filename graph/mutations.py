@@ -214,18 +214,24 @@ async def _create(
     ]
 
 
-async def create_prediction(
-    context: GraphContext, input: CreatePredictionInput
-) -> CreatePredictionPayload:
-    request = predictions.PredictionRequest(
+def _prediction_request(
+    input: CreatePredictionInput | CreatePredictionsInput, instances: list[object], *, batch: bool
+) -> predictions.PredictionRequest:
+    return predictions.PredictionRequest(
         model=input.model,
         version=input.version,
         alias=input.alias,
-        instances=[input.features],
-        batch=False,
+        instances=instances,
+        batch=batch,
         idempotency_key=_checked_key(input.idempotency_key),
         routing_key=_checked_routing_key(input.routing_key),
     )
+
+
+async def create_prediction(
+    context: GraphContext, input: CreatePredictionInput
+) -> CreatePredictionPayload:
+    request = _prediction_request(input, [input.features], batch=False)
     try:
         stored = await _create(context, request)
     except UserInputError as error:
@@ -236,15 +242,7 @@ async def create_prediction(
 async def create_predictions(
     context: GraphContext, input: CreatePredictionsInput
 ) -> CreatePredictionsPayload:
-    request = predictions.PredictionRequest(
-        model=input.model,
-        version=input.version,
-        alias=input.alias,
-        instances=list(input.instances),
-        batch=True,
-        idempotency_key=_checked_key(input.idempotency_key),
-        routing_key=_checked_routing_key(input.routing_key),
-    )
+    request = _prediction_request(input, list(input.instances), batch=True)
     try:
         stored = await _create(context, request)
     except UserInputError as error:
