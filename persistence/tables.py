@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -49,6 +50,13 @@ def one_of(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(repr(str(value)) for value in values)})"
 
 
+FINITE_NUMBERS = " AND ".join(
+    f"({column} IS NULL OR {column} NOT IN ('NaN', 'Infinity', '-Infinity'))"
+    for column in ("value", "confidence", "latency_ms")
+)
+"""No NaN or infinity is stored (outputs are checked before; this is the database's word)."""
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: Timestamp, dict[str, Any]: JSONB, list[str]: ARRAY(Text)}
@@ -75,6 +83,7 @@ class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (
         UniqueConstraint("model_id", "number"),
+        UniqueConstraint("id", "model_id"),  # the target of predictions' composite key
         CheckConstraint("number >= 1", name="number_positive"),
     )
 
@@ -216,13 +225,18 @@ class Prediction(Base):
         Index(None, "request_id"),
         Index(None, "idempotency_record_id", "batch_index"),
         CheckConstraint(one_of("routed_by", RoutingReason), name="routed_by"),
+        CheckConstraint(FINITE_NUMBERS, name="finite_numbers"),
+        # One key for both columns: the model is the version's model, checked once per row.
+        ForeignKeyConstraint(
+            ["model_version_id", "model_id"],
+            ["model_versions.id", "model_versions.model_id"],
+            ondelete="RESTRICT",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
-    model_version_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="RESTRICT")
-    )
+    model_id: Mapped[uuid.UUID] = mapped_column()
+    model_version_id: Mapped[uuid.UUID] = mapped_column()
     inputs: Mapped[dict[str, Any]] = mapped_column()
     label: Mapped[str | None] = mapped_column(Text)
     value: Mapped[float | None] = mapped_column(Double)

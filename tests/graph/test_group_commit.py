@@ -149,6 +149,16 @@ async def test_a_non_finite_number_an_older_database_stored_reads_as_null(
     client: httpx.AsyncClient, engine: AsyncEngine
 ):
     async with engine.begin() as connection:
+        # What an older database holds: the CHECK came NOT VALID, after such rows.
+        check = await connection.scalar(
+            text(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conname = 'ck_predictions_finite_numbers'"
+            )
+        )
+        await connection.execute(
+            text("ALTER TABLE predictions DROP CONSTRAINT ck_predictions_finite_numbers")
+        )
         await connection.execute(
             text(
                 "INSERT INTO predictions (id, model_id, model_version_id, inputs, value, "
@@ -157,6 +167,9 @@ async def test_a_non_finite_number_an_older_database_stored_reads_as_null(
                 "'DEFAULT' FROM model_versions v JOIN models m ON m.id = v.model_id "
                 "WHERE m.name = 'diabetes-regressor'"
             )
+        )
+        await connection.execute(
+            text(f"ALTER TABLE predictions ADD CONSTRAINT ck_predictions_finite_numbers {check}")
         )
 
     body = await graphql(

@@ -133,3 +133,45 @@ async def test_stored_predictions_are_immutable(engine: AsyncEngine, demo_catalo
     async with engine.connect() as connection:
         labels = (await connection.scalars(text("SELECT label FROM predictions"))).all()
     assert labels == ["a"]
+
+
+async def _insert_refused(engine: AsyncEngine, select_columns: str) -> str:
+    """The database's refusal of one prediction row built by `select_columns` over a version."""
+    with pytest.raises(DBAPIError) as refused:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO predictions (id, model_id, model_version_id, inputs, value, "
+                    "confidence, latency_ms, request_id, batch_index, routed_by) "
+                    f"SELECT gen_random_uuid(), {select_columns}, 'req', 0, 'DEFAULT' "
+                    "FROM model_versions v ORDER BY v.created_at LIMIT 1"
+                )
+            )
+    return str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        "'NaN'::float8, NULL, 1.0",
+        "NULL, 'Infinity'::float8, 1.0",
+        "1.0, 0.5, '-Infinity'::float8",
+    ],
+    ids=["value", "confidence", "latency"],
+)
+async def test_the_database_refuses_non_finite_numbers(
+    engine: AsyncEngine, demo_catalogue: None, numbers: str
+):
+    message = await _insert_refused(engine, f"v.model_id, v.id, '{{}}', {numbers}")
+
+    assert "ck_predictions_finite_numbers" in message
+
+
+async def test_a_prediction_names_the_model_of_its_version(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    other_model = "(SELECT id FROM models WHERE id <> v.model_id LIMIT 1)"
+
+    message = await _insert_refused(engine, f"{other_model}, v.id, '{{}}', NULL, NULL, 1.0")
+
+    assert "fk_predictions_model_version_id_model_versions" in message
