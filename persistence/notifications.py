@@ -49,6 +49,7 @@ class Listener:
         self._callbacks: dict[str, list[Callback]] = {}
         self._on_connect: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._connected = asyncio.Event()
         self.connected_since: float | None = None
         """Monotonic time of the current connection; None while disconnected."""
@@ -63,18 +64,21 @@ class Listener:
         """Start listening; waits up to `wait_s` for the first connection."""
         self._task = asyncio.create_task(self._run(), name="modelql-listener")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._connected.wait(), wait_s)
+            async with asyncio.timeout(wait_s):
+                await self._connected.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Ends the listener; it also checks `_stopping`, so that a cancellation a library
+        swallows cannot keep it running."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})  # unlike `await task`, keeps the caller cancellable
 
     async def _run(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             connection: asyncpg.Connection | None = None
             try:
                 connection = await asyncpg.connect(
@@ -88,9 +92,13 @@ class Listener:
                 for callback in self._on_connect:
                     callback()
                 backoff = 0.1
-                while True:
+                while not self._stopping:
                     await asyncio.sleep(self._health_check_s)
-                    await asyncio.wait_for(connection.fetchval("SELECT 1"), self._health_check_s)
+                    # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a
+                    # cancellation that arrives as the query completes, and stop() then
+                    # waited forever for a listener that went on listening.
+                    async with asyncio.timeout(self._health_check_s):
+                        await connection.fetchval("SELECT 1")
             except Exception as error:  # a dying server surfaces as many types; never stop
                 if self.connected_since is not None:
                     logger.warning("listener connection lost (%r); reconnecting", error)
