@@ -149,7 +149,9 @@ class DirectExecutor:
         context: Any,
     ) -> ExecutionResult | None:
         """The result of a planned mutation, or None: then nothing ran and nothing was stored."""
-        if query is None or not (variables is None or isinstance(variables, dict)):
+        if not isinstance(query, str) or not isinstance(operation_name, str | None):
+            return None
+        if not (variables is None or isinstance(variables, dict)):
             return None
         plan = self.plan(query, operation_name)
         if plan is None:

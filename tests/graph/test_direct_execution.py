@@ -99,21 +99,33 @@ def _comparable(value: Any) -> Any:
 
 
 @pytest.mark.parametrize(
-    ("document", "variables"),
-    [pytest.param(query, variables, id=name) for name, query, variables in DOCUMENTS],
+    ("document", "variables", "operation_name"),
+    [
+        *(pytest.param(query, variables, None, id=name) for name, query, variables in DOCUMENTS),
+        pytest.param(MANY, DOCUMENTS[6][2], "Score", id="an operation named"),
+        pytest.param(MANY, DOCUMENTS[6][2], ["Score"], id="an operation name that is a list"),
+        pytest.param(MANY, DOCUMENTS[6][2], {"a": 1}, id="an operation name that is an object"),
+    ],
 )
 async def test_the_direct_answer_is_the_general_answer(
     client: httpx.AsyncClient,
     general: httpx.AsyncClient,
     document: str,
     variables: dict[str, Any],
+    operation_name: Any,
 ):
-    body = {"query": document, "variables": variables}
+    body = {"query": document, "variables": variables, "operationName": operation_name}
     direct = await client.post("/graphql", json=body)
     generic = await general.post("/graphql", json=body)
 
-    assert direct.status_code == generic.status_code
-    assert _comparable(direct.json()) == _comparable(generic.json())
+    assert (direct.status_code, direct.headers["content-type"]) == (
+        generic.status_code,
+        generic.headers["content-type"],
+    )
+    if "json" in generic.headers["content-type"]:
+        assert _comparable(direct.json()) == _comparable(generic.json())
+    else:
+        assert direct.text == generic.text
 
 
 def _executor(**handlers: Any) -> DirectExecutor:
