@@ -83,6 +83,13 @@ def _check_value(spec: FeatureSpec, value: Any) -> str | None:
     return None
 
 
+def _storable(value: Any) -> Any:
+    """An integer past 64 bits as the float the model scores: JSON storage takes 64 bits."""
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return float(value)
+    return value
+
+
 def validate_instance(
     features: Any, signature: Sequence[FeatureSpec], path: tuple[str, ...]
 ) -> ValidatedInstance:
@@ -125,7 +132,7 @@ def validate_instance(
         value = features[spec.name]
         reason = _check_value(spec, value)
         if reason is None:
-            result.features[spec.name] = value
+            result.features[spec.name] = _storable(value)
             continue
         problem = {
             "not finite": "got a value that is not finite",
@@ -166,7 +173,7 @@ def rows_checked_in_bulk(
         matrix = np.array(values, dtype=np.float64)
     except OverflowError:
         return None
-    if not np.isfinite(matrix).all():
+    if not np.isfinite(matrix).all() or (np.abs(matrix) >= 2**63).any():
         return None
     whole = [index for index, spec in enumerate(signature) if spec.type is FeatureType.INTEGER]
     if whole and not (matrix[:, whole] == np.floor(matrix[:, whole])).all():

@@ -821,3 +821,29 @@ async def test_mutations_are_refused_over_get(client: httpx.AsyncClient, engine:
     )
     assert query_over_get.status_code == 200
     assert query_over_get.json()["data"]["model"]["name"] == IRIS
+
+
+@pytest.mark.parametrize(
+    "mutation",
+    [
+        "createPrediction(input: {model: $model, features: {FEATURES}}) { prediction { inputs } }",
+        "createPredictions(input: {model: $model, instances: [{FEATURES}]}) { "
+        "predictions { inputs } }",
+    ],
+    ids=["one", "batch"],
+)
+async def test_an_integer_past_64_bits_is_scored_and_stored_as_the_float_it_is(
+    client: httpx.AsyncClient, mutation: str
+):
+    """Written in the document, an integer keeps all its digits (a JSON body's decoder would
+    already have made it a float)."""
+    features = "sepal_length: 100000000000000000000, sepal_width: 3.5, petal_length: 1.4, "
+    features += "petal_width: 0.2"
+    document = "mutation($model: String!) { " + mutation.replace("FEATURES", features) + " }"
+
+    body = await graphql(client, document, {"model": IRIS})
+
+    assert "errors" not in body, body
+    created = next(iter(body["data"].values()))
+    stored = created["prediction"] if "prediction" in created else created["predictions"][0]
+    assert stored["inputs"]["sepal_length"] == 1e20
