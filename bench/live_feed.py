@@ -93,23 +93,24 @@ async def insert_cost(url: str, groups: int) -> None:
     timings: dict[bool, list[float]] = {False: [], True: []}
     for index in range(groups * 2):
         feed = index % 2 == 1
-        row = {
-            "model_id": model_id,
-            "model_version_id": version_id,
-            "inputs": "{}",
-            "label": "setosa",
-            "value": None,
-            "probabilities": None,
-            "confidence": 0.9,
-            "latency_ms": 0.1,
-            "request_id": "bench",
-            "caller": None,
-            "idempotency_key": None,
-            "idempotency_record_id": None,
-            "routed_by": "DEFAULT",
-        }
-        rows = {name: [value] * 10 for name, value in row.items()}
-        rows.update(id=[uuid.uuid4() for _ in range(10)], batch_index=list(range(10)))  # fmt: skip
+        rows = [
+            prediction_writer.RequestRows(
+                ids=[uuid.uuid4() for _ in range(10)],
+                inputs=[{}] * 10,
+                labels=["setosa"] * 10,
+                values=None,
+                probabilities=None,
+                confidences=[0.9] * 10,
+                model_id=model_id,
+                model_version_id=version_id,
+                latency_ms=0.1,
+                request_id="bench",
+                caller=None,
+                idempotency_key=None,
+                idempotency_record_id=None,
+                routed_by="DEFAULT",
+            )
+        ]
         async with connection.transaction():
             started = time.perf_counter()
             await prediction_writer.insert(connection, rows, feed=feed)

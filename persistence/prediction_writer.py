@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
 from modelql.persistence.notifications import PREDICTIONS_CHANNEL
 from modelql.persistence.tables import LatencyRollup, Prediction, PredictionCommit, PredictionRollup
@@ -30,23 +31,6 @@ COLUMNS = (
     "idempotency_record_id",
     "batch_index",
     "routed_by",
-)
-_TYPES = (
-    "uuid",
-    "uuid",
-    "uuid",
-    "jsonb",
-    "text",
-    "float8",
-    "jsonb",
-    "float8",
-    "float8",
-    "text",
-    "text",
-    "text",
-    "uuid",
-    "int4",
-    "text",
 )
 _ROLLED_UP = "model_id, model_version_id, caller, label, latency_ms, confidence, value, created_at"
 _ADD_TO_ROLLUPS = f"""
@@ -84,10 +68,25 @@ ORDER BY 1, 2, 3
 ON CONFLICT (model_version_id, hour, bucket) DO UPDATE SET count = l.count + excluded.count
 """
 
+# Per-row columns travel as arrays, the JSON ones as one JSON array each (one text, not one
+# array element per row), and what a request's rows share as one array element per request.
+_NEW_ROWS = """
+SELECT r.id, q.model_id, q.model_version_id, i.value, r.label, r.value,
+       NULLIF(p.value, 'null'::jsonb), r.confidence, q.latency_ms, q.request_id, q.caller,
+       q.idempotency_key, q.idempotency_record_id, r.batch_index, q.routed_by
+FROM unnest($1::uuid[], $2::int8[], $3::int4[], $4::text[], $5::float8[], $6::float8[])
+     WITH ORDINALITY AS r(id, request, batch_index, label, value, confidence, n)
+JOIN jsonb_array_elements($7::jsonb) WITH ORDINALITY AS i(value, n) USING (n)
+JOIN jsonb_array_elements($8::jsonb) WITH ORDINALITY AS p(value, n) USING (n)
+JOIN unnest($9::uuid[], $10::uuid[], $11::float8[], $12::text[], $13::text[], $14::text[],
+            $15::uuid[], $16::text[])
+     WITH ORDINALITY AS q(model_id, model_version_id, latency_ms, request_id, caller,
+                          idempotency_key, idempotency_record_id, routed_by, request)
+     USING (request)
+"""
 _INSERT_ROWS_AND_ROLLUPS = (
     f"WITH inserted AS (INSERT INTO {Prediction.__tablename__} ({', '.join(COLUMNS)}) "
-    f"SELECT * FROM unnest({', '.join(f'${n}::{kind}[]' for n, kind in enumerate(_TYPES, 1))}) "
-    f"RETURNING id, {_ROLLED_UP}), rolled_up AS ({_ADD_TO_ROLLUPS}), "
+    f"{_NEW_ROWS} RETURNING id, {_ROLLED_UP}), rolled_up AS ({_ADD_TO_ROLLUPS}), "
     f"latency_rolled_up AS ({_ADD_TO_LATENCY_ROLLUPS})"
 )
 _INSERT = f"{_INSERT_ROWS_AND_ROLLUPS} SELECT now(), count(*) FROM inserted"
@@ -101,8 +100,25 @@ _INSERT_AND_FEED = (
 )
 
 
-NewPredictions = Mapping[str, Sequence[Any]]
-"""Rows to insert, column by column: one list per name of COLUMNS, JSON columns as text."""
+@dataclass(frozen=True, slots=True)
+class RequestRows:
+    """One request's new predictions: a list per column of its rows (None: all null), and
+    what its rows share."""
+
+    ids: Sequence[uuid.UUID]
+    inputs: Sequence[Mapping[str, Any]]
+    labels: Sequence[str | None] | None
+    values: Sequence[float | None] | None
+    probabilities: Sequence[Sequence[Mapping[str, Any]]] | None
+    confidences: Sequence[float | None] | None
+    model_id: uuid.UUID
+    model_version_id: uuid.UUID
+    latency_ms: float
+    request_id: str
+    caller: str | None
+    idempotency_key: str | None
+    idempotency_record_id: uuid.UUID | None
+    routed_by: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,16 +160,59 @@ async def claimed_keys(
 
 
 async def insert(
-    connection: asyncpg.Connection, rows: NewPredictions, *, feed: bool = False
+    connection: asyncpg.Connection, requests: Sequence[RequestRows], *, feed: bool = False
 ) -> datetime:
-    """Insert every row and add them to their hourly roll-ups, in one statement; returns the
-    transaction time they were stamped with. With `feed`, the same statement records the group
-    in `prediction_commits` (one row per version) and queues one NOTIFY with those commit ids
-    for the live feed."""
-    columns = (rows[name] for name in COLUMNS)
-    record = await connection.fetchrow(_INSERT_AND_FEED if feed else _INSERT, *columns)
+    """Insert every request's rows and add them to their hourly roll-ups, in one statement;
+    returns the transaction time they were stamped with. With `feed`, the same statement
+    records the group in `prediction_commits` (one row per version) and queues one NOTIFY with
+    those commit ids for the live feed."""
+    record = await connection.fetchrow(
+        _INSERT_AND_FEED if feed else _INSERT, *_parameters(requests)
+    )
     assert record is not None, "an INSERT ... SELECT always answers"
     return record[0]
+
+
+def _parameters(requests: Sequence[RequestRows]) -> list[Any]:
+    def column(values: Sequence[Any] | None, count: int) -> Sequence[Any]:
+        return values if values is not None else [None] * count
+
+    ids: list[uuid.UUID] = []
+    numbers: list[int] = []
+    positions: list[int] = []
+    labels: list[str | None] = []
+    values: list[float | None] = []
+    confidences: list[float | None] = []
+    inputs: list[Mapping[str, Any]] = []
+    probabilities: list[Any] = []
+    for number, request in enumerate(requests, 1):
+        count = len(request.ids)
+        ids.extend(request.ids)
+        numbers.extend([number] * count)
+        positions.extend(range(count))
+        labels.extend(column(request.labels, count))
+        values.extend(column(request.values, count))
+        confidences.extend(column(request.confidences, count))
+        inputs.extend(request.inputs)
+        probabilities.extend(column(request.probabilities, count))
+    return [
+        ids,
+        numbers,
+        positions,
+        labels,
+        values,
+        confidences,
+        orjson.dumps(inputs).decode(),
+        orjson.dumps(probabilities).decode(),
+        [request.model_id for request in requests],
+        [request.model_version_id for request in requests],
+        [request.latency_ms for request in requests],
+        [request.request_id for request in requests],
+        [request.caller for request in requests],
+        [request.idempotency_key for request in requests],
+        [request.idempotency_record_id for request in requests],
+        [request.routed_by for request in requests],
+    ]
 
 
 async def stored_for_records(

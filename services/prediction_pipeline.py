@@ -17,13 +17,12 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import orjson
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
 from modelql.models.predictor import ModelOutput, Scores
 from modelql.persistence import prediction_writer
-from modelql.persistence.prediction_writer import COLUMNS, KeyClaim
+from modelql.persistence.prediction_writer import KeyClaim, RequestRows
 from modelql.services.catalogue import Version
 from modelql.services.errors import (
     ErrorCode,
@@ -298,9 +297,8 @@ async def _store_in_transaction(
     new = [_NewRows.of(pending, _record_id(pending, claims)) for pending in storing]
     stored: dict[int, list[StoredPrediction]] = {}
     if new:
-        parts = [rows.columns(version) for rows in new]
-        columns = {name: [value for part in parts for value in part[name]] for name in COLUMNS}
-        created_at = await prediction_writer.insert(connection, columns, feed=True)
+        requests = [rows.request_rows(version) for rows in new]
+        created_at = await prediction_writer.insert(connection, requests, feed=True)
         stored = {id(rows.pending): rows.stored(version, created_at) for rows in new}
 
     outcomes: list[PredictionOutcome | UserInputError] = []
@@ -372,30 +370,26 @@ class _NewRows:
             ]
         return cls(pending, record_id, [uuid7() for _ in pending.job.rows], probabilities)
 
-    def columns(self, version: Version) -> dict[str, list[Any]]:
-        """The rows column by column, as prediction_writer.insert takes them."""
-        job, scores, count = self.pending.job, self.pending.scores, len(self.ids)
+    def request_rows(self, version: Version) -> RequestRows:
+        """The rows as prediction_writer.insert takes them."""
+        job, scores = self.pending.job, self.pending.scores
         assert scores is not None
-        nothing: list[Any] = [None] * count
-        return {
-            "id": self.ids,
-            "model_id": [version.model_id] * count,
-            "model_version_id": [version.id] * count,
-            "inputs": [orjson.dumps(row).decode() for row in job.rows],
-            "label": scores.labels or nothing,
-            "value": scores.values or nothing,
-            "probabilities": [orjson.dumps(row).decode() for row in self.probabilities]
-            if self.probabilities is not None
-            else nothing,
-            "confidence": scores.confidences or nothing,
-            "latency_ms": [self.pending.latency_ms] * count,
-            "request_id": [job.requester.request_id] * count,
-            "caller": [job.requester.caller] * count,
-            "idempotency_key": [job.request.idempotency_key] * count,
-            "idempotency_record_id": [self.record_id] * count,
-            "batch_index": list(range(count)),
-            "routed_by": [job.routed_by] * count,
-        }
+        return RequestRows(
+            ids=self.ids,
+            inputs=job.rows,
+            labels=scores.labels,
+            values=scores.values,
+            probabilities=self.probabilities,
+            confidences=scores.confidences,
+            model_id=version.model_id,
+            model_version_id=version.id,
+            latency_ms=self.pending.latency_ms,
+            request_id=job.requester.request_id,
+            caller=job.requester.caller,
+            idempotency_key=job.request.idempotency_key,
+            idempotency_record_id=self.record_id,
+            routed_by=job.routed_by,
+        )
 
     def stored(self, version: Version, created_at: datetime) -> list[StoredPrediction]:
         job, scores = self.pending.job, self.pending.scores

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from uuid_utils.compat import uuid7
 
 from modelql.persistence.database import driver_connection
 from modelql.persistence.prediction_repository import PredictionQuery
-from modelql.persistence.prediction_writer import COLUMNS, insert
+from modelql.persistence.prediction_writer import RequestRows, insert
 from modelql.persistence.stats_repository import (
     Dimension,
     Interval,
@@ -75,8 +76,27 @@ class NewPrediction:
     routed_by: str = "DEFAULT"
 
 
-def _columns(rows: list[NewPrediction]) -> dict[str, list]:
-    return {name: [getattr(row, name) for row in rows] for name in COLUMNS}
+def _requests(rows: list[NewPrediction]) -> list[RequestRows]:
+    """Each row as a request of its own, as the writer takes them."""
+    return [
+        RequestRows(
+            ids=[row.id],
+            inputs=[orjson.loads(row.inputs)],
+            labels=[row.label],
+            values=[row.value],
+            probabilities=None,
+            confidences=[row.confidence],
+            model_id=row.model_id,
+            model_version_id=row.model_version_id,
+            latency_ms=row.latency_ms,
+            request_id=row.request_id,
+            caller=row.caller,
+            idempotency_key=row.idempotency_key,
+            idempotency_record_id=row.idempotency_record_id,
+            routed_by=row.routed_by,
+        )
+        for row in rows
+    ]
 
 
 def _rows(rng: np.random.Generator, versions: list, count: int) -> list[NewPrediction]:
@@ -131,7 +151,7 @@ async def spread_predictions(
         fresh = _rows(rng, versions, 150)
     for batch in (fresh[:50], fresh[50:]):
         async with sessionmaker.begin() as session:
-            await insert(await driver_connection(session), _columns(batch))
+            await insert(await driver_connection(session), _requests(batch))
     labelled = [row for row in [*past, *fresh] if rng.random() < 0.4]
     requests = [
         outcomes.OutcomeRequest(

@@ -50,32 +50,29 @@ REQUEST_IDS = ["slow", "fast", "never", "after-gap", "in-flight", "later"]
 
 def rows(
     version: tuple[uuid.UUID, uuid.UUID], count: int, request_id: str
-) -> prediction_writer.NewPredictions:
-    """`count` predictions of one request, column by column as the writer takes them. Each
-    request has its own caller and latency, so that open transactions of different requests
-    add to different roll-up rows (one roll-up row is locked until its writer commits)."""
+) -> list[prediction_writer.RequestRows]:
+    """`count` predictions of one request, as the writer takes them. Each request has its own
+    caller and latency, so that open transactions of different requests add to different
+    roll-up rows (one roll-up row is locked until its writer commits)."""
     model_id, version_id = version
-    row = {
-        "model_id": model_id,
-        "model_version_id": version_id,
-        "inputs": "{}",
-        "label": "setosa",
-        "value": None,
-        "probabilities": None,
-        "confidence": 0.9,
-        "latency_ms": float(10 ** (len(REQUEST_IDS) - REQUEST_IDS.index(request_id))),
-        "request_id": request_id,
-        "caller": request_id,
-        "idempotency_key": None,
-        "idempotency_record_id": None,
-        "routed_by": "DEFAULT",
-    }
-    columns = {name: [row[name]] * count for name in row}
-    return {
-        **columns,
-        "id": [uuid.uuid4() for _ in range(count)],
-        "batch_index": list(range(count)),
-    }
+    return [
+        prediction_writer.RequestRows(
+            ids=[uuid.uuid4() for _ in range(count)],
+            inputs=[{}] * count,
+            labels=["setosa"] * count,
+            values=None,
+            probabilities=None,
+            confidences=[0.9] * count,
+            model_id=model_id,
+            model_version_id=version_id,
+            latency_ms=float(10 ** (len(REQUEST_IDS) - REQUEST_IDS.index(request_id))),
+            request_id=request_id,
+            caller=request_id,
+            idempotency_key=None,
+            idempotency_record_id=None,
+            routed_by="DEFAULT",
+        )
+    ]
 
 
 async def delivered(subscriber: Subscriber, within: float = 1.0) -> list[list[str]]:
