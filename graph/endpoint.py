@@ -90,6 +90,14 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
             if context is not None:
                 await context.db.close()
 
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """Strawberry's empty sub-response (no status yet, no headers), without building a
+        header view to delete the content-length of an empty body: once per request."""
+        response = Response()
+        response.status_code = None  # type: ignore[assignment]
+        response.raw_headers = []
+        return response
+
     async def get_context(self, request: Request | WebSocket, response: Any) -> GraphContext:
         """The request's context; `response` is the sub-response Strawberry sends headers from.
         A WebSocket is identified later, by `on_ws_connect`."""
