@@ -173,6 +173,19 @@ async def insert(
     return record[0]
 
 
+_SHARED = (
+    "model_id",
+    "model_version_id",
+    "latency_ms",
+    "request_id",
+    "caller",
+    "idempotency_key",
+    "idempotency_record_id",
+    "routed_by",
+)
+"""What a request's rows share, in the order of the statement's per-request arrays."""
+
+
 def _parameters(requests: Sequence[RequestRows]) -> list[Any]:
     def column(values: Sequence[Any] | None, count: int) -> Sequence[Any]:
         return values if values is not None else [None] * count
@@ -204,14 +217,7 @@ def _parameters(requests: Sequence[RequestRows]) -> list[Any]:
         confidences,
         orjson.dumps(inputs).decode(),
         orjson.dumps(probabilities).decode(),
-        [request.model_id for request in requests],
-        [request.model_version_id for request in requests],
-        [request.latency_ms for request in requests],
-        [request.request_id for request in requests],
-        [request.caller for request in requests],
-        [request.idempotency_key for request in requests],
-        [request.idempotency_record_id for request in requests],
-        [request.routed_by for request in requests],
+        *([getattr(request, name) for request in requests] for name in _SHARED),
     ]
 
 
