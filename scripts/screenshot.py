@@ -48,7 +48,8 @@ def iris_instances(count: int) -> list[dict[str, float]]:
 @contextlib.asynccontextmanager
 async def demo_server() -> AsyncIterator[str]:
     """`modelql serve` with the demo catalogue on a fresh embedded PostgreSQL."""
-    data_dir = Path(tempfile.mkdtemp(prefix="mqshot"))
+    data_dir = Path(tempfile.mkdtemp(prefix="mqshot", dir="/tmp"))
+    os.chmod(data_dir, 0o711)  # as root, the embedded server runs as a user that must enter it
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
