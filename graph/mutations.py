@@ -170,22 +170,12 @@ class RecordOutcomesPayload:
     user_errors: list[UserError]
 
 
-def _checked_key(key: str | None) -> str | None:
-    if key is not None and (not 0 < len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH or "\x00" in key):
+def _checked_key(key: str | None, argument: str, maximum: int) -> str | None:
+    """A client-chosen key (idempotency, routing): 1 to `maximum` characters, no NUL."""
+    if key is not None and (not 0 < len(key) <= maximum or "\x00" in key):
         raise bad_input(
-            f"`idempotencyKey` must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters long, "
-            "without NUL characters.",
-            "idempotencyKey",
-        )
-    return key
-
-
-def _checked_routing_key(key: str | None) -> str | None:
-    if key is not None and (not 0 < len(key) <= MAX_ROUTING_KEY_LENGTH or "\x00" in key):
-        raise bad_input(
-            f"`routingKey` must be 1 to {MAX_ROUTING_KEY_LENGTH} characters long, "
-            "without NUL characters.",
-            "routingKey",
+            f"`{argument}` must be 1 to {maximum} characters long, without NUL characters.",
+            argument,
         )
     return key
 
@@ -223,8 +213,10 @@ def _prediction_request(
         alias=input.alias,
         instances=instances,
         batch=batch,
-        idempotency_key=_checked_key(input.idempotency_key),
-        routing_key=_checked_routing_key(input.routing_key),
+        idempotency_key=_checked_key(
+            input.idempotency_key, "idempotencyKey", MAX_IDEMPOTENCY_KEY_LENGTH
+        ),
+        routing_key=_checked_key(input.routing_key, "routingKey", MAX_ROUTING_KEY_LENGTH),
     )
 
 
