@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import strawberry
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
@@ -26,6 +27,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLSchema,
     InlineFragmentNode,
     ListValueNode,
     ObjectValueNode,
@@ -45,6 +47,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types import ExecutionResult
 from strawberry.types.field import StrawberryField
 
+from modelql.graph.documents import Prepared
 from modelql.graph.errors import mark_request_errors, mask_errors, record_operation
 from modelql.graph.input_conversion import UnsupportedInputError, copy_json, plan_arguments
 
@@ -75,38 +78,65 @@ Complete = Callable[[Any, _Path, list[GraphQLError]], Any]
 
 
 @dataclass(frozen=True, slots=True)
-class _FieldPlan:
-    key: str
+class _Slot:
+    """Where a value lands in the response: its field nodes (for error locations), whether it
+    may be null, and its schema coordinate (for the null error's message)."""
+
     nodes: tuple[FieldNode, ...]
-    read: Callable[[Any], Any]
-    complete: Complete
     non_null: bool
     coordinate: str
+
+    def settle(
+        self,
+        value: Any,
+        complete: Complete,
+        path: _Path,
+        errors: list[GraphQLError],
+        failure: Exception | None = None,
+    ) -> Any:
+        """`value` completed at `path` as graphql-core completes it: an error (`failure`, or
+        one raised while completing) is recorded at `path` and the value becomes null; a null
+        where none may be is an error too, and raises _NullError so the parent becomes null."""
+        completed = None
+        recorded = failure is not None
+        if failure is not None:
+            errors.append(located_error(failure, list(self.nodes), _listed(path)))
+        else:
+            try:
+                completed = None if value is None else complete(value, path, errors)
+            except _NullError:
+                recorded = True
+            except Exception as error:
+                errors.append(located_error(error, list(self.nodes), _listed(path)))
+                recorded = True
+        if completed is None and self.non_null:
+            if not recorded:
+                message = f"Cannot return null for non-nullable field {self.coordinate}."
+                errors.append(located_error(TypeError(message), list(self.nodes), _listed(path)))
+            raise _NullError
+        return completed
+
+
+@dataclass(frozen=True, slots=True)
+class _FieldPlan:
+    key: str
+    read: Callable[[Any], Any]
+    complete: Complete
+    slot: _Slot
 
     def value(self, source: Any, parent: _Path, errors: list[GraphQLError]) -> Any:
         """The field's completed value; raises _NullError when it is null but must not be."""
         path = (parent, self.key)
         try:
             value = self.read(source)
-            completed = None if value is None else self.complete(value, path, errors)
-        except _NullError:
-            completed = None
         except Exception as error:
-            errors.append(located_error(error, list(self.nodes), _listed(path)))
-            completed = None
-        else:
-            if completed is None and self.non_null:
-                message = f"Cannot return null for non-nullable field {self.coordinate}."
-                errors.append(located_error(TypeError(message), list(self.nodes), _listed(path)))
-        if completed is None and self.non_null:
-            raise _NullError
-        return completed
+            return self.slot.settle(None, self.complete, path, errors, failure=error)
+        return self.slot.settle(value, self.complete, path, errors)
 
 
 @dataclass(frozen=True, slots=True)
 class _RootPlan:
     key: str
-    nodes: tuple[FieldNode, ...]
     definition: GraphQLField
     strawberry_field: StrawberryField
     handler: RootHandler
@@ -114,8 +144,11 @@ class _RootPlan:
     literal_values: dict[str, Any] | None
     """The coerced arguments when they use no variable: coerced once, copied per request."""
     complete: Complete
-    non_null: bool
-    coordinate: str
+    slot: _Slot
+
+    @property
+    def node(self) -> FieldNode:
+        return self.slot.nodes[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +163,8 @@ class DirectExecutor:
     def __init__(
         self,
         *,
-        schema: Any,
-        prepare: Callable[[str, Any], tuple[Any, list[GraphQLError]]],
+        schema: strawberry.Schema,
+        prepare: Callable[[str, GraphQLSchema], Prepared],
         handlers: Mapping[str, RootHandler],
         cache_size: int,
     ) -> None:
@@ -180,19 +213,9 @@ class DirectExecutor:
         path = (None, root.key)
         try:
             value = await root.handler(context, **kwargs)
-            completed = None if value is None else root.complete(value, path, errors)
-        except _NullError:
-            completed = None
         except Exception as error:
-            errors.append(located_error(error, list(root.nodes), [root.key]))
-            completed = None
-        else:
-            if completed is None and root.non_null:
-                message = f"Cannot return null for non-nullable field {root.coordinate}."
-                errors.append(located_error(TypeError(message), list(root.nodes), [root.key]))
-        if completed is None and root.non_null:
-            raise _NullError
-        return completed
+            return root.slot.settle(None, root.complete, path, errors, failure=error)
+        return root.slot.settle(value, root.complete, path, errors)
 
     def _arguments(
         self, plan: _Plan, variables: dict[str, Any], context: Any
@@ -218,7 +241,7 @@ class DirectExecutor:
                 if root.literal_values is not None:
                     values = copy_json(root.literal_values)
                 else:
-                    values = get_argument_values(root.definition, root.nodes[0], coerced)
+                    values = get_argument_values(root.definition, root.node, coerced)
                 converted.append(root.convert(values))
             except Exception:
                 return None
@@ -287,15 +310,13 @@ class DirectExecutor:
             literal_values = get_argument_values(definition, nodes[0])
         return _RootPlan(
             key=key,
-            nodes=nodes,
             definition=definition,
             strawberry_field=strawberry_field,
             handler=handler,
             convert=convert,
             literal_values=literal_values,
             complete=planner.completer(definition.type, nodes, coordinate),
-            non_null=isinstance(definition.type, GraphQLNonNull),
-            coordinate=coordinate,
+            slot=_Slot(nodes, isinstance(definition.type, GraphQLNonNull), coordinate),
         )
 
 
@@ -382,7 +403,9 @@ class _Planner:
         name = nodes[0].name.value
         if name == "__typename":
             typename = parent.name
-            return _FieldPlan(key, nodes, lambda _: typename, _same, True, f"{typename}.{name}")
+            return _FieldPlan(
+                key, lambda _: typename, _same, _Slot(nodes, True, f"{typename}.{name}")
+            )
         if any(node.arguments for node in nodes):
             raise _UnplannableError
         definition = parent.fields[name]
@@ -390,11 +413,9 @@ class _Planner:
         coordinate = f"{parent.name}.{name}"
         return _FieldPlan(
             key=key,
-            nodes=nodes,
             read=_reader(strawberry_field),
             complete=self.completer(definition.type, nodes, coordinate),
-            non_null=isinstance(definition.type, GraphQLNonNull),
-            coordinate=coordinate,
+            slot=_Slot(nodes, isinstance(definition.type, GraphQLNonNull), coordinate),
         )
 
 
@@ -446,26 +467,11 @@ def _leaf_completer(type_: Any) -> Complete:
 def _list_completer(
     item: Complete, items_non_null: bool, nodes: tuple[FieldNode, ...], coordinate: str
 ) -> Complete:
+    slot = _Slot(nodes, items_non_null, coordinate)
+
     def complete_list(value: Any, path: _Path, errors: list[GraphQLError]) -> Any:
-        completed: list[Any] = []
-        for index, element in enumerate(value):
-            item_path = (path, index)
-            try:
-                result = None if element is None else item(element, item_path, errors)
-            except _NullError:
-                result = None
-            except Exception as error:
-                errors.append(located_error(error, list(nodes), _listed(item_path)))
-                result = None
-            else:
-                if result is None and items_non_null:
-                    message = f"Cannot return null for non-nullable field {coordinate}."
-                    errors.append(
-                        located_error(TypeError(message), list(nodes), _listed(item_path))
-                    )
-            if result is None and items_non_null:
-                raise _NullError
-            completed.append(result)
-        return completed
+        return [
+            slot.settle(element, item, (path, index), errors) for index, element in enumerate(value)
+        ]
 
     return complete_list
