@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.routing import WebSocketRoute
 
 from modelql import metrics, schema_migrations
+from modelql.garbage_collection import freeze_startup_objects, thaw
 from modelql.graph.context import GraphDependencies
 from modelql.graph.endpoint import create_graphql_endpoint
 from modelql.graph.errors import (
@@ -188,8 +189,11 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
                     max_sample=settings.drift_max_sample,
                 ),
             )
+            thresholds = freeze_startup_objects() if settings.gc_freeze else None
             yield
             await pipelines.drain()
+            if thresholds is not None:
+                thaw(thresholds)
         finally:
             await listener.stop()
             await feeds.predictions.stop()

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     pipeline_max_wait_ms: float = Field(
         default=0.0, ge=0, description="Wait for more requests before a group leaves; 0: none."
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="Leave start-up objects out of garbage collections once serving "
+        "(modelql/garbage_collection.py).",
+    )
     catalogue_max_staleness_s: float = Field(
         default=1.0, gt=0, description="Longest a moved alias or revoked key may go unseen."
     )

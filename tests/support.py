@@ -34,6 +34,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "data_dir": data_dir,
         "auto_migrate": False,
         "log_json": False,
+        "gc_freeze": False,  # one test process starts hundreds of apps; see test_startup.py
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
