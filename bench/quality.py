@@ -1,5 +1,6 @@
 """Benchmarks statistics and live quality at scale: loads N predictions spread over 30 days
-(generated inside PostgreSQL: no round trip per row) and M outcomes into a fresh database,
+(generated inside PostgreSQL, no round trip per row, in time order with UUIDv7-shaped ids as
+the service stores them) and M outcomes into a fresh database,
 back-fills the roll-ups through the quality migration (timed), then times GraphQL queries
 in-process (ASGI, no network: server time).
 
@@ -42,7 +43,9 @@ DAYS = 30
 LOAD_PREDICTIONS = """
 INSERT INTO predictions (id, model_id, model_version_id, inputs, label, value, probabilities,
                          confidence, latency_ms, request_id, caller, batch_index, created_at)
-SELECT gen_random_uuid(), v.model_id, v.id,
+SELECT (lpad(to_hex((extract(epoch FROM t.at) * 1000)::int8), 12, '0') || '7'
+        || substr(md5(g::text), 1, 3) || '8' || substr(md5(g::text), 4, 15))::uuid,
+       v.model_id, v.id,
        jsonb_build_object('sepal_length', round((4 + random() * 4)::numeric, 1),
                           'sepal_width', round((2 + random() * 2.5)::numeric, 1),
                           'petal_length', round((1 + random() * 6)::numeric, 1),
@@ -54,8 +57,9 @@ SELECT gen_random_uuid(), v.model_id, v.id,
        CASE WHEN v.labels IS NOT NULL THEN 0.34 + random() * 0.66 END,
        exp(ln(0.05) + random() * ln(4000)),
        'bench-' || (g / 10), 'caller-' || ((g / 7) % 5), g % 10,
-       $2::timestamptz - random() * interval '30 days'
-FROM generate_series(1, $1) AS g
+       t.at
+FROM generate_series($3::int8, $1) AS g
+CROSS JOIN LATERAL (SELECT $2::timestamptz - interval '30 days' * (1 - g::float8 / $1)) AS t(at)
 JOIN (SELECT row_number() OVER (ORDER BY id) - 1 AS slot, id, model_id, labels
       FROM model_versions) AS v ON v.slot = g % (SELECT count(*) FROM model_versions)
 """
@@ -94,6 +98,12 @@ STORE_OUTCOMES = (
           GROUP BY 1, 2, 3, 4) AS d
     WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
       AND r.label = d.label AND r.hour = d.hour""",
+    """UPDATE prediction_daily_rollups r SET labelled = d.labelled, correct = d.correct
+    FROM (SELECT model_version_id, caller, label, date_trunc('day', hour, 'UTC') AS day,
+                 sum(labelled) AS labelled, sum(correct) AS correct
+          FROM prediction_rollups GROUP BY 1, 2, 3, 4) AS d
+    WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
+      AND r.label = d.label AND r.day = d.day""",
 )
 
 
@@ -154,6 +164,32 @@ async def _timed(label: str, work: Awaitable[object]) -> float:
     return elapsed
 
 
+LOADERS = 2
+"""Concurrent connections that generate predictions (one INSERT uses one core)."""
+
+
+async def _load(url: str, predictions: int, now: datetime) -> None:
+    """Generate predictions 1..N in LOADERS slices at once. The generated rows reference
+    existing versions by construction, so the load skips the foreign-key triggers
+    (session_replication_role = replica); CHECK constraints and indexes still apply."""
+
+    async def load_slice(first: int, last: int) -> None:
+        connection = await asyncpg.connect(_libpq(url))
+        try:
+            await connection.execute("SET session_replication_role = replica")
+            await connection.execute(LOAD_PREDICTIONS, last, now, first)
+        finally:
+            await connection.close()
+
+    size = -(-predictions // LOADERS)
+    await asyncio.gather(
+        *(
+            load_slice(start, min(start + size - 1, predictions))
+            for start in range(1, predictions + 1, size)
+        )
+    )
+
+
 async def prepare(url: str, data_dir: Path, predictions: int, labelled: int) -> datetime:
     """Demo catalogue, predictions, back-fill (timed), outcomes; returns the load's `now`."""
     await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
@@ -169,10 +205,7 @@ async def prepare(url: str, data_dir: Path, predictions: int, labelled: int) -> 
     now = datetime.now(UTC)
     connection = await asyncpg.connect(_libpq(url))
     try:
-        await _timed(
-            f"load {predictions:,} predictions",
-            connection.execute(LOAD_PREDICTIONS, predictions, now),
-        )
+        await _timed(f"load {predictions:,} predictions", _load(url, predictions, now))
         await _timed("VACUUM ANALYZE", connection.execute("VACUUM ANALYZE predictions"))
     finally:
         await connection.close()
@@ -191,6 +224,7 @@ async def prepare(url: str, data_dir: Path, predictions: int, labelled: int) -> 
             "prediction_outcomes",
             "latest_outcomes",
             "prediction_rollups",
+            "prediction_daily_rollups",
             "outcome_rollups",
         ):
             await connection.execute(f"VACUUM ANALYZE {table}")
@@ -216,7 +250,7 @@ async def measure(url: str, data_dir: Path, now: datetime, runs: int) -> None:
     app = create_app(settings, database_url=url)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
             print("\n| query | goal | median ms | min ms | runs |\n|---|---|---:|---:|---:|")
             for name, (goal, document) in queries(now).items():
                 times = []

@@ -124,20 +124,38 @@ async def make_latest(connection: asyncpg.Connection, outcomes: Sequence[Outcome
     )
 
 
+_COUNT_IN_ROLLUPS = """
+WITH changed AS (
+    SELECT p.model_version_id, coalesce(p.caller, '') AS caller, coalesce(p.label, '') AS label,
+           date_trunc('hour', p.created_at, 'UTC') AS hour,
+           sum(u.labelled) AS labelled, sum(u.correct) AS correct
+    FROM unnest($1::uuid[], $2::int4[], $3::int4[]) AS u(prediction_id, labelled, correct)
+    JOIN predictions p ON p.id = u.prediction_id
+    GROUP BY 1, 2, 3, 4
+), hourly AS (
+    UPDATE prediction_rollups r
+    SET labelled = r.labelled + d.labelled, correct = r.correct + d.correct
+    FROM changed d
+    WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
+      AND r.label = d.label AND r.hour = d.hour
+)
+UPDATE prediction_daily_rollups r
+SET labelled = r.labelled + d.labelled, correct = r.correct + d.correct
+FROM (SELECT model_version_id, caller, label, date_trunc('day', hour, 'UTC') AS day,
+             sum(labelled) AS labelled, sum(correct) AS correct
+      FROM changed GROUP BY 1, 2, 3, 4) AS d
+WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
+  AND r.label = d.label AND r.day = d.day
+"""
+
+
 async def count_in_rollups(
     connection: asyncpg.Connection, changes: Sequence[tuple[uuid.UUID, int, int]]
 ) -> None:
-    """Add (prediction id, labelled delta, correct delta) to the roll-ups of the predictions."""
+    """Add (prediction id, labelled delta, correct delta) to the hourly and daily roll-ups of
+    the predictions, in one statement."""
     await connection.execute(
-        "UPDATE prediction_rollups r SET labelled = r.labelled + d.labelled, "
-        "correct = r.correct + d.correct "
-        "FROM (SELECT p.model_version_id, coalesce(p.caller, '') AS caller, "
-        "coalesce(p.label, '') AS label, date_trunc('hour', p.created_at, 'UTC') AS hour, "
-        "sum(u.labelled) AS labelled, sum(u.correct) AS correct "
-        "FROM unnest($1::uuid[], $2::int4[], $3::int4[]) AS u(prediction_id, labelled, correct) "
-        "JOIN predictions p ON p.id = u.prediction_id GROUP BY 1, 2, 3, 4) AS d "
-        "WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller "
-        "AND r.label = d.label AND r.hour = d.hour",
+        _COUNT_IN_ROLLUPS,
         [prediction_id for prediction_id, _, _ in changes],
         [labelled for _, labelled, _ in changes],
         [correct for _, _, correct in changes],

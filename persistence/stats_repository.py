@@ -1,24 +1,36 @@
-"""Prediction statistics, overall and grouped: answered from the hourly roll-ups when the
-filter allows (model, version, label, caller, and createdAfter/createdBefore on whole hours),
-from the raw prediction table otherwise. Counts and means are exact either way; p95 latency
-from the latency roll-ups (per version and hour, so without label or caller filters) is read
-off a log-scale histogram (see `p95_of_histogram`), and exact from the raw table otherwise."""
+"""Prediction statistics, overall and grouped: answered from the roll-ups when the filter allows
+(model, version, label, caller, and createdAfter/createdBefore on whole hours), from the raw
+prediction table otherwise. Roll-ups are read daily for the whole UTC days of the window and
+hourly for the rest (all hourly when grouped by hour). Counts and means are exact either way;
+p95 latency from the latency roll-ups (per version and period, so without label or caller
+filters) is read off a log-scale histogram (see `_p95_per_key`), and exact from the raw
+table otherwise."""
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, cast, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Subquery,
+    and_,
+    cast,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.prediction_repository import PredictionQuery
 from modelql.persistence.tables import (
+    DailyLatencyRollup,
+    DailyPredictionRollup,
     LatencyRollup,
     LatestOutcome,
     Model,
@@ -113,17 +125,91 @@ def _use_rollups(
     return answerable if from_rollups is None else from_rollups
 
 
-def _rollup_conditions(query: PredictionQuery) -> list[ColumnElement[bool]]:
-    rollup = PredictionRollup
-    conditions = query.catalogue_conditions(rollup.model_id, rollup.model_version_id)
+Span = tuple[datetime | None, datetime | None]
+"""[start, end) in time; None: unbounded."""
+
+
+@dataclass(frozen=True)
+class Periods:
+    """Which roll-up rows cover a window exactly: the daily rows of `days` (whole UTC days),
+    the hourly rows of each of `hours`."""
+
+    days: Span | None
+    hours: tuple[Span, ...]
+
+
+def _day_floor(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def periods(after: datetime | None, before: datetime | None, *, hourly: bool = False) -> Periods:
+    """The whole days inside [after, before) from the daily roll-ups, the hours of the partial
+    days at its ends from the hourly ones; everything hourly when asked (groups by hour)."""
+    after = None if after is None else after.astimezone(UTC)
+    before = None if before is None else before.astimezone(UTC)
+    first_day = None if after is None else _day_floor(after)
+    if first_day is not None and first_day < after:  # type: ignore[operator]
+        first_day += timedelta(days=1)
+    end_day = None if before is None else _day_floor(before)
+    if hourly or (first_day is not None and end_day is not None and first_day >= end_day):
+        return Periods(None, ((after, before),))
+    edges = ((after, first_day), (end_day, before))
+    return Periods((first_day, end_day), tuple((a, b) for a, b in edges if a != b))
+
+
+def _covering_rows(hourly: Any, daily: Any, names: Sequence[str], cover: Periods) -> Subquery:
+    """The roll-up rows that cover the periods, each with `starts_at`, its period's start."""
+
+    def rows(table: Any, starts_at: Any, span: Span) -> Any:
+        start, end = span
+        statement = select(*(getattr(table, name) for name in names), starts_at.label("starts_at"))
+        if start is not None:
+            statement = statement.where(starts_at >= start)
+        if end is not None:
+            statement = statement.where(starts_at < end)
+        return statement
+
+    parts = [rows(hourly, hourly.hour, span) for span in cover.hours]
+    if cover.days is not None:
+        parts.append(rows(daily, daily.day, cover.days))
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+
+
+_SUMS = (
+    "model_version_id",
+    "model_id",
+    "caller",
+    "label",
+    "count",
+    "latency_sum",
+    "confidence_sum",
+    "confidence_count",
+    "value_sum",
+    "value_count",
+    "first_at",
+    "last_at",
+    "labelled",
+    "correct",
+)
+_LATENCY_COUNTS = ("model_version_id", "model_id", "bucket", "count")
+
+
+def _rollup_rows(query: PredictionQuery, interval: Interval | None = None) -> Subquery:
+    cover = periods(query.created_after, query.created_before, hourly=interval is Interval.HOUR)
+    return _covering_rows(PredictionRollup, DailyPredictionRollup, _SUMS, cover)
+
+
+def _latency_rows(query: PredictionQuery, interval: Interval | None = None) -> Subquery:
+    cover = periods(query.created_after, query.created_before, hourly=interval is Interval.HOUR)
+    return _covering_rows(LatencyRollup, DailyLatencyRollup, _LATENCY_COUNTS, cover)
+
+
+def _rollup_conditions(query: PredictionQuery, rows: Subquery) -> list[ColumnElement[bool]]:
+    conditions = query.catalogue_conditions(rows.c.model_id, rows.c.model_version_id)
     if query.label is not None:
-        conditions.append(rollup.label == query.label)
+        conditions.append(rows.c.label == query.label)
     if query.caller is not None:
-        conditions.append(rollup.caller == query.caller)
-    if query.created_after is not None:
-        conditions.append(rollup.hour >= query.created_after)
-    if query.created_before is not None:
-        conditions.append(rollup.hour < query.created_before)
+        conditions.append(rows.c.caller == query.caller)
     return conditions
 
 
@@ -131,8 +217,8 @@ def _ratio(numerator: Any, denominator: Any) -> ColumnElement[float]:
     return numerator / func.nullif(denominator, 0)
 
 
-def _rollup_totals() -> list[ColumnElement[Any]]:
-    r = PredictionRollup
+def _rollup_totals(rows: Subquery) -> list[ColumnElement[Any]]:
+    r = rows.c
     count = _total(r.count)
     return [
         func.coalesce(count, 0),
@@ -180,7 +266,8 @@ async def totals(
 ) -> Totals:
     """Count, means, first and last time, and outcome counts of the selected predictions."""
     if _use_rollups(query, from_rollups):
-        statement = select(*_rollup_totals()).where(*_rollup_conditions(query))
+        rows = _rollup_rows(query)
+        statement = select(*_rollup_totals(rows)).where(*_rollup_conditions(query, rows))
     else:
         joined, where = _raw_from(query)
         statement = select(*_raw_totals()).select_from(joined).where(where)
@@ -192,13 +279,13 @@ async def label_counts(
 ) -> list[tuple[str, int]]:
     """(label, count), most frequent first."""
     if _use_rollups(query, from_rollups):
-        r = PredictionRollup
-        count: ColumnElement[Any] = _total(r.count).label("count")
+        rows = _rollup_rows(query)
+        count: ColumnElement[Any] = _total(rows.c.count).label("count")
         statement = (
-            select(r.label, count)
-            .where(*_rollup_conditions(query), r.label != "")
-            .group_by(r.label)
-            .order_by(count.desc(), r.label)
+            select(rows.c.label, count)
+            .where(*_rollup_conditions(query, rows), rows.c.label != "")
+            .group_by(rows.c.label)
+            .order_by(count.desc(), rows.c.label)
         )
     else:
         count = func.count().label("count")
@@ -215,27 +302,22 @@ async def p95_latency(
     session: AsyncSession, query: PredictionQuery, *, from_rollups: bool | None = None
 ) -> float | None:
     """The 95th percentile of latency (linear interpolation, as percentile_cont)."""
-    if not _use_rollups(query, from_rollups):
+    if not _use_rollups(query, from_rollups) or not latency_rollups_answer(query):
         statement = select(func.percentile_cont(0.95).within_group(Prediction.latency_ms)).where(
             *query.conditions()
         )
         return await session.scalar(statement)
-    if not latency_rollups_answer(query):
-        statement = select(func.percentile_cont(0.95).within_group(Prediction.latency_ms)).where(
-            *query.conditions()
-        )
-        return await session.scalar(statement)
-    latency = LatencyRollup
-    statement = (
-        select(latency.bucket, _total(latency.count))
-        .where(*_latency_conditions(query))
-        .group_by(latency.bucket)
+    rows = _latency_rows(query)
+    histogram = (
+        select(rows.c.bucket, _total(rows.c.count).label("n"))
+        .where(*query.catalogue_conditions(rows.c.model_id, rows.c.model_version_id))
+        .group_by(rows.c.bucket)
     )
-    return p95_of_histogram({b: int(n) for b, n in await session.execute(statement)})
+    return (await _p95_per_key(session, histogram.subquery(), 0)).get((), None)
 
 
 def latency_rollups_answer(query: PredictionQuery, by: Sequence[Dimension] = ()) -> bool:
-    """Whether the latency roll-ups (per version and hour, no caller or label) hold exactly
+    """Whether the latency roll-ups (per version and period, no caller or label) hold exactly
     the latencies of the selected predictions, per group of `by`."""
     return (
         rollups_answer(query)
@@ -245,37 +327,43 @@ def latency_rollups_answer(query: PredictionQuery, by: Sequence[Dimension] = ())
     )
 
 
-def _latency_conditions(query: PredictionQuery) -> list[ColumnElement[bool]]:
-    latency = LatencyRollup
-    conditions = query.catalogue_conditions(latency.model_id, latency.model_version_id)
-    if query.created_after is not None:
-        conditions.append(latency.hour >= query.created_after)
-    if query.created_before is not None:
-        conditions.append(latency.hour < query.created_before)
-    return conditions
+async def _p95_per_key(
+    session: AsyncSession, histogram: Subquery, width: int
+) -> dict[tuple[Any, ...], float | None]:
+    """percentile_cont(0.95) per key, with every value replaced by the middle of its bucket,
+    from a histogram (columns k0..k{width-1}, bucket, n). PostgreSQL finds, per key, the
+    buckets of the two ranks that percentile_cont interpolates between, so one row per key
+    comes back however many buckets there are."""
+    keys = [histogram.c[f"k{index}"] for index in range(width)]
+    partition = {"partition_by": keys} if keys else {}
+    cumulative = select(
+        *keys,
+        histogram.c.bucket,
+        func.sum(histogram.c.n).over(order_by=histogram.c.bucket, **partition).label("upto"),
+        func.sum(histogram.c.n).over(**partition).label("total"),
+    ).subquery()
+    c = cumulative.c
+    position = 0.95 * (c.total - 1)
+    statement = select(
+        *(c[f"k{index}"] for index in range(width)),
+        func.min(c.bucket).filter(c.upto > func.floor(position)),
+        func.min(c.bucket).filter(c.upto > func.ceil(position)),
+        func.max(position - func.floor(position)),
+    ).group_by(*(c[f"k{index}"] for index in range(width)))
+    p95: dict[tuple[Any, ...], float | None] = {}
+    for row in await session.execute(statement):
+        low, high, fraction = row[width:]
+        if low is None:  # no latencies at all (an aggregate without keys still answers)
+            continue
+        low_ms, high_ms = _bucket_middle(low), _bucket_middle(high)
+        p95[tuple(row[:width])] = low_ms + float(fraction) * (high_ms - low_ms)
+    return p95
 
 
-def p95_of_histogram(histogram: Mapping[int, int]) -> float | None:
-    """percentile_cont(0.95) with every value replaced by the middle of its bucket."""
-    total = sum(histogram.values())
-    if not total:
-        return None
-    position = 0.95 * (total - 1)
-    lower, upper = math.floor(position), math.ceil(position)
-
-    def value_at(rank: int) -> float:
-        seen = 0
-        for bucket in sorted(histogram):
-            seen += histogram[bucket]
-            if rank < seen:
-                return BUCKET_BASE_MS * BUCKET_GROWTH ** (bucket + 0.5)
-        raise AssertionError("rank beyond the histogram")
-
-    low = value_at(lower)
-    return low + (position - lower) * (value_at(upper) - low)
+def _bucket_middle(bucket: int) -> float:
+    return BUCKET_BASE_MS * BUCKET_GROWTH ** (bucket + 0.5)
 
 
-RAW, ROLLUPS, LATENCY = "raw", "rollups", "latency"
 STRIDES = {
     Interval.MINUTE: "1 minute",
     Interval.HOUR: "1 hour",
@@ -288,20 +376,20 @@ WEEK_ORIGIN = "timestamptz '2000-01-03 00:00:00+00'"
 
 
 def _dimension_columns(
-    dimension: Dimension, interval: Interval, source: str
+    dimension: Dimension, interval: Interval, rows: Subquery | None
 ) -> list[ColumnElement[Any]]:
-    """What a dimension groups by in a source (the raw table, the roll-ups, the latency
-    roll-ups, which have no label or caller); its last column is what the group shows."""
-    table: Any = {RAW: Prediction, ROLLUPS: PredictionRollup, LATENCY: LatencyRollup}[source]
+    """What a dimension groups by in roll-up rows (None: the raw table; latency rows have no
+    label or caller); its last column is what the group shows."""
     if dimension is Dimension.MODEL:
         return [Model.name]
     if dimension is Dimension.VERSION:
-        return [table.model_version_id, ModelVersion.number]
+        version_id = Prediction.model_version_id if rows is None else rows.c.model_version_id
+        return [version_id, ModelVersion.number]
     if dimension is Dimension.LABEL:
-        return [table.label if source == RAW else func.nullif(table.label, "")]
+        return [Prediction.label if rows is None else func.nullif(rows.c.label, "")]
     if dimension is Dimension.CALLER:
-        return [table.caller if source == RAW else func.nullif(table.caller, "")]
-    time = table.created_at if source == RAW else table.hour
+        return [Prediction.caller if rows is None else func.nullif(rows.c.caller, "")]
+    time = Prediction.created_at if rows is None else rows.c.starts_at
     stride = literal_column(f"interval '{STRIDES[interval]}'")
     return [func.date_bin(stride, time, literal_column(WEEK_ORIGIN))]
 
@@ -320,16 +408,17 @@ async def groups(
     groups' latency histograms."""
     rollups = _use_rollups(query, from_rollups, interval)
     asked = list(dict.fromkeys(by))
-    columns = {d: _dimension_columns(d, interval, ROLLUPS if rollups else RAW) for d in asked}
+    rows = _rollup_rows(query, interval) if rollups else None
+    columns = {d: _dimension_columns(d, interval, rows) for d in asked}
     keys = [column for d in asked for column in columns[d]]
     labelled = [key.label(f"k{index}") for index, key in enumerate(keys)]
-    if rollups:
-        statement = select(*labelled, *_rollup_totals(), literal_column("NULL")).select_from(
-            PredictionRollup
+    if rows is not None:
+        statement = select(*labelled, *_rollup_totals(rows), literal_column("NULL")).select_from(
+            rows
         )
-        model_id, version_id = PredictionRollup.model_id, PredictionRollup.model_version_id
-        where = _rollup_conditions(query)
-        count: ColumnElement[Any] = func.coalesce(_total(PredictionRollup.count), 0)
+        model_id, version_id = rows.c.model_id, rows.c.model_version_id
+        where = _rollup_conditions(query, rows)
+        count: ColumnElement[Any] = func.coalesce(_total(rows.c.count), 0)
     else:
         joined, raw_where = _raw_from(query)
         p95 = func.percentile_cont(0.95).within_group(Prediction.latency_ms)
@@ -342,13 +431,13 @@ async def groups(
     statement = (
         statement.where(*where).group_by(*keys).order_by(*time, count.desc(), *keys).limit(limit)
     )
-    rows = (await session.execute(statement)).all()
+    found = (await session.execute(statement)).all()
     width = len(keys)
-    latency = {tuple(row[:width]): row[-1] for row in rows}
-    if rollups and rows:
+    latency = {tuple(row[:width]): row[-1] for row in found}
+    if rollups and found:
         latency = await _rolled_up_p95(session, query, asked, interval)
     return [
-        _group(asked, columns, tuple(row[:width]), Totals(*row[width:-1]), latency) for row in rows
+        _group(asked, columns, tuple(row[:width]), Totals(*row[width:-1]), latency) for row in found
     ]
 
 
@@ -365,11 +454,8 @@ async def _rolled_up_p95(
 ) -> dict[tuple[Any, ...], float | None]:
     """p95 latency per group key: from the latency roll-ups' histograms when they answer,
     else (label or caller involved) exactly, from the raw table."""
-    exact = not latency_rollups_answer(query, asked)
-    source = RAW if exact else LATENCY
-    columns = {d: _dimension_columns(d, interval, source) for d in asked}
-    keys = [column for d in asked for column in columns[d]]
-    if exact:
+    if not latency_rollups_answer(query, asked):
+        keys = [column for d in asked for column in _dimension_columns(d, interval, None)]
         p95 = func.percentile_cont(0.95).within_group(Prediction.latency_ms)
         statement = _join_catalogue(
             select(*keys, p95).select_from(Prediction),
@@ -377,20 +463,24 @@ async def _rolled_up_p95(
             Prediction.model_id,
             Prediction.model_version_id,
         ).where(*query.conditions())
-        rows = await session.execute(statement.group_by(*keys))
-        return {tuple(row[:-1]): row[-1] for row in rows}
-    latency = LatencyRollup
-    statement = _join_catalogue(
-        select(*keys, latency.bucket, _total(latency.count)).select_from(latency),
+        found = await session.execute(statement.group_by(*keys))
+        return {tuple(row[:-1]): row[-1] for row in found}
+    rows = _latency_rows(query, interval)
+    keys = [column for d in asked for column in _dimension_columns(d, interval, rows)]
+    histogram = _join_catalogue(
+        select(
+            *(key.label(f"k{index}") for index, key in enumerate(keys)),
+            rows.c.bucket,
+            _total(rows.c.count).label("n"),
+        ).select_from(rows),
         asked,
-        latency.model_id,
-        latency.model_version_id,
+        rows.c.model_id,
+        rows.c.model_version_id,
     )
-    statement = statement.where(*_latency_conditions(query)).group_by(*keys, latency.bucket)
-    histograms: dict[tuple[Any, ...], dict[int, int]] = defaultdict(dict)
-    for row in await session.execute(statement):
-        histograms[tuple(row[: len(keys)])][row[-2]] = int(row[-1])
-    return {key: p95_of_histogram(histogram) for key, histogram in histograms.items()}
+    histogram = histogram.where(
+        *query.catalogue_conditions(rows.c.model_id, rows.c.model_version_id)
+    ).group_by(*keys, rows.c.bucket)
+    return await _p95_per_key(session, histogram.subquery(), len(keys))
 
 
 def _group(

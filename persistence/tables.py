@@ -16,7 +16,6 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
-    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -223,15 +222,17 @@ class Prediction(Base):
         Index(None, "model_version_id", "created_at", "id"),
         Index(None, "caller", "created_at", "id"),
         Index(None, "request_id"),
-        Index(None, "idempotency_record_id", "batch_index"),
+        Index(
+            None,
+            "idempotency_record_id",
+            "batch_index",
+            postgresql_where=text("idempotency_record_id IS NOT NULL"),
+        ),
         CheckConstraint(one_of("routed_by", RoutingReason), name="routed_by"),
         CheckConstraint(FINITE_NUMBERS, name="finite_numbers"),
-        # One key for both columns: the model is the version's model, checked once per row.
-        ForeignKeyConstraint(
-            ["model_version_id", "model_id"],
-            ["model_versions.id", "model_versions.model_id"],
-            ondelete="RESTRICT",
-        ),
+        # model_version_id and model_id name an existing version and its model: checked once
+        # per INSERT statement by the trigger predictions_reference_their_version (migration
+        # 20261123_lean), which does a foreign key's work without its per-row cost.
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -335,19 +336,15 @@ class LatestOutcome(Base):
     )
 
 
-class PredictionRollup(Base):
-    """Predictions aggregated per version, caller, label and hour ('' stands for none),
-    written in the transaction that stores them; outcomes update `labelled` and `correct`."""
-
-    __tablename__ = "prediction_rollups"
-    __table_args__ = (Index(None, "model_id", "hour"), Index(None, "hour"))
+class _PredictionSums:
+    """The key and sums of a prediction roll-up row, hourly or daily ('' stands for none; the
+    period's start is the key's last column)."""
 
     model_version_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
     )
     caller: Mapped[str] = mapped_column(Text, primary_key=True)
     label: Mapped[str] = mapped_column(Text, primary_key=True)
-    hour: Mapped[datetime] = mapped_column(primary_key=True)
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
     count: Mapped[int] = mapped_column(BigInteger)
     latency_sum: Mapped[float] = mapped_column(Double)
@@ -361,20 +358,53 @@ class PredictionRollup(Base):
     correct: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
-class LatencyRollup(Base):
-    """Predictions counted per version, hour and log-scale latency bucket
-    (modelql_latency_bucket), written with them: what p95 latency is read from at scale."""
+class PredictionRollup(_PredictionSums, Base):
+    """Predictions aggregated per version, caller, label and UTC hour, written in the
+    transaction that stores them; outcomes update `labelled` and `correct`."""
 
-    __tablename__ = "prediction_latency_rollups"
-    __table_args__ = (Index(None, "model_id", "hour"),)
+    __tablename__ = "prediction_rollups"
+    __table_args__ = (Index(None, "model_id", "hour"), Index(None, "hour"))
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True, sort_order=1)
+
+
+class DailyPredictionRollup(_PredictionSums, Base):
+    """The hourly roll-ups summed per UTC day, written beside them: what long windows read."""
+
+    __tablename__ = "prediction_daily_rollups"
+    __table_args__ = (Index(None, "model_id", "day"), Index(None, "day"))
+
+    day: Mapped[datetime] = mapped_column(primary_key=True, sort_order=1)
+
+
+class _LatencyCounts:
+    """The key and count of a latency roll-up row, hourly or daily (version, period, bucket)."""
 
     model_version_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
     )
-    hour: Mapped[datetime] = mapped_column(primary_key=True)
-    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    bucket: Mapped[int] = mapped_column(SmallInteger, primary_key=True, sort_order=2)
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class LatencyRollup(_LatencyCounts, Base):
+    """Predictions counted per version, UTC hour and log-scale latency bucket
+    (modelql_latency_bucket), written with them: what p95 latency is read from at scale."""
+
+    __tablename__ = "prediction_latency_rollups"
+    __table_args__ = (Index(None, "model_id", "hour"), Index(None, "hour"))
+
+    hour: Mapped[datetime] = mapped_column(primary_key=True, sort_order=1)
+
+
+class DailyLatencyRollup(_LatencyCounts, Base):
+    """The hourly latency roll-ups summed per UTC day, written beside them."""
+
+    __tablename__ = "prediction_latency_daily_rollups"
+    __table_args__ = (Index(None, "model_id", "day"), Index(None, "day"))
+
+    day: Mapped[datetime] = mapped_column(primary_key=True, sort_order=1)
 
 
 class OutcomeRollup(Base):
@@ -387,7 +417,7 @@ class OutcomeRollup(Base):
     model_version_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
     )
-    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    hour: Mapped[datetime] = mapped_column(primary_key=True, sort_order=1)
     predicted: Mapped[str] = mapped_column(Text, primary_key=True)
     observed: Mapped[str] = mapped_column(Text, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)

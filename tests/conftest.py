@@ -42,6 +42,8 @@ PER_TEST_TABLES = (
     "prediction_outcomes",
     "prediction_rollups",
     "prediction_latency_rollups",
+    "prediction_daily_rollups",
+    "prediction_latency_daily_rollups",
     "outcome_rollups",
     "predictions",
     "idempotency_records",

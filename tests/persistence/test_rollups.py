@@ -1,7 +1,7 @@
 """Roll-ups answer statistics exactly as the raw table does (p95 latency within 5%), for
-random predictions spread over hours, random filters and random groupings. The roll-ups
-are written by the migration's back-fill, then by the prediction writer on top of them,
-then moved by recorded outcomes."""
+random predictions spread over hours and days, random filters and random groupings. The
+roll-ups are written by the migrations' back-fills (hourly, then daily from hourly), then by
+the prediction writer on top of them, then moved by recorded outcomes."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ from modelql.persistence.prediction_writer import RequestRows, insert
 from modelql.persistence.stats_repository import (
     Dimension,
     Interval,
+    Periods,
     groups,
     label_counts,
     p95_latency,
+    periods,
     rollups_answer,
     totals,
 )
@@ -36,6 +38,7 @@ from modelql.services.catalogue import Catalogue
 from modelql.services.freshness import Freshness
 
 QUALITY = importlib.import_module("modelql.migrations.versions.2026_11_23_model_quality")
+DAILY = importlib.import_module("modelql.migrations.versions.2026_11_23_daily_rollups")
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 START = NOW - timedelta(days=9)
 HOURS = [START + timedelta(hours=h) for h in range(0, 9 * 24 + 2, 7)]
@@ -148,6 +151,8 @@ async def spread_predictions(
         )  # fmt: skip
         await connection.execute(QUALITY.BACKFILL_ROLLUPS)
         await connection.execute(QUALITY.BACKFILL_LATENCY_ROLLUPS)
+        await connection.execute(DAILY.BACKFILL_DAILY_ROLLUPS)
+        await connection.execute(DAILY.BACKFILL_DAILY_LATENCY_ROLLUPS)
         fresh = _rows(rng, versions, 150)
     for batch in (fresh[:50], fresh[50:]):
         async with sessionmaker.begin() as session:
@@ -263,3 +268,34 @@ def test_the_raw_table_answers_what_roll_ups_cannot():
     assert not rollups_answer(PredictionQuery(created_after=NOW + timedelta(minutes=5)))
     assert not rollups_answer(PredictionQuery(), Interval.MINUTE)
     assert rollups_answer(PredictionQuery(created_after=NOW, model="m", caller="c", label="x"))
+
+
+def test_a_window_is_read_as_whole_days_and_the_hours_at_its_ends():
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    after, before = day + timedelta(hours=5), day + timedelta(days=3, hours=2)
+    assert periods(after, before) == Periods(
+        days=(day + timedelta(days=1), day + timedelta(days=3)),
+        hours=((after, day + timedelta(days=1)), (day + timedelta(days=3), before)),
+    )
+    assert periods(day, day + timedelta(days=2)) == Periods((day, day + timedelta(days=2)), ())
+    assert periods(None, None) == Periods((None, None), ())
+    assert periods(None, after) == Periods((None, day), ((day, after),))
+
+
+def test_a_window_within_one_day_or_grouped_by_hour_is_read_hourly():
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    inside = (day + timedelta(hours=1), day + timedelta(hours=20))
+    assert periods(*inside) == Periods(None, (inside,))
+    across = (day + timedelta(hours=20), day + timedelta(days=1, hours=3))
+    assert periods(*across) == Periods(None, (across,))
+    assert periods(day, None, hourly=True) == Periods(None, ((day, None),))
+
+
+def test_a_window_without_an_offset_is_read_as_utc():
+    day = datetime(2026, 11, 20, tzinfo=UTC)
+    after, before = day + timedelta(hours=5), day + timedelta(days=3)
+    naive = PredictionQuery(
+        created_after=after.replace(tzinfo=None), created_before=before.replace(tzinfo=None)
+    )
+    assert periods(naive.created_after, naive.created_before) == periods(after, before)
+    assert rollups_answer(naive)
