@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, exists, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,13 @@ class PredictionQuery:
     correct: bool | None = None
     model_id: uuid.UUID | None = None
     version_id: uuid.UUID | None = None
+
+    def __post_init__(self) -> None:
+        """A time without an offset is UTC (as the API says), so every path compares alike."""
+        for name in ("created_after", "created_before"):
+            moment = getattr(self, name)
+            if moment is not None and moment.tzinfo is None:
+                object.__setattr__(self, name, moment.replace(tzinfo=UTC))
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conditions = self.catalogue_conditions(Prediction.model_id, Prediction.model_version_id)

@@ -13,7 +13,14 @@ import asyncpg
 import orjson
 
 from modelql.persistence.notifications import PREDICTIONS_CHANNEL
-from modelql.persistence.tables import LatencyRollup, Prediction, PredictionCommit, PredictionRollup
+from modelql.persistence.tables import (
+    DailyLatencyRollup,
+    DailyPredictionRollup,
+    LatencyRollup,
+    Prediction,
+    PredictionCommit,
+    PredictionRollup,
+)
 
 COLUMNS = (
     "id",
@@ -33,19 +40,41 @@ COLUMNS = (
     "routed_by",
 )
 _ROLLED_UP = "model_id, model_version_id, caller, label, latency_ms, confidence, value, created_at"
-_ADD_TO_ROLLUPS = f"""
-INSERT INTO {PredictionRollup.__tablename__} AS r (
-    model_version_id, caller, label, hour, model_id, count, latency_sum,
+PERIODS = (
+    (PredictionRollup, LatencyRollup, "hour"),
+    (DailyPredictionRollup, DailyLatencyRollup, "day"),
+)
+"""The roll-up tables per period; a period's key column is named after its date_trunc unit."""
+
+_SUMMED = """
+SELECT model_version_id, model_id, coalesce(caller, '') AS caller, coalesce(label, '') AS label,
+       date_trunc('hour', created_at, 'UTC') AS hour, modelql_latency_bucket(latency_ms) AS bucket,
+       count(*) AS count, sum(latency_ms) AS latency_sum,
+       coalesce(sum(confidence), 0) AS confidence_sum, count(confidence) AS confidence_count,
+       coalesce(sum(value), 0) AS value_sum, count(value) AS value_count,
+       min(created_at) AS first_at, max(created_at) AS last_at
+FROM inserted
+GROUP BY 1, 2, 3, 4, 5, 6
+"""
+"""The inserted rows summed once per roll-up key and latency bucket (a request's rows share
+its version, caller, latency and hour: a handful of rows), which every roll-up then adds up."""
+
+
+def _add_to_rollups(table: str, period: str) -> str:
+    """Adds the `summed` rows to their roll-ups of one period, in key order (so that
+    concurrent writers lock roll-up rows in the same order)."""
+    return f"""
+INSERT INTO {table} AS r (
+    model_version_id, caller, label, {period}, model_id, count, latency_sum,
     confidence_sum, confidence_count, value_sum, value_count, first_at, last_at
 )
-SELECT model_version_id, coalesce(caller, ''), coalesce(label, ''),
-       date_trunc('hour', created_at, 'UTC'), model_id, count(*), sum(latency_ms),
-       coalesce(sum(confidence), 0), count(confidence), coalesce(sum(value), 0), count(value),
-       min(created_at), max(created_at)
-FROM inserted
+SELECT model_version_id, caller, label, date_trunc('{period}', hour, 'UTC'), model_id,
+       sum(count), sum(latency_sum), sum(confidence_sum), sum(confidence_count), sum(value_sum),
+       sum(value_count), min(first_at), max(last_at)
+FROM summed
 GROUP BY 1, 2, 3, 4, 5
 ORDER BY 1, 2, 3, 4
-ON CONFLICT (model_version_id, caller, label, hour) DO UPDATE SET
+ON CONFLICT (model_version_id, caller, label, {period}) DO UPDATE SET
     count = r.count + excluded.count,
     latency_sum = r.latency_sum + excluded.latency_sum,
     confidence_sum = r.confidence_sum + excluded.confidence_sum,
@@ -55,29 +84,37 @@ ON CONFLICT (model_version_id, caller, label, hour) DO UPDATE SET
     first_at = least(r.first_at, excluded.first_at),
     last_at = greatest(r.last_at, excluded.last_at)
 """
-"""Adds the rows of the `inserted` CTE to their hourly roll-ups, in key order (so that
-concurrent writers lock roll-up rows in the same order)."""
 
-_ADD_TO_LATENCY_ROLLUPS = f"""
-INSERT INTO {LatencyRollup.__tablename__} AS l (model_version_id, hour, bucket, model_id, count)
-SELECT model_version_id, date_trunc('hour', created_at, 'UTC'),
-       modelql_latency_bucket(latency_ms), model_id, count(*)
-FROM inserted
+
+def _add_to_latency_rollups(table: str, period: str) -> str:
+    return f"""
+INSERT INTO {table} AS l (model_version_id, {period}, bucket, model_id, count)
+SELECT model_version_id, date_trunc('{period}', hour, 'UTC'), bucket, model_id, sum(count)
+FROM summed
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2, 3
-ON CONFLICT (model_version_id, hour, bucket) DO UPDATE SET count = l.count + excluded.count
+ON CONFLICT (model_version_id, {period}, bucket) DO UPDATE SET count = l.count + excluded.count
 """
 
+
+_ROLLUPS = f"summed AS ({_SUMMED}), " + ", ".join(
+    f"{period}_rolled_up AS ({_add_to_rollups(rollup.__tablename__, period)}), "
+    f"{period}_latency_rolled_up AS ({_add_to_latency_rollups(latency.__tablename__, period)})"
+    for rollup, latency, period in PERIODS
+)
+
 # Per-row columns travel as arrays, the JSON ones as one JSON array each (one text, not one
-# array element per row), and what a request's rows share as one array element per request.
+# array element per row), zipped by ROWS FROM (no join); what a request's rows share travels
+# as one array element per request.
 _NEW_ROWS = """
-SELECT r.id, q.model_id, q.model_version_id, i.value, r.label, r.value,
-       NULLIF(p.value, 'null'::jsonb), r.confidence, q.latency_ms, q.request_id, q.caller,
-       q.idempotency_key, q.idempotency_record_id, r.batch_index, q.routed_by
-FROM unnest($1::uuid[], $2::int8[], $3::int4[], $4::text[], $5::float8[], $6::float8[])
-     WITH ORDINALITY AS r(id, request, batch_index, label, value, confidence, n)
-JOIN jsonb_array_elements($7::jsonb) WITH ORDINALITY AS i(value, n) USING (n)
-JOIN jsonb_array_elements($8::jsonb) WITH ORDINALITY AS p(value, n) USING (n)
+SELECT r.id, q.model_id, q.model_version_id, r.inputs, r.label, r.value,
+       NULLIF(r.probabilities, 'null'::jsonb), r.confidence, q.latency_ms, q.request_id,
+       q.caller, q.idempotency_key, q.idempotency_record_id, r.batch_index, q.routed_by
+FROM ROWS FROM (
+         unnest($1::uuid[]), unnest($2::int8[]), unnest($3::int4[]), unnest($4::text[]),
+         unnest($5::float8[]), unnest($6::float8[]), jsonb_array_elements($7::jsonb),
+         jsonb_array_elements($8::jsonb)
+     ) AS r(id, request, batch_index, label, value, confidence, inputs, probabilities)
 JOIN unnest($9::uuid[], $10::uuid[], $11::float8[], $12::text[], $13::text[], $14::text[],
             $15::uuid[], $16::text[])
      WITH ORDINALITY AS q(model_id, model_version_id, latency_ms, request_id, caller,
@@ -86,8 +123,7 @@ JOIN unnest($9::uuid[], $10::uuid[], $11::float8[], $12::text[], $13::text[], $1
 """
 _INSERT_ROWS_AND_ROLLUPS = (
     f"WITH inserted AS (INSERT INTO {Prediction.__tablename__} ({', '.join(COLUMNS)}) "
-    f"{_NEW_ROWS} RETURNING id, {_ROLLED_UP}), rolled_up AS ({_ADD_TO_ROLLUPS}), "
-    f"latency_rolled_up AS ({_ADD_TO_LATENCY_ROLLUPS})"
+    f"{_NEW_ROWS} RETURNING id, {_ROLLED_UP}), {_ROLLUPS}"
 )
 _INSERT = f"{_INSERT_ROWS_AND_ROLLUPS} SELECT now(), count(*) FROM inserted"
 _INSERT_AND_FEED = (
@@ -162,10 +198,10 @@ async def claimed_keys(
 async def insert(
     connection: asyncpg.Connection, requests: Sequence[RequestRows], *, feed: bool = False
 ) -> datetime:
-    """Insert every request's rows and add them to their hourly roll-ups, in one statement;
-    returns the transaction time they were stamped with. With `feed`, the same statement
-    records the group in `prediction_commits` (one row per version) and queues one NOTIFY with
-    those commit ids for the live feed."""
+    """Insert every request's rows and add them to their hourly and daily roll-ups, in one
+    statement; returns the transaction time they were stamped with. With `feed`, the same
+    statement records the group in `prediction_commits` (one row per version) and queues one
+    NOTIFY with those commit ids for the live feed."""
     record = await connection.fetchrow(
         _INSERT_AND_FEED if feed else _INSERT, *_parameters(requests)
     )
@@ -187,38 +223,40 @@ _SHARED = (
 
 
 def _parameters(requests: Sequence[RequestRows]) -> list[Any]:
-    def column(values: Sequence[Any] | None, count: int) -> Sequence[Any]:
-        return values if values is not None else [None] * count
-
     ids: list[uuid.UUID] = []
     numbers: list[int] = []
     positions: list[int] = []
-    labels: list[str | None] = []
-    values: list[float | None] = []
-    confidences: list[float | None] = []
     inputs: list[Mapping[str, Any]] = []
-    probabilities: list[Any] = []
     for number, request in enumerate(requests, 1):
         count = len(request.ids)
         ids.extend(request.ids)
         numbers.extend([number] * count)
         positions.extend(range(count))
-        labels.extend(column(request.labels, count))
-        values.extend(column(request.values, count))
-        confidences.extend(column(request.confidences, count))
         inputs.extend(request.inputs)
-        probabilities.extend(column(request.probabilities, count))
+    probabilities = _joined(requests, "probabilities")
     return [
         ids,
         numbers,
         positions,
-        labels,
-        values,
-        confidences,
+        _joined(requests, "labels"),
+        _joined(requests, "values"),
+        _joined(requests, "confidences"),
         orjson.dumps(inputs).decode(),
-        orjson.dumps(probabilities).decode(),
+        None if probabilities is None else orjson.dumps(probabilities).decode(),
         *([getattr(request, name) for request in requests] for name in _SHARED),
     ]
+
+
+def _joined(requests: Sequence[RequestRows], name: str) -> list[Any] | None:
+    """One per-row column over every request; None when no request has it (sent as NULL:
+    ROWS FROM pads the rows with nulls, and no element is encoded)."""
+    columns = [getattr(request, name) for request in requests]
+    if all(column is None for column in columns):
+        return None
+    joined: list[Any] = []
+    for column, request in zip(columns, requests, strict=True):
+        joined.extend(column if column is not None else [None] * len(request.ids))
+    return joined
 
 
 async def stored_for_records(

@@ -174,4 +174,85 @@ async def test_a_prediction_names_the_model_of_its_version(
 
     message = await _insert_refused(engine, f"{other_model}, v.id, '{{}}', NULL, NULL, 1.0")
 
-    assert "fk_predictions_model_version_id_model_versions" in message
+    assert "ForeignKeyViolation" in message
+    assert "predictions_reference_their_version" in message
+
+
+async def test_a_prediction_names_an_existing_version(engine: AsyncEngine, demo_catalogue: None):
+    message = await _insert_refused(engine, "v.model_id, gen_random_uuid(), '{}', NULL, NULL, 1.0")
+
+    assert "predictions_reference_their_version" in message
+
+
+STORE_ONE = text(
+    "INSERT INTO predictions (id, model_id, model_version_id, inputs, latency_ms, request_id, "
+    "batch_index, routed_by) SELECT gen_random_uuid(), v.model_id, v.id, '{}', 1.0, 'req', 0, "
+    "'DEFAULT' FROM model_versions v WHERE v.id = :version"
+)
+DELETE_VERSION = text("DELETE FROM model_versions WHERE id = :version")
+
+
+async def _a_version(engine: AsyncEngine) -> object:
+    async with engine.connect() as connection:
+        return await connection.scalar(text("SELECT id FROM model_versions LIMIT 1"))
+
+
+async def test_a_version_with_predictions_cannot_be_deleted(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    version = await _a_version(engine)
+    async with engine.begin() as connection:
+        await connection.execute(STORE_ONE, {"version": version})
+
+    with pytest.raises(DBAPIError) as refused:
+        async with engine.begin() as connection:
+            await connection.execute(DELETE_VERSION, {"version": version})
+
+    assert "predictions_reference_their_version" in str(refused.value)
+
+
+async def test_a_version_is_deleted_only_on_a_fresh_snapshot(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    """Under REPEATABLE READ the check could miss a prediction committed after the snapshot."""
+    version = await _a_version(engine)
+
+    async with engine.connect() as connection:
+        await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        with pytest.raises(DBAPIError) as refused:
+            await connection.execute(DELETE_VERSION, {"version": version})
+
+    assert "needs READ COMMITTED" in str(refused.value)
+
+
+async def test_versions_with_predictions_cannot_be_truncated_away(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    async with engine.begin() as connection:
+        await connection.execute(STORE_ONE, {"version": await _a_version(engine)})
+
+    with pytest.raises(DBAPIError) as refused:
+        async with engine.begin() as connection:
+            await connection.execute(text("TRUNCATE models CASCADE"))
+
+    assert "predictions_reference_their_version" in str(refused.value)
+    async with engine.connect() as connection:
+        assert await connection.scalar(text("SELECT count(*) FROM model_versions")) >= 5
+
+
+async def test_a_delete_racing_an_insert_waits_for_it_then_is_refused(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    """The insert's check locks the version as a foreign key would: the delete blocks until
+    the insert commits, then finds its prediction."""
+    version = await _a_version(engine)
+    async with engine.connect() as inserting, engine.connect() as deleting:
+        await inserting.execute(STORE_ONE, {"version": version})  # not committed yet
+        deletion = asyncio.ensure_future(deleting.execute(DELETE_VERSION, {"version": version}))
+        await asyncio.sleep(0.3)
+        assert not deletion.done(), "the delete must wait for the inserting transaction"
+        await inserting.commit()
+        with pytest.raises(DBAPIError) as refused:
+            await deletion
+
+    assert "predictions_reference_their_version" in str(refused.value)
