@@ -199,6 +199,8 @@ async def _create(
         raise ClientError(str(error), ErrorCode.MODEL_UNAVAILABLE) from error
     if not outcome.replayed:
         context.request_log.predictions_stored += len(outcome.predictions)
+    if isinstance(outcome.predictions, predictions.StoredBatch):
+        return PredictionType.from_batch(outcome.predictions)
     return [
         PredictionType.from_row(row, created_by_this_request=True) for row in outcome.predictions
     ]

@@ -33,7 +33,8 @@ class Page(Generic[RowT]):
     """One page of rows with their cursors, before they become GraphQL types."""
 
     rows: Sequence[RowT]
-    cursors: list[str]
+    cursor: Callable[[RowT], str]
+    """A row's cursor, made only when asked for (most pages show nodes, not edges)."""
     has_next_page: bool
     has_previous_page: bool
 
@@ -42,10 +43,9 @@ def page_of(
     rows: Sequence[RowT], *, size: int, after: str | None, cursor: Callable[[RowT], str]
 ) -> Page[RowT]:
     """The page of `size` rows out of `rows`, fetched with one extra row to see a next page."""
-    shown = rows[:size]
     return Page(
-        rows=shown,
-        cursors=[cursor(row) for row in shown],
+        rows=rows[:size],
+        cursor=cursor,
         has_next_page=len(rows) > size,
         has_previous_page=after is not None,
     )

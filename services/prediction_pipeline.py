@@ -13,8 +13,6 @@ import uuid
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -39,6 +37,7 @@ from modelql.services.predictions import (
     PredictionJob,
     PredictionObserver,
     PredictionOutcome,
+    StoredBatch,
     StoredPrediction,
     conflict,
 )
@@ -294,12 +293,16 @@ async def _store_in_transaction(
         for pending in group
         if (key := _key_of(pending.job)) is None or (leaders[key] is pending and key not in earlier)
     ]
-    new = [_NewRows.of(pending, _record_id(pending, claims)) for pending in storing]
-    stored: dict[int, list[StoredPrediction]] = {}
-    if new:
-        requests = [rows.request_rows(version) for rows in new]
+    stored: dict[int, StoredBatch] = {}
+    if storing:
+        requests = [
+            _request_rows(pending, version, _record_id(pending, claims)) for pending in storing
+        ]
         created_at = await prediction_writer.insert(connection, requests, feed=True)
-        stored = {id(rows.pending): rows.stored(version, created_at) for rows in new}
+        stored = {
+            id(pending): StoredBatch(rows, created_at)
+            for pending, rows in zip(storing, requests, strict=True)
+        }
 
     outcomes: list[PredictionOutcome | UserInputError] = []
     for pending in group:
@@ -348,70 +351,34 @@ async def _earlier_claims(
     }
 
 
-@dataclass
-class _NewRows:
-    """One request's new predictions: made once, inserted, then returned as stored."""
-
-    pending: _Pending
-    record_id: uuid.UUID | None
-    ids: list[uuid.UUID]
-    probabilities: list[list[dict[str, Any]]] | None
-
-    @classmethod
-    def of(cls, pending: _Pending, record_id: uuid.UUID | None) -> _NewRows:
-        scores = pending.scores
-        assert scores is not None
-        probabilities = None
-        if scores.probabilities is not None:
-            classes = scores.classes or ()
-            probabilities = [
-                [{"label": label, "probability": p} for label, p in zip(classes, row, strict=True)]
-                for row in scores.probabilities
-            ]
-        return cls(pending, record_id, [uuid7() for _ in pending.job.rows], probabilities)
-
-    def request_rows(self, version: Version) -> RequestRows:
-        """The rows as prediction_writer.insert takes them."""
-        job, scores = self.pending.job, self.pending.scores
-        assert scores is not None
-        return RequestRows(
-            ids=self.ids,
-            inputs=job.rows,
-            labels=scores.labels,
-            values=scores.values,
-            probabilities=self.probabilities,
-            confidences=scores.confidences,
-            model_id=version.model_id,
-            model_version_id=version.id,
-            latency_ms=self.pending.latency_ms,
-            request_id=job.requester.request_id,
-            caller=job.requester.caller,
-            idempotency_key=job.request.idempotency_key,
-            idempotency_record_id=self.record_id,
-            routed_by=job.routed_by,
-        )
-
-    def stored(self, version: Version, created_at: datetime) -> list[StoredPrediction]:
-        job, scores = self.pending.job, self.pending.scores
-        assert scores is not None
-        return [
-            StoredPrediction(
-                id=prediction_id,
-                model_version_id=version.id,
-                inputs=job.rows[index],
-                label=scores.labels[index] if scores.labels is not None else None,
-                value=scores.values[index] if scores.values is not None else None,
-                probabilities=self.probabilities[index] if self.probabilities is not None else None,
-                confidence=scores.confidences[index] if scores.confidences is not None else None,
-                latency_ms=self.pending.latency_ms,
-                created_at=created_at,
-                request_id=job.requester.request_id,
-                caller=job.requester.caller,
-                idempotency_key=job.request.idempotency_key,
-                routed_by=job.routed_by,
-            )
-            for index, prediction_id in enumerate(self.ids)
+def _request_rows(pending: _Pending, version: Version, record_id: uuid.UUID | None) -> RequestRows:
+    """One request's new predictions as prediction_writer.insert takes them (new ids, the
+    probabilities as the stored JSON shape)."""
+    job, scores = pending.job, pending.scores
+    assert scores is not None
+    probabilities = None
+    if scores.probabilities is not None:
+        classes = scores.classes or ()
+        probabilities = [
+            [{"label": label, "probability": p} for label, p in zip(classes, row, strict=True)]
+            for row in scores.probabilities
         ]
+    return RequestRows(
+        ids=[uuid7() for _ in job.rows],
+        inputs=job.rows,
+        labels=scores.labels,
+        values=scores.values,
+        probabilities=probabilities,
+        confidences=scores.confidences,
+        model_id=version.model_id,
+        model_version_id=version.id,
+        latency_ms=pending.latency_ms,
+        request_id=job.requester.request_id,
+        caller=job.requester.caller,
+        idempotency_key=job.request.idempotency_key,
+        idempotency_record_id=record_id,
+        routed_by=job.routed_by,
+    )
 
 
 def _from_record(row: asyncpg.Record) -> StoredPrediction:

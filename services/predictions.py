@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.models.vocabulary import RoutingReason
+from modelql.persistence.prediction_writer import RequestRows
 from modelql.persistence.tables import IdempotencyRecord, Prediction
 from modelql.services.catalogue import Catalogue, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
@@ -110,6 +111,52 @@ class StoredPrediction:
     caller: str | None
     idempotency_key: str | None
     routed_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch(Sequence[StoredPrediction]):
+    """One request's committed predictions: the columns it was inserted from, and the time
+    it was stamped with. A 1,000-row batch needs no object per row until one is asked for."""
+
+    rows: RequestRows
+    created_at: datetime
+
+    def __len__(self) -> int:
+        return len(self.rows.ids)
+
+    @overload
+    def __getitem__(self, index: int) -> StoredPrediction: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[StoredPrediction]: ...
+
+    def __getitem__(self, index: int | slice) -> StoredPrediction | Sequence[StoredPrediction]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        rows = self.rows
+        return StoredPrediction(
+            id=rows.ids[index],
+            model_version_id=rows.model_version_id,
+            inputs=dict(rows.inputs[index]),
+            label=_at(rows.labels, index),
+            value=_at(rows.values, index),
+            probabilities=_at(rows.probabilities, index),
+            confidence=_at(rows.confidences, index),
+            latency_ms=rows.latency_ms,
+            created_at=self.created_at,
+            request_id=rows.request_id,
+            caller=rows.caller,
+            idempotency_key=rows.idempotency_key,
+            routed_by=rows.routed_by,
+        )
+
+    def column(self, values: Sequence[Any] | None) -> Sequence[Any]:
+        """One of the per-row columns, with a column that is all null spelled out."""
+        return values if values is not None else [None] * len(self.rows.ids)
+
+
+def _at(column: Sequence[Any] | None, index: int) -> Any:
+    return None if column is None else column[index]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -21,10 +21,17 @@ class PageInfo:
     end_cursor: str | None
 
 
+def _edge_cursor(root: Edge[Any]) -> str:
+    """Made only when asked for: most pages are read through `nodes`."""
+    return root.cursor_of(root.row)
+
+
 @strawberry.type
 class Edge(Generic[NodeT]):
-    cursor: str
+    cursor: str = strawberry.field(resolver=_edge_cursor)
     node: NodeT
+    row: strawberry.Private[Any]
+    cursor_of: strawberry.Private[Callable[[Any], str]]
 
 
 @strawberry.type
@@ -39,15 +46,13 @@ class Connection(Generic[NodeT]):
     @classmethod
     def of(cls, page: Page[RowT], node: Callable[[RowT], NodeT]) -> Connection[NodeT]:
         """The connection of a page, each row turned into its node type by `node`."""
+        rows = page.rows
         return cls(
-            edges=[
-                Edge(cursor=cursor, node=node(row))
-                for cursor, row in zip(page.cursors, page.rows, strict=True)
-            ],
+            edges=[Edge(node=node(row), row=row, cursor_of=page.cursor) for row in rows],
             page_info=PageInfo(
                 has_next_page=page.has_next_page,
                 has_previous_page=page.has_previous_page,
-                start_cursor=page.cursors[0] if page.cursors else None,
-                end_cursor=page.cursors[-1] if page.cursors else None,
+                start_cursor=page.cursor(rows[0]) if rows else None,
+                end_cursor=page.cursor(rows[-1]) if rows else None,
             ),
         )

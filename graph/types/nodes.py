@@ -32,6 +32,7 @@ from modelql.models import signature_changes
 from modelql.persistence import tables
 from modelql.services.api_keys import Scope
 from modelql.services.catalogue import Version, version_at
+from modelql.services.predictions import StoredBatch
 
 SignatureChangeKind = strawberry.enum(signature_changes.SignatureChangeKind)
 
@@ -496,6 +497,41 @@ class PredictionType(Node):
             else RoutingReason(row.routed_by),
             created_by_this_request=created_by_this_request,
         )
+
+    @classmethod
+    def from_batch(cls, batch: StoredBatch) -> list[PredictionType]:
+        """What this request just stored, built from the batch's columns (its shared values
+        converted once)."""
+        rows = batch.rows
+        routed_by = RoutingReason(rows.routed_by)
+        return [
+            cls(
+                id=to_global_id("Prediction", key),
+                key=key,
+                version_id=rows.model_version_id,
+                inputs=inputs,
+                label=label,
+                value=_finite(value),
+                stored_probabilities=probabilities,
+                confidence=_finite(confidence),
+                latency_ms=rows.latency_ms,
+                created_at=batch.created_at,
+                request_id=rows.request_id,
+                caller=rows.caller,
+                idempotency_key=rows.idempotency_key,
+                routed_by=routed_by,
+                created_by_this_request=True,
+            )
+            for key, inputs, label, value, probabilities, confidence in zip(
+                rows.ids,
+                rows.inputs,
+                batch.column(rows.labels),
+                batch.column(rows.values),
+                batch.column(rows.probabilities),
+                batch.column(rows.confidences),
+                strict=True,
+            )
+        ]
 
     @strawberry.field(
         description="The exact version that produced this prediction.",

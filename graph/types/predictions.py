@@ -107,7 +107,7 @@ Interval = strawberry.enum(
 P95_DESCRIPTION = (
     "95th percentile of latencyMs (linear interpolation). Exact when the filter needs the raw "
     "table (requestId, confidence or outcome filters, times not on whole hours, MINUTE "
-    "buckets); otherwise read off the hourly roll-ups' log-scale histograms: within 5% of the "
+    "buckets); otherwise read off the roll-ups' log-scale histograms: within 5% of the "
     "exact value."
 )
 
@@ -154,9 +154,10 @@ class PredictionGroupType:
 
 @strawberry.type(
     name="PredictionStats",
-    description="Aggregates over the filtered predictions, computed in SQL: from hourly "
-    "roll-ups when the filter allows (model, version, label, caller, createdAfter/createdBefore "
-    "on whole hours), else from the stored predictions. Counts and means are exact either "
+    description="Aggregates over the filtered predictions, computed in SQL: from roll-ups "
+    "(daily for the whole UTC days of the window, hourly for the rest) when the filter allows "
+    "(model, version, label, caller, createdAfter/createdBefore on whole hours), else from the "
+    "stored predictions. Counts and means are exact either "
     "way. Each field costs one statement, and only when asked for.",
 )
 class PredictionStatsType:

@@ -194,6 +194,14 @@ def test_bad_rows_are_refused(row: dict[str, object], message: str) -> None:
         Predictor(Recorder(), TWO_NUMBERS, None).predict([{"a": 0.0, "b": 0.0}, row])
 
 
+@pytest.mark.parametrize("number", [2, 0.5, 1])
+def test_a_boolean_feature_refuses_a_number(number: float) -> None:
+    signature = [FeatureSpec("size", FeatureType.NUMBER), FeatureSpec("flag", FeatureType.BOOLEAN)]
+
+    with pytest.raises(ValueError, match="expects a boolean"):
+        Predictor(Recorder(), signature, None).predict([{"size": 1.0, "flag": number}])
+
+
 def test_an_empty_batch_calls_nothing() -> None:
     recorder = Recorder()
 
