@@ -149,11 +149,36 @@ WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
 """
 
 
+def _lock_rollups(table: str, period: str) -> str:
+    """Locks, in key order, the roll-up rows of one period that hold the predictions $1."""
+    return f"""
+SELECT 1 FROM {table} r
+JOIN (SELECT DISTINCT model_version_id, coalesce(caller, '') AS caller,
+             coalesce(label, '') AS label, date_trunc('{period}', created_at, 'UTC') AS at
+      FROM predictions WHERE id = ANY($1::uuid[])) AS d
+  ON r.model_version_id = d.model_version_id AND r.caller = d.caller AND r.label = d.label
+ AND r.{period} = d.at
+ORDER BY r.model_version_id, r.caller, r.label, r.{period}
+FOR UPDATE OF r
+"""
+
+
+_LOCK_ROLLUPS = (
+    _lock_rollups("prediction_daily_rollups", "day"),
+    _lock_rollups("prediction_rollups", "hour"),
+)
+"""Daily rows before hourly ones, each in key order: the order the prediction writer's
+statement locks them in (tests/persistence/test_rollups.py checks both), so that recording
+outcomes and storing predictions of the same hour never deadlock."""
+
+
 async def count_in_rollups(
     connection: asyncpg.Connection, changes: Sequence[tuple[uuid.UUID, int, int]]
 ) -> None:
     """Add (prediction id, labelled delta, correct delta) to the hourly and daily roll-ups of
-    the predictions, in one statement."""
+    the predictions, their rows locked first in the writer's order."""
+    for lock in _LOCK_ROLLUPS:
+        await connection.execute(lock, [prediction_id for prediction_id, _, _ in changes])
     await connection.execute(
         _COUNT_IN_ROLLUPS,
         [prediction_id for prediction_id, _, _ in changes],

@@ -5,11 +5,15 @@ the prediction writer on top of them, then moved by recorded outcomes."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import itertools
 import uuid
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import numpy as np
 import orjson
 import pytest
@@ -19,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
+from modelql.persistence import outcome_repository
 from modelql.persistence.database import driver_connection
 from modelql.persistence.prediction_repository import PredictionQuery
 from modelql.persistence.prediction_writer import RequestRows, insert
@@ -262,6 +267,80 @@ async def test_the_data_spans_hours_models_callers_and_outcomes(
     assert corrected > 10
 
 
+ROLLUP_ROW = {
+    "daily": "SELECT 1 FROM prediction_daily_rollups WHERE model_version_id = $1 "
+    "AND label = $2 AND day = date_trunc('day', now(), 'UTC') FOR UPDATE",
+    "hourly": "SELECT 1 FROM prediction_rollups WHERE model_version_id = $1 "
+    "AND label = $2 AND hour = date_trunc('hour', now(), 'UTC') FOR UPDATE",
+}
+RollupRow = tuple[str, str]
+"""A roll-up row of this hour's predictions of one version: (period, label)."""
+
+
+async def _locked_while_blocked(
+    engine: AsyncEngine,
+    version_id: uuid.UUID,
+    held: RollupRow,
+    other: RollupRow,
+    writing: Callable[[asyncpg.Connection], Awaitable[object]],
+) -> bool:
+    """Whether `writing`, blocked on the `held` roll-up row, has already locked `other`."""
+    async with engine.connect() as holder, engine.connect() as writer, engine.connect() as probe:
+        raw = [(await c.get_raw_connection()).driver_connection for c in (holder, writer, probe)]
+        async with raw[0].transaction():
+            await raw[0].execute(ROLLUP_ROW[held[0]], version_id, held[1])
+            blocked = raw[1].transaction()
+            await blocked.start()
+            attempt = asyncio.ensure_future(writing(raw[1]))
+            await asyncio.sleep(0.2)
+            assert not attempt.done(), f"the writing must wait for the {held} row"
+            try:
+                async with raw[2].transaction():
+                    await raw[2].execute(ROLLUP_ROW[other[0]] + " NOWAIT", version_id, other[1])
+                locked = False
+            except asyncpg.LockNotAvailableError:
+                locked = True
+        await attempt
+        await blocked.rollback()
+    return locked
+
+
+async def test_outcomes_and_predictions_lock_roll_up_rows_in_one_order(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    """Daily rows before hourly ones, each in key order, for both writers: recording outcomes
+    for this hour's predictions while more are stored never deadlocks."""
+    model_id, version_id, _ = (await _versions(engine))[0]
+    made = _rows(np.random.default_rng(7), [(model_id, version_id, True)], 2)
+    rows = [
+        replace(made[0], label="virginica", caller=None),
+        replace(made[1], label="setosa", caller=None),
+    ]
+    async with AsyncSession(engine) as session, session.begin():
+        await insert(await driver_connection(session), _requests(rows))
+
+    async def store(connection: asyncpg.Connection) -> None:
+        await insert(connection, _requests([replace(row, id=uuid7()) for row in rows]))
+
+    async def count_outcomes(connection: asyncpg.Connection) -> None:
+        await outcome_repository.count_in_rollups(connection, [(row.id, 1, 1) for row in rows])
+
+    order = [("daily", "setosa"), ("daily", "virginica"), ("hourly", "setosa"),
+             ("hourly", "virginica")]  # fmt: skip
+    for writing in (store, count_outcomes):
+        for first, then in itertools.pairwise(order):
+            assert await _locked_while_blocked(engine, version_id, then, first, writing), (
+                writing.__name__,
+                first,
+                then,
+            )
+            assert not await _locked_while_blocked(engine, version_id, first, then, writing), (
+                writing.__name__,
+                first,
+                then,
+            )
+
+
 def test_the_raw_table_answers_what_roll_ups_cannot():
     assert not rollups_answer(PredictionQuery(min_confidence=0.5))
     assert not rollups_answer(PredictionQuery(has_outcome=True))
@@ -289,6 +368,8 @@ def test_a_window_within_one_day_or_grouped_by_hour_is_read_hourly():
     across = (day + timedelta(hours=20), day + timedelta(days=1, hours=3))
     assert periods(*across) == Periods(None, (across,))
     assert periods(day, None, hourly=True) == Periods(None, ((day, None),))
+    last_hours = (datetime.max.replace(tzinfo=UTC) - timedelta(hours=2), None)
+    assert periods(*last_hours) == Periods(None, (last_hours,))
 
 
 def test_a_window_without_an_offset_is_read_as_utc():
