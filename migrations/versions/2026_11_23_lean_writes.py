@@ -9,7 +9,8 @@
   away, also not by a cascade from models (statement trigger after TRUNCATE); versions are
   never updated (modelql_forbid_update). The lock makes a delete racing an insert wait for it
   and then see its predictions, as with the key. Unlike the key, the delete check cannot look
-  past its transaction's snapshot, so deleting a version is refused outside READ COMMITTED.
+  past its transaction's snapshot, so deleting or truncating versions is refused outside READ
+  COMMITTED.
 - The idempotency index covers only predictions stored under a key (most have none).
 
 Revision ID: 20261123_lean
@@ -53,15 +54,22 @@ END $$
 """One pass over the inserted rows for the (version, model) pairs they name; then the versions
 are locked and the pairs checked."""
 
-KEEP_REFERENCED = f"""
-CREATE FUNCTION modelql_keep_referenced_versions() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+
+def _needs_read_committed(action: str) -> str:
+    """Refuses the statement outside READ COMMITTED: only a fresh snapshot sees every
+    committed prediction."""
+    return f"""
     IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'delete on table "model_versions" needs READ COMMITTED'
+        RAISE EXCEPTION '{action} on table "model_versions" needs READ COMMITTED'
             USING ERRCODE = 'serialization_failure',
                   DETAIL = 'Only a fresh snapshot sees every committed prediction; retry it '
                            'in a READ COMMITTED transaction.';
-    END IF;
+    END IF;"""
+
+
+KEEP_REFERENCED = f"""
+CREATE FUNCTION modelql_keep_referenced_versions() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN{_needs_read_committed("delete")}
     IF EXISTS (SELECT 1 FROM predictions WHERE model_version_id = OLD.id) THEN
         RAISE EXCEPTION 'delete on table "model_versions" violates {RULE}'
             USING ERRCODE = 'foreign_key_violation',
@@ -76,7 +84,7 @@ might not, so such deletes are refused (a foreign key rechecks with a newer snap
 
 KEEP_ON_TRUNCATE = f"""
 CREATE FUNCTION modelql_keep_versions_with_predictions() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
+BEGIN{_needs_read_committed("truncate")}
     IF EXISTS (SELECT 1 FROM predictions) THEN
         RAISE EXCEPTION 'truncate on table "model_versions" violates {RULE}'
             USING ERRCODE = 'foreign_key_violation',
@@ -87,7 +95,7 @@ END $$
 """
 """TRUNCATE skips row triggers (and, with CASCADE, would no longer reach predictions). Run
 after every table of the statement is emptied, so `TRUNCATE predictions, model_versions`
-passes."""
+passes. Refused outside READ COMMITTED, as deletes are."""
 
 FOREIGN_KEY = "fk_predictions_model_version_id_model_versions"
 

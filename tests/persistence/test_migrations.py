@@ -211,18 +211,20 @@ async def test_a_version_with_predictions_cannot_be_deleted(
     assert "predictions_reference_their_version" in str(refused.value)
 
 
-async def test_a_version_is_deleted_only_on_a_fresh_snapshot(
-    engine: AsyncEngine, demo_catalogue: None
+@pytest.mark.parametrize("removal", ["delete", "truncate"])
+async def test_versions_are_removed_only_on_a_fresh_snapshot(
+    engine: AsyncEngine, demo_catalogue: None, removal: str
 ):
     """Under REPEATABLE READ the check could miss a prediction committed after the snapshot."""
     version = await _a_version(engine)
+    statement = DELETE_VERSION if removal == "delete" else text("TRUNCATE models CASCADE")
 
     async with engine.connect() as connection:
         await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         with pytest.raises(DBAPIError) as refused:
-            await connection.execute(DELETE_VERSION, {"version": version})
+            await connection.execute(statement, {"version": version})
 
-    assert "needs READ COMMITTED" in str(refused.value)
+    assert f"{removal} on table \"model_versions\" needs READ COMMITTED" in str(refused.value)
 
 
 async def test_versions_with_predictions_cannot_be_truncated_away(
