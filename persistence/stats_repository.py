@@ -142,16 +142,28 @@ def _day_floor(moment: datetime) -> datetime:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _day_ceiling(moment: datetime) -> datetime | None:
+    """The first midnight at or after `moment`; None past the last midnight there is."""
+    floor = _day_floor(moment)
+    if floor == moment:
+        return floor
+    try:
+        return floor + timedelta(days=1)
+    except OverflowError:
+        return None
+
+
 def periods(after: datetime | None, before: datetime | None, *, hourly: bool = False) -> Periods:
     """The whole days inside [after, before) from the daily roll-ups, the hours of the partial
     days at its ends from the hourly ones; everything hourly when asked (groups by hour)."""
     after = None if after is None else after.astimezone(UTC)
     before = None if before is None else before.astimezone(UTC)
-    first_day = None if after is None else _day_floor(after)
-    if first_day is not None and first_day < after:  # type: ignore[operator]
-        first_day += timedelta(days=1)
+    first_day = None if after is None else _day_ceiling(after)
     end_day = None if before is None else _day_floor(before)
-    if hourly or (first_day is not None and end_day is not None and first_day >= end_day):
+    no_whole_day = (after is not None and first_day is None) or (
+        first_day is not None and end_day is not None and first_day >= end_day
+    )
+    if hourly or no_whole_day:
         return Periods(None, ((after, before),))
     edges = ((after, first_day), (end_day, before))
     return Periods((first_day, end_day), tuple((a, b) for a, b in edges if a != b))

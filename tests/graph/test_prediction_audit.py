@@ -543,6 +543,7 @@ async def test_labels_are_counted_most_frequent_first(
         pytest.param(None, id="nothing-stored"),
         pytest.param({"model": "no-such-model"}, id="unknown-model"),
         pytest.param({"createdAfter": "2999-01-01T00:00:00+00:00"}, id="future"),
+        pytest.param({"createdAfter": "9999-12-31T01:00:00+00:00"}, id="last-day-there-is"),
         pytest.param({"caller": "x"}, id="caller"),
     ],
 )
