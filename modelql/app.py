@@ -190,10 +190,12 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
                 ),
             )
             thresholds = freeze_startup_objects() if settings.gc_freeze else None
-            yield
-            await pipelines.drain()
-            if thresholds is not None:
-                thaw(thresholds)
+            try:
+                yield
+                await pipelines.drain()
+            finally:
+                if thresholds is not None:
+                    thaw(thresholds)
         finally:
             await listener.stop()
             await feeds.predictions.stop()

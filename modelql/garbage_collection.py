@@ -6,7 +6,9 @@ GraphQL schema, scikit-learn models), and a 1,000-prediction batch allocates eno
 full collections that walk all of them: measured under load, about a quarter of the process's
 CPU went to the collector. Freezing what start-up built moves it out of every later collection,
 and a larger youngest generation collects less often; reference counting still frees almost
-everything at once.
+everything at once. The price: a start-up object that later becomes part of a reference cycle
+(a model evicted from the cache, say) is freed only when the app stops. The setting is
+process-wide, so tests, which start many apps in one process, turn it off.
 """
 
 from __future__ import annotations
