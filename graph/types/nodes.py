@@ -26,7 +26,7 @@ from modelql.graph.types.catalogue import (
 from modelql.graph.types.connection import Connection
 from modelql.graph.types.drift import DriftReportType
 from modelql.graph.types.enums import DataSplit, ModelTask, RoutingReason
-from modelql.graph.types.node import Node, to_global_id
+from modelql.graph.types.node import Node, to_global_id, to_global_ids
 from modelql.graph.types.predictions import ClassProbabilityType, OutcomeType, PredictionFilter
 from modelql.models import signature_changes
 from modelql.persistence import tables
@@ -506,7 +506,7 @@ class PredictionType(Node):
         routed_by = RoutingReason(rows.routed_by)
         return [
             cls(
-                id=to_global_id("Prediction", key),
+                id=global_id,
                 key=key,
                 version_id=rows.model_version_id,
                 inputs=inputs,
@@ -522,7 +522,8 @@ class PredictionType(Node):
                 routed_by=routed_by,
                 created_by_this_request=True,
             )
-            for key, inputs, label, value, probabilities, confidence in zip(
+            for global_id, key, inputs, label, value, probabilities, confidence in zip(
+                to_global_ids("Prediction", rows.ids),
                 rows.ids,
                 rows.inputs,
                 batch.column(rows.labels),
