@@ -98,18 +98,22 @@ class Predictor:
         """Score all rows with one call to the estimator, one output per row."""
         return self.score(rows).outputs()
 
-    def score(self, rows: Sequence[Mapping[str, object]]) -> Scores:
+    def score(
+        self, rows: Sequence[Mapping[str, object]], matrix: np.ndarray | None = None
+    ) -> Scores:
         """Score all rows with one call to the estimator, column by column (no per-row
-        objects: the prediction pipeline scores thousands of rows at a time). Overflow in the
-        estimator is not warned about: `Scores.finite` reports it, row by row."""
+        objects: the prediction pipeline scores thousands of rows at a time). `matrix`, when
+        given, is the rows already as the estimator's float matrix (see `number_matrix`).
+        Overflow in the estimator is not warned about: `Scores.finite` reports it, row by row."""
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            return self._score(rows)
+            return self._score(rows, matrix)
 
-    def _score(self, rows: Sequence[Mapping[str, object]]) -> Scores:
+    def _score(self, rows: Sequence[Mapping[str, object]], matrix: np.ndarray | None) -> Scores:
         if not rows:
             empty = None if self.labels is None else []
             return Scores(empty, [] if self.labels is None else None, None, None, None, [])
-        matrix = self._matrix(rows)
+        if matrix is None:
+            matrix = self._matrix(rows)
         if self.labels is None:
             values = np.asarray(self.estimator.predict(matrix), dtype=np.float64)
             if values.size != len(matrix):

@@ -154,9 +154,18 @@ def validate_instance(
 _NUMERIC = (FeatureType.NUMBER, FeatureType.INTEGER)
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedRows:
+    """Rows that passed bulk validation, and the same rows as the estimator's float matrix
+    (one column per feature, in signature order), built once for validating and scoring."""
+
+    rows: list[dict[str, Any]]
+    matrix: np.ndarray
+
+
 def rows_checked_in_bulk(
     instances: Sequence[Any], signature: Sequence[FeatureSpec]
-) -> list[dict[str, Any]] | None:
+) -> CheckedRows | None:
     """The rows to score, when a numeric signature's instances all pass in bulk: objects
     with exactly its features, every value a finite number, whole where it must be. None
     when anything may be wrong: then `validate_instance` checks each one and names each
@@ -174,5 +183,5 @@ def rows_checked_in_bulk(
     if whole and not (matrix[:, whole] == np.floor(matrix[:, whole])).all():
         return None
     if all(list(instance) == names for instance in instances):
-        return list(instances)  # already the rows, features in signature order
-    return [{name: instance[name] for name in names} for instance in instances]
+        return CheckedRows(list(instances), matrix)  # features already in signature order
+    return CheckedRows([{name: instance[name] for name in names} for instance in instances], matrix)

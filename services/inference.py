@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
 from modelql.models.artifacts import ArtifactError, ArtifactStore
 from modelql.models.predictor import Predictor, Scores
 from modelql.services.catalogue import Version
@@ -52,11 +54,17 @@ class ModelCache:
             self._predictors[version.id] = predictor
             return predictor
 
-    async def score(self, version: Version, rows: Sequence[Mapping[str, object]]) -> ScoredBatch:
-        """Score every row in one estimator call, in a worker thread."""
+    async def score(
+        self,
+        version: Version,
+        rows: Sequence[Mapping[str, object]],
+        matrix: np.ndarray | None = None,
+    ) -> ScoredBatch:
+        """Score every row in one estimator call, in a worker thread (from `matrix`, the rows
+        as the estimator's matrix, when the caller has it)."""
         predictor = await self.predictor(version)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _timed_predict, predictor, rows)
+        return await loop.run_in_executor(self._executor, _timed_predict, predictor, rows, matrix)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -79,7 +87,9 @@ class ModelCache:
         return Predictor(estimator, version.signature, version.labels)
 
 
-def _timed_predict(predictor: Predictor, rows: Sequence[Mapping[str, object]]) -> ScoredBatch:
+def _timed_predict(
+    predictor: Predictor, rows: Sequence[Mapping[str, object]], matrix: np.ndarray | None
+) -> ScoredBatch:
     started = time.perf_counter()
-    scores = predictor.score(rows)
+    scores = predictor.score(rows, matrix)
     return ScoredBatch(scores=scores, latency_ms=(time.perf_counter() - started) * 1000)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
@@ -153,8 +154,10 @@ class _VersionPipeline:
         """Score the whole group in one estimator call; when the estimator refuses it, score
         each request apart so that only the requests it refuses fail."""
         rows = [row for pending in group for row in pending.job.rows]
+        matrices = [pending.job.matrix for pending in group]
+        matrix = None if any(m is None for m in matrices) else np.concatenate(matrices)
         try:
-            batch = await self._owner._model_cache.score(self._version, rows)
+            batch = await self._owner._model_cache.score(self._version, rows, matrix)
         except ModelUnavailableError as error:
             _fail_all(group, error)
             return []

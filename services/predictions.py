@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, overload
 
+import numpy as np
 import orjson
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -177,6 +178,8 @@ class PredictionJob:
     rows: list[dict[str, Any]]
     fingerprint: str | None
     routed_by: RoutingReason = RoutingReason.DEFAULT
+    matrix: np.ndarray | None = None
+    """The rows as the estimator's matrix, when bulk validation built it."""
 
 
 class PredictionObserver(Protocol):
@@ -238,11 +241,11 @@ class PredictionService:
                     return PredictionOutcome(replayed, replayed=True)
             version, routed_by = await self._version(session, request, requester)
         try:
-            rows = _validated_rows(request, version)
+            rows, matrix = _validated_rows(request, version)
         except UserInputError:
             self._observer.rejected(request.model, version.number, len(request.instances))
             raise
-        job = PredictionJob(request, requester, version, rows, fingerprint, routed_by)
+        job = PredictionJob(request, requester, version, rows, fingerprint, routed_by, matrix)
         return await self._pipelines.run(job)
 
     def _check_size(self, request: PredictionRequest) -> None:
@@ -275,11 +278,14 @@ class PredictionService:
         return versions[choice.version_id], choice.routed_by
 
 
-def _validated_rows(request: PredictionRequest, version: Version) -> list[dict[str, Any]]:
-    """The rows to score; every problem of every instance at once otherwise."""
+def _validated_rows(
+    request: PredictionRequest, version: Version
+) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """The rows to score (with their matrix when checked in bulk); every problem of every
+    instance at once otherwise."""
     checked = rows_checked_in_bulk(request.instances, version.signature)
     if checked is not None:
-        return checked
+        return checked.rows, checked.matrix
     rows: list[dict[str, Any]] = []
     problems: list[FieldProblem] = []
     for index, instance in enumerate(request.instances):
@@ -288,7 +294,7 @@ def _validated_rows(request: PredictionRequest, version: Version) -> list[dict[s
         problems.extend(checked.problems)
     if problems:
         raise UserInputError(problems)
-    return rows
+    return rows, None
 
 
 def conflict(request: PredictionRequest) -> UserInputError:

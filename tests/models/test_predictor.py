@@ -92,6 +92,18 @@ def test_a_batch_is_scored_with_one_estimator_call(
     assert [output.label for output in outputs[:2]] == ["setosa", "virginica"]
 
 
+def test_a_matrix_built_by_the_caller_is_scored_as_given() -> None:
+    """Bulk validation builds the matrix once; scoring does not build it again."""
+    recorder = Recorder()
+    rows = [{"a": 1.0, "b": 2.0}, {"a": 3.0, "b": 4.0}]
+    matrix = np.array([[1.0, 2.0], [3.0, 4.0]])
+
+    scores = Predictor(recorder, TWO_NUMBERS, None).score(rows, matrix)
+
+    assert recorder.seen == [matrix] and recorder.seen[0] is matrix
+    assert scores.values == [0.0, 1.0]
+
+
 def test_label_is_the_most_probable_label() -> None:
     model = LogisticRegression().fit(FEATURES, TARGET)
     rows = [{"a": float(a), "b": float(b)} for a, b in np.random.default_rng(0).random((50, 2))]

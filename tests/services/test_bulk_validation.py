@@ -49,14 +49,19 @@ def test_bulk_rows_are_the_rows_of_checking_one_by_one(batch: list[Any]):
 
     if bulk is not None:
         assert not problems
-        assert bulk == rows
-        assert [list(row) for row in bulk] == [NAMES] * len(batch)
+        assert bulk.rows == rows
+        assert [list(row) for row in bulk.rows] == [NAMES] * len(batch)
+        assert bulk.matrix.tolist() == [[float(row[name]) for name in NAMES] for row in rows]
 
 
 def test_a_clean_numeric_batch_is_checked_in_bulk():
     batch = [{"width": 1, "length": 2.5, "count": 3.0}] * 3
 
-    assert rows_checked_in_bulk(batch, SIGNATURE) == [{"length": 2.5, "count": 3.0, "width": 1}] * 3
+    checked = rows_checked_in_bulk(batch, SIGNATURE)
+
+    assert checked is not None
+    assert checked.rows == [{"length": 2.5, "count": 3.0, "width": 1}] * 3
+    assert checked.matrix.tolist() == [[2.5, 3.0, 1.0]] * 3
 
 
 def test_anything_doubtful_is_left_to_the_one_by_one_check():
