@@ -245,6 +245,14 @@ class Catalogue:
             if version_id in self._versions
         }
 
+    def known_version(self, version_id: uuid.UUID) -> Version | None:
+        """The version from memory; None when it has not been read yet."""
+        return self._versions.get(version_id)
+
+    def known_route(self, name: str) -> ModelRoute | None:
+        """The named model's route from memory; None when missing or stale."""
+        return self._fresh_route(self._routes_by_name.get(name))
+
     def remember(self, rows: Iterable[ModelVersion]) -> list[Version]:
         """The versions of rows read elsewhere, kept like any other."""
         return [

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modelql.models.vocabulary import RoutingReason
 from modelql.persistence.prediction_writer import RequestRows
 from modelql.persistence.tables import IdempotencyRecord, Prediction
-from modelql.services.catalogue import Catalogue, Version
+from modelql.services.catalogue import Catalogue, ModelRoute, RouteChoice, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
 from modelql.services.features import rows_checked_in_bulk, validate_instance
 
@@ -234,12 +234,15 @@ class PredictionService:
         nothing is stored unless everything is, and nothing is returned before COMMIT."""
         self._check_size(request)
         fingerprint = request.fingerprint() if request.idempotency_key is not None else None
-        async with self._sessionmaker() as session:
-            if fingerprint is not None:
-                replayed = await _replay(session, requester, request, fingerprint)
-                if replayed is not None:
-                    return PredictionOutcome(replayed, replayed=True)
-            version, routed_by = await self._version(session, request, requester)
+        chosen = None if fingerprint is not None else self._version_in_memory(request, requester)
+        if chosen is None:  # a session only when the database must be asked
+            async with self._sessionmaker() as session:
+                if fingerprint is not None:
+                    replayed = await _replay(session, requester, request, fingerprint)
+                    if replayed is not None:
+                        return PredictionOutcome(replayed, replayed=True)
+                chosen = await self._version(session, request, requester)
+        version, routed_by = chosen
         try:
             rows, matrix = _validated_rows(request, version)
         except UserInputError:
@@ -261,6 +264,17 @@ class PredictionService:
                 ("instances",), ErrorCode.INVALID_FEATURES, "Expected at least one instance."
             )
 
+    def _version_in_memory(
+        self, request: PredictionRequest, requester: Requester
+    ) -> tuple[Version, RoutingReason] | None:
+        """The version that answers, when the catalogue holds its route and it; else None."""
+        route = self._catalogue.known_route(request.model)
+        if route is None:
+            return None
+        choice = _choice(route, request, requester)
+        version = self._catalogue.known_version(choice.version_id)
+        return None if version is None else (version, choice.routed_by)
+
     async def _version(
         self, session: AsyncSession, request: PredictionRequest, requester: Requester
     ) -> tuple[Version, RoutingReason]:
@@ -269,13 +283,15 @@ class PredictionService:
             raise UserInputError.single(
                 ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {request.model!r}."
             )
-        choice = route.choose(
-            number=request.version,
-            alias=request.alias,
-            routing_key=requester.routing_key(request),
-        )
+        choice = _choice(route, request, requester)
         versions = await self._catalogue.versions(session, [choice.version_id])
         return versions[choice.version_id], choice.routed_by
+
+
+def _choice(route: ModelRoute, request: PredictionRequest, requester: Requester) -> RouteChoice:
+    return route.choose(
+        number=request.version, alias=request.alias, routing_key=requester.routing_key(request)
+    )
 
 
 def _validated_rows(
