@@ -33,12 +33,11 @@ class PredictionQuery:
     version_id: uuid.UUID | None = None
 
     def __post_init__(self) -> None:
-        """Times in UTC, so that every path compares alike; a time without an offset is UTC
-        (as the API says)."""
+        """A time without an offset is UTC (as the API says), so every path compares alike."""
         for name in ("created_after", "created_before"):
             moment = getattr(self, name)
-            if moment is not None:
-                object.__setattr__(self, name, _in_utc(moment))
+            if moment is not None and moment.tzinfo is None:
+                object.__setattr__(self, name, moment.replace(tzinfo=UTC))
 
     def conditions(self) -> list[ColumnElement[bool]]:
         conditions = self.catalogue_conditions(Prediction.model_id, Prediction.model_version_id)
@@ -92,18 +91,6 @@ class PredictionQuery:
 
 
 Keyset = tuple[datetime, uuid.UUID]
-
-
-def _in_utc(moment: datetime) -> datetime:
-    """The same instant in UTC; beyond the years datetime holds (9999-12-31T22:00-05:00, say),
-    the nearest instant it does, which matches the same predictions: none or all."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        edge = datetime.max if moment.year == datetime.max.year else datetime.min
-        return edge.replace(tzinfo=UTC)
 
 
 async def list_predictions(

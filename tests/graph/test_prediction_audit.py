@@ -544,8 +544,6 @@ async def test_labels_are_counted_most_frequent_first(
         pytest.param({"model": "no-such-model"}, id="unknown-model"),
         pytest.param({"createdAfter": "2999-01-01T00:00:00+00:00"}, id="future"),
         pytest.param({"createdAfter": "9999-12-31T01:00:00+00:00"}, id="last-day-there-is"),
-        pytest.param({"createdAfter": "9999-12-31T22:00:00-05:00"}, id="after-the-last-day"),
-        pytest.param({"createdBefore": "0001-01-01T00:00:00+01:00"}, id="before-the-first-day"),
         pytest.param({"caller": "x"}, id="caller"),
     ],
 )

@@ -43,16 +43,21 @@ async def test_a_nul_character_is_bad_input_and_other_fields_still_resolve(
 
 @pytest.mark.parametrize(
     "filter_",
-    [{"createdAfter": "9999-12-31T23:59:59-14:00"}, {"label": "a\u0000b"}],
-    ids=["date-out-of-range", "nul-in-label"],
+    [
+        pytest.param({"createdAfter": "9999-12-31T23:59:59-14:00"}, id="after-the-last-year"),
+        pytest.param({"createdBefore": "0001-01-01T00:00:00+01:00"}, id="before-the-first-year"),
+        pytest.param({"label": "a\u0000b"}, id="nul-in-label"),
+    ],
 )
-async def test_unstorable_filter_values_are_bad_input(client: httpx.AsyncClient, filter_):
-    body = await graphql(
-        client,
-        "query($f: PredictionFilter) { predictions(filter: $f) { nodes { id } } }",
-        {"f": filter_},
-    )
-    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+@pytest.mark.parametrize(
+    "selection",
+    ["predictions(filter: $f) { nodes { id } }", "predictionStats(filter: $f) { count }"],
+)
+async def test_unstorable_filter_values_are_bad_input(
+    client: httpx.AsyncClient, filter_: dict, selection: str
+):
+    body = await graphql(client, f"query($f: PredictionFilter) {{ {selection} }}", {"f": filter_})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
 
 
 async def test_a_version_cursor_out_of_range_is_bad_input(client: httpx.AsyncClient):
