@@ -224,7 +224,7 @@ async def test_versions_are_removed_only_on_a_fresh_snapshot(
         with pytest.raises(DBAPIError) as refused:
             await connection.execute(statement, {"version": version})
 
-    assert f"{removal} on table \"model_versions\" needs READ COMMITTED" in str(refused.value)
+    assert f'{removal} on table "model_versions" needs READ COMMITTED' in str(refused.value)
 
 
 async def test_versions_with_predictions_cannot_be_truncated_away(
