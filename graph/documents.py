@@ -7,7 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
-from graphql import DocumentNode, GraphQLError, GraphQLSchema, parse
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    SelectionSetNode,
+    Visitor,
+    parse,
+    visit,
+)
 from graphql.validation import ASTValidationRule, specified_rules
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
@@ -24,9 +32,31 @@ def document_cache(
     @lru_cache(maxsize=size)
     def prepare(query: str, schema: GraphQLSchema) -> Prepared:
         document = parse(query, max_tokens=max_tokens)
-        return document, validate_document(schema, document, all_rules)
+        empty = _empty_selection_sets(document)
+        return document, empty or validate_document(schema, document, all_rules)
 
     return prepare
+
+
+class _EmptySelectionSets(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[GraphQLError] = []
+
+    def enter_selection_set(self, node: SelectionSetNode, *_: object) -> None:
+        if not node.selections:
+            self.errors.append(
+                GraphQLError("Empty selection set: select at least one field inside `{ }`.", node)
+            )
+
+
+def _empty_selection_sets(document: DocumentNode) -> list[GraphQLError]:
+    """graphql-core 3.3 parses `{}`, which the GraphQL spec does not allow, and Strawberry's
+    depth limit fails on it (an exception, not a validation error): such a document is
+    refused before the validation rules run."""
+    finder = _EmptySelectionSets()
+    visit(document, finder)
+    return finder.errors
 
 
 class CachedDocuments(SchemaExtension):

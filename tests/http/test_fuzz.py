@@ -109,6 +109,7 @@ def test_random_features_never_fail_the_server_or_store_a_rejected_request(fuzz:
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(document=documents)
+@example(document="{}")
 def test_random_documents_never_get_a_5xx(fuzz: Session, document: str):
     response = fuzz.post({"query": document})
     assert response.status_code < 500, response.text

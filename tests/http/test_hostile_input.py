@@ -60,6 +60,26 @@ async def test_unstorable_filter_values_are_bad_input(
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{}",
+        "query Q { }",
+        "{ models { } }",
+        "query { models { nodes { ...F } } } fragment F on Model { }",
+    ],
+)
+async def test_an_empty_selection_set_is_a_validation_error(
+    client: httpx.AsyncClient, document: str
+):
+    response = await client.post("/graphql", json={"query": document})
+
+    assert response.status_code < 500
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert error["message"].startswith("Empty selection set")
+
+
 async def test_a_version_cursor_out_of_range_is_bad_input(client: httpx.AsyncClient):
     cursor = encode_cursor("version", 2**40)
     body = await graphql(
