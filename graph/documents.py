@@ -26,14 +26,18 @@ Prepared = tuple[DocumentNode, list[GraphQLError]]
 def document_cache(
     *, max_tokens: int, rules: Sequence[type[ASTValidationRule]], size: int
 ) -> Callable[[str, GraphQLSchema], Prepared]:
-    """A bounded LRU of (document, validation errors) by query text and schema."""
-    all_rules = (*specified_rules, *rules)
+    """A bounded LRU of (document, validation errors) by query text and schema. ModelQL's
+    limit rules run only on documents the spec's rules accept: Strawberry's depth limit raises
+    (instead of reporting) on an unknown fragment or an empty selection set."""
+    limits = tuple(rules)
 
     @lru_cache(maxsize=size)
     def prepare(query: str, schema: GraphQLSchema) -> Prepared:
         document = parse(query, max_tokens=max_tokens)
-        empty = _empty_selection_sets(document)
-        return document, empty or validate_document(schema, document, all_rules)
+        errors = _empty_selection_sets(document) or validate_document(
+            schema, document, specified_rules
+        )
+        return document, errors or validate_document(schema, document, limits)
 
     return prepare
 
@@ -51,9 +55,8 @@ class _EmptySelectionSets(Visitor):
 
 
 def _empty_selection_sets(document: DocumentNode) -> list[GraphQLError]:
-    """graphql-core 3.3 parses `{}`, which the GraphQL spec does not allow, and Strawberry's
-    depth limit fails on it (an exception, not a validation error): such a document is
-    refused before the validation rules run."""
+    """graphql-core 3.3 parses `{}`, which the GraphQL spec does not allow (nor does any of
+    its rules refuse it): refused here, before the validation rules run."""
     finder = _EmptySelectionSets()
     visit(document, finder)
     return finder.errors

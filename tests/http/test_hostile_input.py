@@ -80,6 +80,24 @@ async def test_an_empty_selection_set_is_a_validation_error(
     assert error["message"].startswith("Empty selection set")
 
 
+@pytest.mark.parametrize(
+    "document",
+    [
+        "query { models { nodes { ...Missing } } }",
+        "query { models { nodes { ...A } } } fragment A on Model { name ...A }",
+        "query { models { nodes { ...A } } } fragment A on Model { ...B } "
+        "fragment B on Model { ...A }",
+    ],
+    ids=["unknown-fragment", "fragment-cycle", "fragments-in-a-cycle"],
+)
+async def test_broken_fragments_are_validation_errors(client: httpx.AsyncClient, document: str):
+    response = await client.post("/graphql", json={"query": document})
+
+    assert response.status_code < 500
+    codes = {error["extensions"]["code"] for error in response.json()["errors"]}
+    assert codes == {"GRAPHQL_VALIDATION_FAILED"}
+
+
 async def test_a_version_cursor_out_of_range_is_bad_input(client: httpx.AsyncClient):
     cursor = encode_cursor("version", 2**40)
     body = await graphql(
