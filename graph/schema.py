@@ -18,6 +18,7 @@ from modelql.graph.documents import CachedDocuments, Prepared, document_cache
 from modelql.graph.errors import MaskUnexpectedErrors, mark_request_errors
 from modelql.graph.mutations import Mutation
 from modelql.graph.queries import Query
+from modelql.graph.scalars import SCALARS
 from modelql.graph.subscriptions import Subscription
 from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
 
@@ -67,7 +68,7 @@ def build_schema(options: SchemaOptions | None = None) -> ModelQLSchema:
         subscription=Subscription,
         types=[ModelType, ModelVersionType, PredictionType],
         extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=True),
+        config=StrawberryConfig(disable_field_suggestions=True, scalar_map=SCALARS),
     )
     schema.documents = prepare
     return schema

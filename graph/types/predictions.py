@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import strawberry
 
 from modelql.graph.context import GraphContext
-from modelql.graph.errors import bad_input
 from modelql.services import audit
 from modelql.services.outcomes import OutcomeRow
 
@@ -81,8 +80,8 @@ class PredictionFilter:
             label=where.label,
             caller=where.caller,
             request_id=where.request_id,
-            created_after=_storable(where.created_after, "createdAfter"),
-            created_before=_storable(where.created_before, "createdBefore"),
+            created_after=where.created_after,
+            created_before=where.created_before,
             min_confidence=where.min_confidence,
             max_confidence=where.max_confidence,
             has_outcome=where.has_outcome,
@@ -90,21 +89,6 @@ class PredictionFilter:
             model_id=model_id,
             version_id=version_id,
         )
-
-
-def _storable(moment: datetime | None, field: str) -> datetime | None:
-    """The time as given, when it is an instant the store can compare (years 1 to 9999 in
-    UTC); a bad-input error naming the field otherwise."""
-    if moment is not None and moment.tzinfo is not None:
-        try:
-            moment.astimezone(UTC)
-        except OverflowError:
-            raise bad_input(
-                f"`filter.{field}` is {moment.isoformat()}, which is outside the years 1 to 9999 "
-                "in UTC.",
-                "filter",
-            ) from None
-    return moment
 
 
 @strawberry.type(name="LabelCount")

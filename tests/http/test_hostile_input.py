@@ -98,6 +98,37 @@ async def test_broken_fragments_are_validation_errors(client: httpx.AsyncClient,
     assert codes == {"GRAPHQL_VALIDATION_FAILED"}
 
 
+IRIS = 'model(name: "iris-classifier")'
+DATETIME_ARGUMENTS = {
+    "versionAt": f'{{ {IRIS} {{ versionAt(alias: "production", at: $t) {{ number }} }} }}',
+    "inputDrift": f"{{ {IRIS} {{ defaultVersion {{ inputDrift(since: $t) {{ referenceAvailable }} }} }} }}",
+    "metric": f'{{ {IRIS} {{ defaultVersion {{ metric(name: "f1_macro", split: LIVE, until: $t) }} }} }}',
+    "performance": f"{{ {IRIS} {{ defaultVersion {{ performance(split: LIVE, since: $t) {{ slice }} }} }} }}",
+    "recordOutcomes": 'mutation { recordOutcomes(input: {outcomes: [{requestId: "r", batchIndex: 0, '
+    'label: "setosa", observedAt: $t}]}) { userErrors { code } } }',
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+01:00"])
+@pytest.mark.parametrize("argument", DATETIME_ARGUMENTS)
+async def test_a_time_outside_the_years_1_to_9999_in_utc_is_the_clients_error(
+    client: httpx.AsyncClient, argument: str, moment: str
+):
+    """As a variable it is bad input; written into the document, a validation error."""
+    document = DATETIME_ARGUMENTS[argument]
+    operation = "mutation" if document.startswith("mutation") else "query"
+    as_variable = await graphql(
+        client, f"{operation}($t: DateTime!) {document.removeprefix(operation)}", {"t": moment}
+    )
+    as_literal = await graphql(client, document.replace("$t", f'"{moment}"'))
+
+    assert as_variable["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", as_variable
+    assert "outside the years 1 to 9999 in UTC" in as_variable["errors"][0]["message"]
+    assert {e["extensions"]["code"] for e in as_literal["errors"]} == {
+        "GRAPHQL_VALIDATION_FAILED"
+    }, as_literal
+
+
 async def test_a_version_cursor_out_of_range_is_bad_input(client: httpx.AsyncClient):
     cursor = encode_cursor("version", 2**40)
     body = await graphql(
