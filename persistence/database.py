@@ -103,8 +103,12 @@ def is_connection_failure(error: BaseException) -> bool:
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under a session, inside the session's transaction."""
+    """The asyncpg connection under a session, inside the session's transaction, begun on the
+    server: SQLAlchemy's asyncpg adapter sends BEGIN only with its own first statement, so
+    statements sent straight to the driver before that would each commit on their own."""
     connection = await session.connection()
     raw = (await connection.get_raw_connection()).driver_connection
     assert isinstance(raw, asyncpg.Connection)
+    if not raw.is_in_transaction():
+        await connection.exec_driver_sql("SELECT 1")
     return raw
