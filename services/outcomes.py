@@ -69,6 +69,7 @@ async def record(
     for index, (item, target) in enumerate(zip(requests, found, strict=True)):
         if target is not None:
             problems += _fits(index, item, versions[target.model_version_id])
+            problems += _error_is_finite(index, item, target)
     if problems:
         raise UserInputError(problems)
     return await _store(connection, requests, [t for t in found if t is not None], caller)
@@ -212,6 +213,24 @@ def _target(
         FieldProblem(("outcomes", str(index), field), ErrorCode.PREDICTION_NOT_FOUND, message)
     )
     return None
+
+
+def _error_is_finite(index: int, item: OutcomeRequest, target: Target) -> list[FieldProblem]:
+    """A value whose squared error against the prediction is a finite number: the roll-ups
+    sum squared errors, and PostgreSQL refuses a float that overflows."""
+    if item.value is None or target.value is None or not math.isfinite(item.value):
+        return []  # a non-finite value is refused as such
+    difference = target.value - item.value
+    if math.isfinite(difference * difference):
+        return []
+    return [
+        FieldProblem(
+            ("outcomes", str(index), "value"),
+            ErrorCode.INVALID_OUTCOME,
+            f"Value {item.value!r} is too far from the prediction's {target.value!r}: the "
+            "square of their difference is not a finite number.",
+        )
+    ]
 
 
 def _fits(index: int, item: OutcomeRequest, version: Version) -> list[FieldProblem]:

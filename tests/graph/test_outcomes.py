@@ -198,6 +198,46 @@ async def test_a_non_finite_value_is_an_invalid_outcome(
     assert await stored_outcomes(engine) == 0
 
 
+async def test_a_value_whose_squared_error_overflows_is_an_invalid_outcome(
+    client: httpx.AsyncClient, engine: AsyncEngine
+):
+    """1e200 is finite, but the roll-ups sum squared errors, which would overflow."""
+    (made,) = await predict(client, "diabetes-regressor", DIABETES)
+
+    payload = await record(client, {"predictionId": made["id"], "value": 1e200})
+
+    assert [(e["field"], e["code"]) for e in payload["userErrors"]] == [
+        (["outcomes", "0", "value"], "INVALID_OUTCOME")
+    ]
+    assert await stored_outcomes(engine) == 0
+
+
+async def test_outcomes_are_written_in_the_callers_transaction(
+    client: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+):
+    """With the catalogue warm, recording runs no statement through the session itself: its
+    transaction must still hold every write, so that a failure after them stores nothing."""
+    first, second = await predict(client, "iris-classifier", SETOSA, VIRGINICA)
+    catalogue = Catalogue(Freshness.never())
+
+    async def record_in(session: AsyncSession, made: dict) -> None:
+        request = outcomes.OutcomeRequest(prediction_id=local_id(made["id"]), label="setosa")
+        await outcomes.record(session, catalogue, [request], caller=None, max_batch_size=10)
+
+    async def record_then_fail() -> None:
+        async with sessionmaker.begin() as session:
+            await record_in(session, second)
+            raise RuntimeError("the caller's transaction fails after recording")
+
+    async with sessionmaker.begin() as session:
+        await record_in(session, first)  # reads the version into the catalogue
+    with pytest.raises(RuntimeError):
+        await record_then_fail()
+
+    assert await stored_outcomes(engine) == 1
+    assert (await prediction(client, second["id"]))["outcome"] is None
+
+
 async def test_more_outcomes_than_the_batch_cap_are_refused(
     client: httpx.AsyncClient, engine: AsyncEngine
 ):
