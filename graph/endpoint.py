@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -81,6 +82,17 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         self.execution_timeout_s = execution_timeout_s
         self.max_query_length = max_query_length
         self.ide_assets_url = ide_assets_url
+
+    async def run(
+        self, request: Request | WebSocket, context: Any = UNSET, root_value: Any = UNSET
+    ) -> Any:
+        """Strawberry's, with a refusal's reason made encodable: it may quote the client's
+        text (an unknown `operationName`), which may hold a lone surrogate."""
+        try:
+            return await super().run(request, context, root_value)
+        except HTTPException as error:
+            error.reason = error.reason.encode("utf-8", "backslashreplace").decode()
+            raise
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -216,7 +228,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
 
     def encode_json(self, data: object) -> str:
         """Text: WebSocket messages must be text frames for graphql-transport-ws clients."""
-        return orjson.dumps(data).decode()
+        return dumps_json(data).decode()
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         """With application/graphql-response+json, a request error (HTTP 400: the document
@@ -224,7 +236,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         if sub_response.media_type == GRAPHQL_RESPONSE and sub_response.status_code == 400:
             response_data = {key: value for key, value in response_data.items() if key != "data"}
         response = Response(
-            orjson.dumps(response_data),
+            dumps_json(response_data),
             status_code=sub_response.status_code or 200,
             media_type="application/json",
         )
@@ -324,3 +336,12 @@ def create_graphql_endpoint(
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         max_subscriptions_per_connection=max_subscriptions_per_connection,
     )
+
+
+def dumps_json(data: object) -> bytes:
+    """orjson's encoding; a text holding a lone surrogate (which a client may send, and an
+    answer quote back) goes through the standard encoder, which escapes it (`\\ud800`)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data).encode()

@@ -198,7 +198,8 @@ class ModelRoute:
         """The split's version for a routing key: a point in [0, 1) hashed (sha256, the same
         in every process) from the model and the key, placed on the cumulative weights. The
         same key gets the same version while the split is unchanged."""
-        digest = hashlib.sha256(f"{self.model_id}\x00{routing_key}".encode()).digest()
+        key = f"{self.model_id}\x00{routing_key}".encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(key).digest()
         point = int.from_bytes(digest[:8], "big") / 2**64 * sum(w for _, w in self.split)
         for version_id, weight in self.split:
             if point < weight:

@@ -179,3 +179,64 @@ async def test_an_unhandled_failure_is_a_masked_500_with_the_request_id(
 def test_cursor_encoding_is_opaque_base64():
     raw = base64.urlsafe_b64decode(encode_cursor("model", "x") + "==")
     assert json.loads(raw) == ["model", "x"]
+
+
+LONE_SURROGATE = "\ud800"
+IRIS_FEATURES = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+
+
+async def post_raw(client: httpx.AsyncClient, payload: dict) -> httpx.Response:
+    """The payload as the standard encoder writes it: a lone surrogate as `\\ud800`."""
+    body = json.dumps(payload)
+    return await client.post("/graphql", content=body, headers={"content-type": "application/json"})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(
+            {"query": CREATE, "variables": {"features": {**IRIS_FEATURES, LONE_SURROGATE: 1}}},
+            id="feature-name",
+        ),
+        pytest.param(
+            {
+                "query": "query($s: DataSplit) { models { nodes { defaultVersion { "
+                "performance(split: $s) { slice } } } } }",
+                "variables": {"s": LONE_SURROGATE},
+            },
+            id="enum-value",
+        ),
+        pytest.param(
+            {"query": "query A { __typename }", "operationName": LONE_SURROGATE},
+            id="operation-name",
+        ),
+    ],
+)
+async def test_a_lone_surrogate_quoted_back_is_not_a_500(client: httpx.AsyncClient, payload):
+    response = await post_raw(client, payload)
+
+    assert response.status_code < 500, response.text
+    assert LONE_SURROGATE.encode("utf-8", "surrogatepass") not in response.content
+
+
+SET_SPLIT = """mutation($shares: [TrafficShareInput!]!) { setTrafficSplit(input: {
+  model: "iris-classifier", shares: $shares}) { userErrors { code } } }"""
+
+
+async def test_a_lone_surrogate_routing_key_is_drawn_like_any_other(client: httpx.AsyncClient):
+    shares = [{"version": 1, "weight": 1}, {"version": 2, "weight": 1}]
+    assert (await graphql(client, SET_SPLIT, {"shares": shares}))["data"]["setTrafficSplit"] == {
+        "userErrors": []
+    }
+    create = """mutation($f: JSON!, $r: String) { createPrediction(input: {
+      model: "iris-classifier", features: $f, routingKey: $r}) {
+      prediction { routedBy } userErrors { code } } }"""
+    try:
+        response = await post_raw(
+            client, {"query": create, "variables": {"f": IRIS_FEATURES, "r": LONE_SURROGATE}}
+        )
+    finally:
+        await graphql(client, SET_SPLIT, {"shares": []})  # the next tests expect no split
+
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["createPrediction"]["prediction"]["routedBy"] == "SPLIT"
