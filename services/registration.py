@@ -434,7 +434,7 @@ def _check_shares(
     model_name: str, shares: Sequence[tuple[int, float]], numbers: dict[int, object]
 ) -> None:
     """Every problem of the shares at once: unknown or repeated versions, weights that are
-    not positive and finite."""
+    not positive and finite, or whose sum is not (a draw places a point on their sum)."""
     problems: list[FieldProblem] = []
     seen: set[int] = set()
     for index, (number, weight) in enumerate(shares):
@@ -464,6 +464,15 @@ def _check_shares(
                     f"A weight must be a positive, finite number; got {weight!r}.",
                 )
             )
+    if not problems and not math.isfinite(sum(weight for _, weight in shares)):
+        problems.append(
+            FieldProblem(
+                ("shares",),
+                ErrorCode.INVALID_TRAFFIC_SPLIT,
+                "The weights' sum is not a finite number; use smaller weights (only their "
+                "ratios matter).",
+            )
+        )
     if problems:
         raise CatalogueInputError(problems)
 

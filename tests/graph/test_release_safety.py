@@ -256,6 +256,17 @@ async def test_bad_weights_are_refused_each_with_its_path(client: httpx.AsyncCli
     assert split["trafficSplit"] == []
 
 
+async def test_weights_whose_sum_overflows_are_refused(client: httpx.AsyncClient, model: str):
+    """Each is finite, their sum is not: every draw would land on the last version."""
+    shares = [{"version": 1, "weight": 1.7e308}, {"version": 2, "weight": 1.7e308}]
+    result = await payload(
+        client, SET_SPLIT, "setTrafficSplit", input={"model": model, "shares": shares}
+    )
+    assert [(e["field"], e["code"]) for e in result["userErrors"]] == [
+        (["shares"], "INVALID_TRAFFIC_SPLIT")
+    ]
+
+
 # --- scopes ---------------------------------------------------------------------------------
 
 
