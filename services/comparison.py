@@ -135,19 +135,40 @@ class VersionComparisons:
             else:
                 usable.append((row, features))
         inputs = [features for _, features in usable]
-        candidates = (
-            (await self._model_cache.score(candidate, inputs)).scores.outputs() if inputs else []
-        )
+        candidates = await self._scored(candidate, inputs)
         if baseline is None:
-            baselines = [served_output(row) for row, _ in usable]
+            baselines: list[ModelOutput | str] = [served_output(row) for row, _ in usable]
         else:
-            baselines = (
-                (await self._model_cache.score(baseline, inputs)).scores.outputs() if inputs else []
-            )
-        return diffs + [
-            PredictionDiff(row, before, after)
-            for (row, _), before, after in zip(usable, baselines, candidates, strict=True)
-        ]
+            baselines = await self._scored(baseline, inputs)
+        compared: list[PredictionDiff] = []
+        for (row, _), before, after in zip(usable, baselines, candidates, strict=True):
+            if isinstance(before, str) or isinstance(after, str):
+                reason = after if isinstance(after, str) else before
+                diffs.append(PredictionDiff(row, None, None, str(reason)))
+            else:
+                compared.append(PredictionDiff(row, before, after))
+        return diffs + compared
+
+    async def _scored(
+        self, version: Version, inputs: list[dict[str, object]]
+    ) -> list[ModelOutput | str]:
+        """Each input's output, or why the version cannot score it: one estimator call for
+        all, and one per input only when the estimator refuses them together (a value too
+        large for its float32 trees, say)."""
+        if not inputs:
+            return []
+        try:
+            return list((await self._model_cache.score(version, inputs)).scores.outputs())
+        except ValueError:
+            scored: list[ModelOutput | str] = []
+            for features in inputs:
+                try:
+                    batch = await self._model_cache.score(version, [features])
+                    scored.extend(batch.scores.outputs())
+                except ValueError as error:
+                    reason = str(error).splitlines()[0][:200]
+                    scored.append(f"Version {version.number} cannot score this input: {reason}")
+            return scored
 
 
 def _chosen(route: ModelRoute, selector: VersionSelector, argument: str) -> uuid.UUID:

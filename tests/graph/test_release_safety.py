@@ -415,6 +415,23 @@ async def test_inputs_the_candidate_refuses_are_skipped_with_the_reason(
     assert found["examples"][0]["candidateLabel"] is None
 
 
+async def test_inputs_the_candidates_estimator_refuses_are_skipped_with_the_reason(
+    client: httpx.AsyncClient,
+):
+    """The forest (v2) works in float32: 1e39 passes v1 and its signature, not v2's trees."""
+    features = {"sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+    await predict(client, "iris-classifier", features={"sepal_length": 5.9, **features})
+    await predict(client, "iris-classifier", features={"sepal_length": 1e39, **features})
+
+    found = await payload(
+        client, COMPARE, "compareVersions", m="iris-classifier", candidate={"version": 2}
+    )
+
+    assert (found["compared"], found["skipped"]) == (1, 1)
+    reason = found["examples"][0]["skippedReason"]
+    assert reason.startswith("Version 2 cannot score this input"), reason
+
+
 async def test_comparison_refuses_unknown_versions_and_oversized_samples(
     client: httpx.AsyncClient, model: str
 ):
