@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
-from graphql import GraphQLError
+from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -181,16 +181,34 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """The direct executor's answer when it can plan the document, else Strawberry's."""
+        """The direct executor's answer when it can plan the document, else Strawberry's.
+        A subscription is refused (400): it runs over WebSocket, and Strawberry would execute
+        it once as a query, which fails."""
         if self.direct is not None and request_adapter.method == "POST":
             result = await self.direct.execute(
                 request_data.query, request_data.operation_name, request_data.variables, context
             )
             if result is not None:
                 return result
+        if self._is_subscription(request_data):
+            raise HTTPException(
+                400, "Subscriptions run over WebSocket on /graphql (graphql-transport-ws)."
+            )
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+
+    def _is_subscription(self, request_data: GraphQLRequestData) -> bool:
+        """Whether the document's chosen operation is a subscription (from the cache of
+        parsed documents; a document that does not parse is left to Strawberry)."""
+        if not request_data.query:
+            return False
+        try:
+            document, _ = self.schema.documents(request_data.query, self.schema._schema)
+        except GraphQLError:
+            return False
+        operation = get_operation_ast(document, request_data.operation_name)
+        return operation is not None and operation.operation is OperationType.SUBSCRIPTION
 
     def _refuse_long_document(
         self, request_data: GraphQLRequestData | list[GraphQLRequestData], context: Any

@@ -240,3 +240,17 @@ async def test_a_lone_surrogate_routing_key_is_drawn_like_any_other(client: http
 
     assert response.status_code == 200, response.text
     assert response.json()["data"]["createPrediction"]["prediction"]["routedBy"] == "SPLIT"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_subscription_over_http_is_refused_as_the_clients_mistake(
+    client: httpx.AsyncClient, method: str
+):
+    query = "subscription { catalogueEvents { kind } }"
+    if method == "GET":
+        response = await client.get("/graphql", params={"query": query})
+    else:
+        response = await client.post("/graphql", json={"query": query})
+
+    assert response.status_code == 400
+    assert "WebSocket" in response.text
