@@ -21,14 +21,21 @@ class OutcomeFileError(ValueError):
 def read_outcomes(path: Path) -> list[OutcomeRequest]:
     """One outcome per row: `prediction_id` (a global id or the plain UUID) or `request_id`
     (and `batch_index`), `label` or `value`, optional `observed_at` (ISO 8601)."""
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        unknown = sorted(set(reader.fieldnames or ()) - set(COLUMNS))
-        if unknown or not reader.fieldnames:
+        try:
+            unknown = sorted(set(reader.fieldnames or ()) - set(COLUMNS))
+            if unknown or not reader.fieldnames:
+                raise OutcomeFileError(
+                    f"{path}: columns must be among {', '.join(COLUMNS)}; unknown: {unknown}"
+                )
+            return [_outcome(path, reader.line_num, row) for row in reader]
+        except UnicodeDecodeError as error:
             raise OutcomeFileError(
-                f"{path}: columns must be among {', '.join(COLUMNS)}; unknown: {unknown}"
-            )
-        return [_outcome(path, reader.line_num, row) for row in reader]
+                f"{path}: not UTF-8 text (near line {reader.line_num + 1}); save it as UTF-8"
+            ) from error
+        except csv.Error as error:
+            raise OutcomeFileError(f"{path}, line {reader.line_num}: {error}") from error
 
 
 def _outcome(path: Path, line: int, row: dict[str, str]) -> OutcomeRequest:
