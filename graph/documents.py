@@ -63,18 +63,25 @@ def _empty_selection_sets(document: DocumentNode) -> list[GraphQLError]:
 
 
 class CachedDocuments(SchemaExtension):
-    """Parses (or raises the syntax error) and validates from the shared cache."""
+    """Parses and validates from the shared cache; a document's errors are reported as its
+    validation errors."""
 
     def __init__(self, prepare: Callable[[str, GraphQLSchema], Prepared]) -> None:
         self._prepare = prepare
         self._errors: list[GraphQLError] = []
 
     def on_parse(self) -> Iterator[None]:
+        """A document that does not parse (or has too many tokens) keeps its error for
+        validation to report: raised here, it would escape Strawberry's streaming path
+        (subscriptions over WebSocket), which reports only the errors of its own parse."""
         context = self.execution_context
         if context.query is not None:
-            context.graphql_document, self._errors = self._prepare(
-                context.query, context.schema._schema
-            )
+            try:
+                context.graphql_document, self._errors = self._prepare(
+                    context.query, context.schema._schema
+                )
+            except GraphQLError as error:
+                self._errors = [error]
         yield
 
     def on_validate(self) -> Iterator[None]:

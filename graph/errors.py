@@ -134,7 +134,8 @@ class MaskUnexpectedErrors(SchemaExtension):
     def on_operation(self) -> Iterator[None]:
         yield
         execution = self.execution_context
-        operation_type = execution.operation_type
+        parsed = execution.graphql_document is not None  # else it has no operation type
+        operation_type = execution.operation_type if parsed else None
         record_operation(
             execution.context,
             execution.operation_name,

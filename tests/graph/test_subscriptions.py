@@ -178,3 +178,28 @@ async def test_closing_the_socket_frees_its_subscriptions(server: Served):
     await asyncio.sleep(0.3)
     assert server.feeds.predictions.subscribers == 0
     assert len(server.feeds.subscriptions) == 0
+
+
+async def test_a_document_that_does_not_validate_gets_an_error_message(server: Served):
+    async with Subscriptions.open(server.url) as connection:
+        await connection.acknowledged()
+        operation = await connection.subscribe("subscription { predictionsCreated { nope } }")
+
+        answer = await connection.receive()
+
+    assert (answer["type"], answer["id"]) == ("error", operation), answer
+    assert "Cannot query field 'nope'" in answer["payload"][0]["message"]
+
+
+async def test_a_document_that_does_not_parse_closes_the_socket_saying_why(server: Served):
+    """graphql-transport-ws: a subscribe message the server cannot parse is a protocol error
+    (4400), with the syntax error as the reason, rather than a silent `complete`."""
+    async with Subscriptions.open(server.url) as connection:
+        await connection.acknowledged()
+        await connection.subscribe("subscription { predictionsCreated {")
+
+        messages, close = await connection.until_closed()
+
+    assert messages == []
+    assert close.code == 4400
+    assert close.reason.startswith("Syntax Error")
