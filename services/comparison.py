@@ -25,7 +25,7 @@ from modelql.persistence.tables import Prediction
 from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.features import validate_instance
-from modelql.services.inference import ModelCache
+from modelql.services.inference import ModelCache, refusal_reason
 
 MAX_SAMPLE = 10_000
 MAX_EXAMPLES = 100
@@ -166,7 +166,7 @@ class VersionComparisons:
                     batch = await self._model_cache.score(version, [features])
                     scored.extend(batch.scores.outputs())
                 except ValueError as error:
-                    reason = str(error).splitlines()[0][:200]
+                    reason = refusal_reason(error)
                     scored.append(f"Version {version.number} cannot score this input: {reason}")
             return scored
 

@@ -87,6 +87,12 @@ class ModelCache:
         return Predictor(estimator, version.signature, version.labels)
 
 
+def refusal_reason(error: ValueError) -> str:
+    """What an estimator's refusal to score says, short enough to show a client: its first
+    line, at most 200 characters."""
+    return str(error).splitlines()[0][:200]
+
+
 def _timed_predict(
     predictor: Predictor, rows: Sequence[Mapping[str, object]], matrix: np.ndarray | None
 ) -> ScoredBatch:

@@ -32,7 +32,7 @@ from modelql.services.errors import (
     is_connection_failure,
     is_rejected_value,
 )
-from modelql.services.inference import ModelCache
+from modelql.services.inference import ModelCache, refusal_reason
 from modelql.services.predictions import (
     NoObserver,
     PredictionJob,
@@ -223,7 +223,7 @@ def _fail_all(group: Sequence[_Pending], error: BaseException) -> None:
 
 
 def _unscorable(job: PredictionJob, error: ValueError) -> UserInputError:
-    reason = str(error).splitlines()[0][:200]
+    reason = refusal_reason(error)
     path = ("instances",) if job.request.batch else ("features",)
     return UserInputError.single(
         path,
