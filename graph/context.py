@@ -19,9 +19,11 @@ from modelql.graph.request_database import RequestDatabase
 from modelql.graph.request_log import RequestLog
 from modelql.services.api_keys import Caller, KeyCache, Scope
 from modelql.services.catalogue import Catalogue
+from modelql.services.catalogue_changes import CatalogueChanges
 from modelql.services.comparison import VersionComparisons
 from modelql.services.drift import DriftPolicy
 from modelql.services.feed import LiveFeeds
+from modelql.services.outcomes import OutcomeRecorder
 from modelql.services.predictions import PredictionService
 from modelql.services.rate_limits import RateLimiter
 from modelql.services.subscribers import SubscriptionEndedError
@@ -34,6 +36,8 @@ class GraphDependencies:
     sessionmaker: async_sessionmaker[AsyncSession]
     catalogue: Catalogue
     predictions: PredictionService
+    outcomes: OutcomeRecorder
+    catalogue_changes: CatalogueChanges
     keys: KeyCache
     comparisons: VersionComparisons
     limits: Limits

@@ -31,9 +31,11 @@ from modelql.graph.errors import (
     ErrorCode,
     RateLimitedError,
     mark_request_errors,
+    record_operation,
 )
 from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.request_log import RequestLog
+from modelql.graph.response_cache import ResponseCache
 from modelql.graph.schema import ModelQLSchema
 from modelql.services.api_keys import Caller
 from modelql.services.errors import is_connection_failure
@@ -68,6 +70,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
     """Strawberry's ASGI view, mounted in FastAPI as a plain route (no per-request dependency
     solving): typed context, execution timeout, GraphQL-over-HTTP media types, our GraphiQL."""
 
+
     def __init__(
         self,
         *args: Any,
@@ -79,6 +82,8 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.direct = direct
+        self.responses: ResponseCache | None = None
+        """Set once the runtime is built (it needs the process's generations)."""
         self.execution_timeout_s = execution_timeout_s
         self.max_query_length = max_query_length
         self.ide_assets_url = ide_assets_url
@@ -181,9 +186,24 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """The direct executor's answer when it can plan the document, else Strawberry's.
-        A subscription is refused (400): it runs over WebSocket, and Strawberry would execute
-        it once as a query, which fails."""
+        """A kept answer (or one kept now) for a query, the direct executor's answer when it
+        can plan the document, else Strawberry's. A subscription is refused (400): it runs over
+        WebSocket, and Strawberry would execute it once as a query, which fails."""
+        plan = (
+            self.responses.plan(request_data.query, request_data.operation_name)
+            if self.responses is not None and request_data.query
+            else None
+        )
+        if plan is not None and self.responses is not None:
+            record_operation(context, plan.operation_name, "query")
+            return await self.responses.answer(
+                plan,
+                request_data.variables,
+                context.scopes,
+                lambda: super(GraphQLEndpoint, self).execute_single(
+                    request, request_adapter, sub_response, context, root_value, request_data
+                ),
+            )
         if self.direct is not None and request_adapter.method == "POST":
             result = await self.direct.execute(
                 request_data.query, request_data.operation_name, request_data.variables, context

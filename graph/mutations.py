@@ -15,7 +15,7 @@ from modelql.graph.permissions import CanAdmin, CanGiveFeedback, CanPredict
 from modelql.graph.types.node import from_global_id
 from modelql.graph.types.nodes import ModelType, PredictionType
 from modelql.graph.types.predictions import OutcomeType
-from modelql.services import outcomes, predictions, registration
+from modelql.services import outcomes, predictions
 from modelql.services.errors import ErrorCode as DomainCode
 from modelql.services.errors import ModelUnavailableError, UserInputError
 
@@ -181,9 +181,7 @@ def _checked_key(key: str | None, argument: str, maximum: int) -> str | None:
 
 
 async def _model(info: Info, name: str) -> ModelType | None:
-    """The model as committed, with routes re-read: this process sees its own change at once
-    (other processes on the catalogue notification)."""
-    info.context.dependencies.catalogue.forget_routes()
+    """The model as committed (the use case has made this process forget its old routes)."""
     row = await info.context.loaders.model_by_name.load(name)
     return ModelType.from_row(row) if row else None
 
@@ -276,14 +274,12 @@ class Mutation:
     )
     async def set_alias(self, info: Info, input: SetAliasInput) -> SetAliasPayload:
         try:
-            async with info.context.dependencies.sessionmaker.begin() as session:
-                await registration.set_alias(
-                    session,
-                    model_name=input.model,
-                    alias=input.alias,
-                    number=input.version,
-                    actor=info.context.caller,
-                )
+            await info.context.dependencies.catalogue_changes.set_alias(
+                model_name=input.model,
+                alias=input.alias,
+                number=input.version,
+                actor=info.context.caller,
+            )
         except UserInputError as error:
             return SetAliasPayload(model=None, user_errors=UserError.from_error(error))
         return SetAliasPayload(model=await _model(info, input.model), user_errors=[])
@@ -297,13 +293,11 @@ class Mutation:
         self, info: Info, input: SetTrafficSplitInput
     ) -> SetTrafficSplitPayload:
         try:
-            async with info.context.dependencies.sessionmaker.begin() as session:
-                await registration.set_traffic_split(
-                    session,
-                    model_name=input.model,
-                    shares=[(share.version, share.weight) for share in input.shares],
-                    actor=info.context.caller,
-                )
+            await info.context.dependencies.catalogue_changes.set_traffic_split(
+                model_name=input.model,
+                shares=[(share.version, share.weight) for share in input.shares],
+                actor=info.context.caller,
+            )
         except UserInputError as error:
             return SetTrafficSplitPayload(model=None, user_errors=UserError.from_error(error))
         return SetTrafficSplitPayload(model=await _model(info, input.model), user_errors=[])
@@ -316,17 +310,11 @@ class Mutation:
     async def record_outcomes(
         self, info: Info, input: RecordOutcomesInput
     ) -> RecordOutcomesPayload:
-        context = info.context
         requests = [item.request() for item in input.outcomes]
         try:
-            async with context.dependencies.sessionmaker.begin() as session:
-                rows = await outcomes.record(
-                    session,
-                    context.dependencies.catalogue,
-                    requests,
-                    caller=context.caller,
-                    max_batch_size=context.dependencies.max_batch_size,
-                )
+            rows = await info.context.dependencies.outcomes.record(
+                requests, caller=info.context.caller
+            )
         except UserInputError as error:
             return RecordOutcomesPayload(outcomes=[], user_errors=UserError.from_error(error))
         return RecordOutcomesPayload(outcomes=[OutcomeType.of(row) for row in rows], user_errors=[])

@@ -28,9 +28,10 @@ from modelql.graph.errors import (
     RateLimitedError,
 )
 from modelql.graph.limits import Limits
+from modelql.graph.response_cache import ResponseCache
 from modelql.graph.schema import SchemaOptions, build_schema
 from modelql.live import live_feeds
-from modelql.metrics import PrometheusPredictionMetrics
+from modelql.metrics import PrometheusCacheMetrics, PrometheusPredictionMetrics
 from modelql.middleware import (
     BodySizeLimitMiddleware,
     LoopbackHostMiddleware,
@@ -39,14 +40,23 @@ from modelql.middleware import (
 )
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
-from modelql.persistence.notifications import CATALOGUE_CHANNEL, KEYS_CHANNEL, Listener
+from modelql.persistence.notifications import (
+    CATALOGUE_CHANNEL,
+    KEYS_CHANNEL,
+    OUTCOMES_CHANNEL,
+    PREDICTIONS_CHANNEL,
+    Listener,
+)
 from modelql.services.api_keys import KeyCache
 from modelql.services.catalogue import Catalogue
+from modelql.services.catalogue_changes import CatalogueChanges
 from modelql.services.comparison import VersionComparisons
 from modelql.services.drift import DriftPolicy
 from modelql.services.errors import ModelUnavailableError
 from modelql.services.freshness import Freshness
+from modelql.services.generations import Dataset, Generations
 from modelql.services.inference import ModelCache
+from modelql.services.outcomes import OutcomeRecorder
 from modelql.services.prediction_pipeline import PredictionPipelines
 from modelql.services.predictions import PredictionService
 from modelql.services.rate_limits import RateLimiter
@@ -135,10 +145,15 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
 
         catalogue = Catalogue(freshness())
         keys = KeyCache(sessionmaker, freshness())
+        generations = Generations(listening_since=lambda: listener.connected_since)
         listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue.forget_routes())
+        listener.on(CATALOGUE_CHANNEL, lambda _model: generations.changed(Dataset.CATALOGUE))
+        listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
+        listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
         listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
         listener.on_connect(catalogue.forget_routes)
         listener.on_connect(keys.forget)
+        listener.on_connect(generations.everything_changed)
         prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
         feeds = live_feeds(settings, sessionmaker, listener, keys)
         pipelines = PredictionPipelines(
@@ -148,6 +163,7 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
             max_wait_s=settings.pipeline_max_wait_ms / 1000,
             groups_in_flight=settings.pipeline_groups_in_flight,
             observer=prediction_metrics,
+            on_commit=lambda: generations.changed(Dataset.STORE),
         )
         runtime = Runtime(
             engine=engine,
@@ -172,6 +188,15 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
                     max_batch_size=settings.max_batch_size,
                     observer=prediction_metrics,
                 ),
+                outcomes=OutcomeRecorder(
+                    sessionmaker=sessionmaker,
+                    catalogue=catalogue,
+                    generations=generations,
+                    max_batch_size=settings.max_batch_size,
+                ),
+                catalogue_changes=CatalogueChanges(
+                    sessionmaker=sessionmaker, catalogue=catalogue, generations=generations
+                ),
                 keys=keys,
                 comparisons=VersionComparisons(
                     sessionmaker=sessionmaker, catalogue=catalogue, model_cache=model_cache
@@ -189,6 +214,17 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
                     max_sample=settings.drift_max_sample,
                 ),
             )
+            if settings.response_cache:
+                endpoint.responses = ResponseCache(
+                    schema=schema._schema,
+                    prepare=schema.documents,
+                    generations=generations,
+                    max_bytes=settings.response_cache_max_bytes,
+                    ttl_s=settings.response_cache_ttl_s,
+                    max_staleness_s=settings.catalogue_max_staleness_s,
+                    plan_cache_size=settings.query_cache_size,
+                    observer=PrometheusCacheMetrics() if settings.metrics else None,
+                )
             thresholds = freeze_startup_objects() if settings.gc_freeze else None
             try:
                 yield

@@ -66,6 +66,40 @@ MODEL_CACHE_SIZE = Gauge(
     multiprocess_mode="max",
 )
 
+RESPONSE_CACHE_LOOKUPS = Counter(
+    "modelql_response_cache_lookups",
+    "Cacheable queries by outcome: hit (a kept answer), shared (a concurrent miss's "
+    "execution answered it) or miss (executed).",
+    ["outcome"],
+)
+RESPONSE_CACHE_ENTRIES = Gauge(
+    "modelql_response_cache_entries",
+    "Answers kept (summed over live workers).",
+    multiprocess_mode="livesum",
+)
+RESPONSE_CACHE_BYTES = Gauge(
+    "modelql_response_cache_bytes",
+    "JSON bytes of the answers kept (summed over live workers).",
+    multiprocess_mode="livesum",
+)
+
+
+class PrometheusCacheMetrics:
+    """What the response cache reports: each lookup, and its size after each change."""
+
+    def __init__(self) -> None:
+        self._lookups = {
+            outcome: RESPONSE_CACHE_LOOKUPS.labels(outcome=outcome)
+            for outcome in ("hit", "shared", "miss")
+        }
+
+    def looked_up(self, outcome: str) -> None:
+        self._lookups[outcome].inc()
+
+    def resized(self, entries: int, size_bytes: int) -> None:
+        RESPONSE_CACHE_ENTRIES.set(entries)
+        RESPONSE_CACHE_BYTES.set(size_bytes)
+
 
 class PrometheusPredictionMetrics:
     """What the prediction pipeline reports: stored and rejected predictions, inference."""

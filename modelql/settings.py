@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     catalogue_max_staleness_s: float = Field(
         default=1.0, gt=0, description="Longest a moved alias or revoked key may go unseen."
     )
+    response_cache: bool = Field(
+        default=True, description="Keep error-free query answers until what they read changes."
+    )
+    response_cache_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0, description="Bound of the kept answers (JSON bytes)."
+    )
+    response_cache_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest an answer is kept (changes made behind ModelQL's back, by SQL).",
+    )
 
     drift_psi_threshold: float = Field(
         default=0.2, gt=0, description="A feature drifted when its PSI exceeds this."

@@ -22,6 +22,8 @@ KEYS_CHANNEL = "modelql_keys"
 """An API key was created or revoked; the payload is the key's name."""
 PREDICTIONS_CHANNEL = "modelql_predictions"
 """Predictions committed; the payload is their `prediction_commits` ids, comma-separated."""
+OUTCOMES_CHANNEL = "modelql_outcomes"
+"""Outcomes recorded (once per transaction; no payload)."""
 
 
 async def notify(session: AsyncSession, channel: str, payload: str) -> None:

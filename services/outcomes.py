@@ -11,16 +11,25 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from modelql.persistence import outcome_repository
 from modelql.persistence.database import driver_connection
+from modelql.persistence.notifications import OUTCOMES_CHANNEL, notify
 from modelql.persistence.outcome_repository import NewOutcome, OutcomeRow, Target
 from modelql.services.catalogue import Catalogue, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
+from modelql.services.generations import Dataset, Generations
 
-__all__ = ["NO_PREDICTION", "OutcomeRequest", "OutcomeRow", "histories", "record"]
+__all__ = [
+    "NO_PREDICTION",
+    "OutcomeRecorder",
+    "OutcomeRequest",
+    "OutcomeRow",
+    "histories",
+    "record",
+]
 
 NO_PREDICTION = uuid.UUID(int=0)
 """The id no prediction has (ids are UUIDv7): what an unreadable prediction id stands for."""
@@ -72,7 +81,42 @@ async def record(
             problems += _error_is_finite(index, item, target)
     if problems:
         raise UserInputError(problems)
-    return await _store(connection, requests, [t for t in found if t is not None], caller)
+    rows = await _store(connection, requests, [t for t in found if t is not None], caller)
+    await notify(session, OUTCOMES_CHANNEL, "")
+    return rows
+
+
+class OutcomeRecorder:
+    """The `recordOutcomes` use case: one transaction, after which this process's answers are
+    read anew (other processes' on the outcomes notification)."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        catalogue: Catalogue,
+        generations: Generations,
+        max_batch_size: int,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._catalogue = catalogue
+        self._generations = generations
+        self._max_batch_size = max_batch_size
+
+    async def record(
+        self, requests: Sequence[OutcomeRequest], *, caller: str | None
+    ) -> list[OutcomeRow]:
+        """As `record`, committed."""
+        async with self._sessionmaker.begin() as session:
+            rows = await record(
+                session,
+                self._catalogue,
+                requests,
+                caller=caller,
+                max_batch_size=self._max_batch_size,
+            )
+        self._generations.changed(Dataset.STORE)
+        return rows
 
 
 async def _store(

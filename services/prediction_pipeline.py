@@ -11,7 +11,7 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -67,8 +67,11 @@ class PredictionPipelines:
         max_wait_s: float = 0.0,
         groups_in_flight: int = 1,
         observer: PredictionObserver | None = None,
+        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_commit` runs after each group's COMMIT, before its requests are answered."""
         self._engine = engine
+        self._on_commit = on_commit
         self._model_cache = model_cache
         self._max_group_rows = max_group_rows
         self._groups_in_flight = groups_in_flight
@@ -192,6 +195,7 @@ class _VersionPipeline:
                 error = unavailable
             _fail_all(group, error)
             return
+        self._owner._on_commit()
         for pending, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 _fail(pending, outcome)

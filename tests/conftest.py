@@ -32,6 +32,7 @@ from modelql.embedded_postgres import EmbeddedPostgres
 from modelql.models.artifacts import ArtifactStore
 from modelql.models.demo import train_demo
 from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.persistence.notifications import OUTCOMES_CHANNEL
 from modelql.services import registration
 from modelql.settings import Settings
 
@@ -148,8 +149,12 @@ async def clean_predictions(request: pytest.FixtureRequest) -> AsyncIterator[Non
 
 
 async def _truncate(engine: AsyncEngine) -> None:
+    """Empty the store and say so, as ModelQL's own writes do: running apps' kept answers
+    are dropped when the notification arrives (the short sleep lets their listeners read it)."""
     async with engine.begin() as connection:
         await connection.execute(text(f"TRUNCATE {', '.join(PER_TEST_TABLES)}"))
+        await connection.execute(text(f"NOTIFY {OUTCOMES_CHANNEL}"))
+    await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

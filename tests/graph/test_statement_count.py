@@ -1,4 +1,5 @@
-"""A nested catalogue query costs a fixed number of SQL statements, whatever the page size."""
+"""A nested catalogue query costs a fixed number of SQL statements, whatever the page size
+(executed: the response cache is off here; tests/graph/test_response_cache.py covers it)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ EXPECTED_STATEMENTS = 5
 async def app_and_client(
     settings: Settings, demo_catalogue: None
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    async with running_app(settings) as running:
+    async with running_app(settings.model_copy(update={"response_cache": False})) as running:
         yield running
 
 

@@ -1,0 +1,162 @@
+"""Answers to queries kept per process: keyed by the normalised document, the operation, the
+variables and the caller's scopes; valid while the generations of the datasets the document
+reads have not moved (`answer_dependencies`), for at most a time-to-live. An answer that
+carried errors is never kept. Concurrent misses of one key share one execution."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+import orjson
+from cachetools import LRUCache
+from graphql import GraphQLError, GraphQLSchema, OperationType, get_operation_ast, print_ast
+from strawberry.types import ExecutionResult
+
+from modelql.graph.answer_dependencies import datasets_read
+from modelql.graph.documents import Prepared
+from modelql.services.generations import Dataset, Generations, Stamp
+
+Data = dict[str, Any]
+
+
+class CacheObserver(Protocol):
+    def looked_up(self, outcome: str) -> None:
+        """`hit`, `miss` or `shared` (a concurrent miss's execution answered it)."""
+
+    def resized(self, entries: int, size_bytes: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """What a query document's answers depend on, worked out once per query text."""
+
+    digest: str
+    datasets: tuple[Dataset, ...]
+    operation_name: str | None
+    """The operation's name in the document (for the request's log line)."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    data: Data
+    stamp: Stamp
+    datasets: tuple[Dataset, ...]
+    size: int
+
+
+Key = tuple[str, str, frozenset[str]]
+
+
+class ResponseCache:
+    """A size-bounded LRU of query answers (bytes of their JSON encoding)."""
+
+    def __init__(
+        self,
+        *,
+        schema: GraphQLSchema,
+        prepare: Callable[[str, GraphQLSchema], Prepared],
+        generations: Generations,
+        max_bytes: int,
+        ttl_s: float,
+        max_staleness_s: float,
+        plan_cache_size: int,
+        observer: CacheObserver | None = None,
+    ) -> None:
+        self._schema = schema
+        self._prepare = prepare
+        self._generations = generations
+        self._ttl_s = ttl_s
+        self._max_staleness_s = max_staleness_s
+        self._answers: LRUCache[Key, _Answer] = LRUCache(max_bytes, getsizeof=_size_of)
+        self._in_flight: dict[Key, tuple[Stamp, asyncio.Future[Data | None]]] = {}
+        self._observer = observer
+        self.plan = lru_cache(maxsize=plan_cache_size)(self._plan)
+
+    def _plan(self, query: str, operation_name: str | None) -> CachePlan | None:
+        """None for what is never kept: mutations, subscriptions, invalid documents."""
+        try:
+            document, errors = self._prepare(query, self._schema)
+        except GraphQLError:
+            return None
+        operation = get_operation_ast(document, operation_name)
+        if errors or operation is None or operation.operation is not OperationType.QUERY:
+            return None
+        normalised = f"{operation_name or ''}\n{print_ast(document)}"
+        return CachePlan(
+            digest=hashlib.sha256(normalised.encode()).hexdigest(),
+            datasets=datasets_read(self._schema, document),
+            operation_name=operation.name.value if operation.name else None,
+        )
+
+    async def answer(
+        self,
+        plan: CachePlan,
+        variables: Mapping[str, object] | None,
+        scopes: frozenset[str],
+        execute: Callable[[], Awaitable[ExecutionResult]],
+    ) -> ExecutionResult:
+        """The kept answer when it is current, else `execute()`'s (kept when error-free)."""
+        key: Key = (plan.digest, _canonical(variables), scopes)
+        answer = self._answers.get(key)
+        if answer is not None and self._current(answer.datasets, answer.stamp):
+            self._observe("hit")
+            return ExecutionResult(data=answer.data, errors=None)
+        shared = self._in_flight.get(key)
+        if shared is not None and self._current(plan.datasets, shared[0]):
+            data = await asyncio.shield(shared[1])
+            if data is not None:
+                self._observe("shared")
+                return ExecutionResult(data=data, errors=None)
+        self._observe("miss")
+        return await self._execute(key, plan, execute)
+
+    async def _execute(
+        self, key: Key, plan: CachePlan, execute: Callable[[], Awaitable[ExecutionResult]]
+    ) -> ExecutionResult:
+        stamp = self._generations.stamp(plan.datasets)
+        future: asyncio.Future[Data | None] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = (stamp, future)
+        data: Data | None = None
+        try:
+            result = await execute()
+            if not result.errors and result.data is not None:
+                data = result.data
+                size = len(orjson.dumps(data)) + len(key[0]) + len(key[1])
+                self._keep(key, _Answer(data, stamp, plan.datasets, size))
+            return result
+        finally:
+            future.set_result(data)
+            if self._in_flight.get(key, (None, None))[1] is future:
+                del self._in_flight[key]
+
+    def _keep(self, key: Key, answer: _Answer) -> None:
+        if answer.size > self._answers.maxsize:
+            return
+        self._answers[key] = answer
+        if self._observer is not None:
+            self._observer.resized(len(self._answers), int(self._answers.currsize))
+
+    def _current(self, datasets: tuple[Dataset, ...], stamp: Stamp) -> bool:
+        return time.monotonic() - stamp.read_at < self._ttl_s and self._generations.current(
+            datasets, stamp, max_staleness_s=self._max_staleness_s
+        )
+
+    def _observe(self, outcome: str) -> None:
+        if self._observer is not None:
+            self._observer.looked_up(outcome)
+
+
+def _size_of(answer: _Answer) -> int:
+    return answer.size
+
+
+def _canonical(variables: Mapping[str, object] | None) -> str:
+    """The variables as sorted JSON; NaN and infinities kept apart from null."""
+    return json.dumps(variables or {}, sort_keys=True, separators=(",", ":"))

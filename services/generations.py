@@ -1,0 +1,55 @@
+"""Generations of what answers are read from: a counter per dataset that moves whenever the
+dataset may have changed, so that anything derived from it can tell it is out of date."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Dataset(StrEnum):
+    CATALOGUE = "catalogue"
+    """Models, versions, aliases, traffic splits: changed by registrations and admin moves."""
+    STORE = "store"
+    """Stored predictions and their outcomes (and the roll-ups written with them)."""
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The generations of the datasets an answer read, taken before it was read."""
+
+    generations: tuple[int, ...]
+    read_at: float
+    """Monotonic seconds, before the read."""
+
+
+class Generations:
+    """Moved by this process's own commits (before their callers are answered) and by the
+    notifications of every other process's; all of them when notifications were lost."""
+
+    def __init__(self, *, listening_since: Callable[[], float | None]) -> None:
+        self._values = dict.fromkeys(Dataset, 0)
+        self._listening_since = listening_since
+
+    def changed(self, dataset: Dataset) -> None:
+        self._values[dataset] += 1
+
+    def everything_changed(self) -> None:
+        for dataset in Dataset:
+            self._values[dataset] += 1
+
+    def stamp(self, datasets: Iterable[Dataset]) -> Stamp:
+        return Stamp(tuple(self._values[d] for d in datasets), time.monotonic())
+
+    def current(self, datasets: Iterable[Dataset], stamp: Stamp, *, max_staleness_s: float) -> bool:
+        """Nothing read under `stamp` has changed since, as far as this process can know: the
+        listener has been connected since before the read, or the read is younger than
+        `max_staleness_s` (notifications cannot arrive while it is down)."""
+        if stamp.generations != tuple(self._values[d] for d in datasets):
+            return False
+        since = self._listening_since()
+        if since is not None and stamp.read_at >= since:
+            return True
+        return time.monotonic() - stamp.read_at < max_staleness_s
