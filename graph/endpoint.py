@@ -37,6 +37,7 @@ from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.request_log import RequestLog
 from modelql.graph.response_cache import ResponseCache
 from modelql.graph.schema import ModelQLSchema
+from modelql.graph.websocket_frames import CheckedFrames
 from modelql.services.api_keys import Caller
 from modelql.services.errors import is_connection_failure
 
@@ -70,6 +71,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
     """Strawberry's ASGI view, mounted in FastAPI as a plain route (no per-request dependency
     solving): typed context, execution timeout, GraphQL-over-HTTP media types, our GraphiQL."""
 
+    websocket_adapter_class = CheckedFrames  # a malformed frame closes the socket with 4400
 
     def __init__(
         self,
