@@ -1,94 +1,18 @@
-"""Prediction queries (the prediction repository): filters, keyset pages and SQL aggregates."""
+"""Prediction queries (the prediction repository): keyset pages, counts and samples of the
+predictions a `PredictionQuery` selects, and their latest outcomes."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import ColumnElement, exists, func, select, text, tuple_
+from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
-from modelql.persistence.tables import LatestOutcome, Model, ModelVersion, Prediction
-
-
-@dataclass(frozen=True)
-class PredictionQuery:
-    """Which predictions to look at; every field narrows the set, None means any."""
-
-    model: str | None = None
-    version: int | None = None
-    label: str | None = None
-    caller: str | None = None
-    request_id: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    min_confidence: float | None = None
-    max_confidence: float | None = None
-    has_outcome: bool | None = None
-    correct: bool | None = None
-    model_id: uuid.UUID | None = None
-    version_id: uuid.UUID | None = None
-
-    def __post_init__(self) -> None:
-        """A time without an offset is UTC (as the API says), so every path compares alike."""
-        for name in ("created_after", "created_before"):
-            moment = getattr(self, name)
-            if moment is not None and moment.tzinfo is None:
-                object.__setattr__(self, name, moment.replace(tzinfo=UTC))
-
-    def conditions(self) -> list[ColumnElement[bool]]:
-        conditions = self.catalogue_conditions(Prediction.model_id, Prediction.model_version_id)
-        if self.label is not None:
-            conditions.append(Prediction.label == self.label)
-        if self.caller is not None:
-            conditions.append(Prediction.caller == self.caller)
-        if self.request_id is not None:
-            conditions.append(Prediction.request_id == self.request_id)
-        if self.created_after is not None:
-            conditions.append(Prediction.created_at >= self.created_after)
-        if self.created_before is not None:
-            conditions.append(Prediction.created_at < self.created_before)
-        if self.min_confidence is not None:
-            conditions.append(Prediction.confidence >= self.min_confidence)
-        if self.max_confidence is not None:
-            conditions.append(Prediction.confidence <= self.max_confidence)
-        # An alias of its own: statistics join the latest outcome beside these conditions.
-        outcome = aliased(LatestOutcome)
-        if self.has_outcome is not None:
-            labelled = exists().where(outcome.prediction_id == Prediction.id)
-            conditions.append(labelled if self.has_outcome else ~labelled)
-        if self.correct is not None:
-            conditions.append(
-                exists().where(
-                    outcome.prediction_id == Prediction.id, outcome.correct.is_(self.correct)
-                )
-            )
-        return conditions
-
-    def catalogue_conditions(
-        self, model_id: ColumnElement[uuid.UUID], version_id: ColumnElement[uuid.UUID]
-    ) -> list[ColumnElement[bool]]:
-        """The model and version conditions on the given id columns."""
-        conditions: list[ColumnElement[bool]] = []
-        if self.model_id is not None:
-            conditions.append(model_id == self.model_id)
-        if self.version_id is not None:
-            conditions.append(version_id == self.version_id)
-        if self.model is not None:
-            named = select(Model.id).where(Model.name == self.model).scalar_subquery()
-            conditions.append(model_id == named)
-        if self.version is not None:
-            numbered = select(ModelVersion.id).where(ModelVersion.number == self.version)
-            if self.model is not None:
-                numbered = numbered.join(Model, Model.id == ModelVersion.model_id).where(
-                    Model.name == self.model
-                )
-            conditions.append(version_id.in_(numbered))
-        return conditions
-
+from modelql.persistence.prediction_filters import PredictionQuery
+from modelql.persistence.tables import LatestOutcome, Prediction
 
 Keyset = tuple[datetime, uuid.UUID]
 

@@ -1,10 +1,10 @@
-"""Prediction statistics, overall and grouped: answered from the roll-ups when the filter allows
-(model, version, label, caller, and createdAfter/createdBefore on whole hours), from the raw
-prediction table otherwise. Roll-ups are read daily for the whole UTC days of the window and
-hourly for the rest (all hourly when grouped by hour). Counts and means are exact either way;
-p95 latency from the latency roll-ups (per version and period, so without label or caller
-filters) is read off a log-scale histogram (see `_p95_per_key`), and exact from the raw
-table otherwise."""
+"""Prediction statistics, overall and grouped: answered from the roll-ups when every field of
+the filter allows (each field declares its `RollupDecision`: model, version, label, caller, and
+createdAfter/createdBefore on whole hours), from the raw prediction table otherwise. Roll-ups
+are read daily for the whole UTC days of the window and hourly for the rest (all hourly when
+grouped by hour). Counts and means are exact either way; p95 latency from the latency roll-ups
+(per version and period, so without label or caller filters) is read off a log-scale histogram
+(see `_p95_per_key`), and exact from the raw table otherwise."""
 
 from __future__ import annotations
 
@@ -27,7 +27,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from modelql.persistence.prediction_repository import PredictionQuery
+from modelql.persistence.prediction_filters import (
+    PredictionFilterField,
+    PredictionQuery,
+    RollupDecision,
+)
 from modelql.persistence.tables import (
     DailyLatencyRollup,
     DailyPredictionRollup,
@@ -101,18 +105,22 @@ def _whole_hour(moment: datetime | None) -> bool:
 
 def rollups_answer(query: PredictionQuery, interval: Interval | None = None) -> bool:
     """Whether the roll-ups hold exactly the predictions the query selects."""
-    return (
-        query.request_id is None
-        and query.min_confidence is None
-        and query.max_confidence is None
-        and query.has_outcome is None
-        and query.correct is None
-        and query.label != ""
-        and query.caller != ""
-        and _whole_hour(query.created_after)
-        and _whole_hour(query.created_before)
-        and interval != Interval.MINUTE
+    return interval != Interval.MINUTE and all(
+        _rollups_answer_field(declared, value) for declared, value in query.given()
     )
+
+
+def _rollups_answer_field(declared: PredictionFilterField, value: Any) -> bool:
+    """Whether the (sums') roll-ups answer one field of the filter, given its value."""
+    match declared.rollups:
+        case RollupDecision.ROLLUPS_ANSWER:
+            return True
+        case RollupDecision.SUM_ROLLUPS_ANSWER:
+            return value != ""
+        case RollupDecision.ROLLUPS_ANSWER_ON_WHOLE_HOURS:
+            return _whole_hour(value)
+        case RollupDecision.RAW_TABLE_ONLY:
+            return False
 
 
 def _use_rollups(
@@ -217,12 +225,12 @@ def _latency_rows(query: PredictionQuery, interval: Interval | None = None) -> S
 
 
 def _rollup_conditions(query: PredictionQuery, rows: Subquery) -> list[ColumnElement[bool]]:
-    conditions = query.catalogue_conditions(rows.c.model_id, rows.c.model_version_id)
-    if query.label is not None:
-        conditions.append(rows.c.label == query.label)
-    if query.caller is not None:
-        conditions.append(rows.c.caller == query.caller)
-    return conditions
+    """The query's conditions on roll-up rows, for the fields they hold (the time bounds are in
+    which rows are read; latency rows are read only without the sums' fields)."""
+    held = (RollupDecision.ROLLUPS_ANSWER, RollupDecision.SUM_ROLLUPS_ANSWER)
+    return [
+        declared.sql(rows.c, value) for declared, value in query.given() if declared.rollups in held
+    ]
 
 
 def _ratio(numerator: Any, denominator: Any) -> ColumnElement[float]:
@@ -322,7 +330,7 @@ async def p95_latency(
     rows = _latency_rows(query)
     histogram = (
         select(rows.c.bucket, _total(rows.c.count).label("n"))
-        .where(*query.catalogue_conditions(rows.c.model_id, rows.c.model_version_id))
+        .where(*_rollup_conditions(query, rows))
         .group_by(rows.c.bucket)
     )
     return (await _p95_per_key(session, histogram.subquery(), 0)).get((), None)
@@ -333,8 +341,7 @@ def latency_rollups_answer(query: PredictionQuery, by: Sequence[Dimension] = ())
     the latencies of the selected predictions, per group of `by`."""
     return (
         rollups_answer(query)
-        and query.label is None
-        and query.caller is None
+        and all(d.rollups is not RollupDecision.SUM_ROLLUPS_ANSWER for d, _ in query.given())
         and not {Dimension.LABEL, Dimension.CALLER} & set(by)
     )
 
@@ -489,9 +496,7 @@ async def _rolled_up_p95(
         rows.c.model_id,
         rows.c.model_version_id,
     )
-    histogram = histogram.where(
-        *query.catalogue_conditions(rows.c.model_id, rows.c.model_version_id)
-    ).group_by(*keys, rows.c.bucket)
+    histogram = histogram.where(*_rollup_conditions(query, rows)).group_by(*keys, rows.c.bucket)
     return await _p95_per_key(session, histogram.subquery(), len(keys))
 
 

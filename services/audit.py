@@ -3,12 +3,8 @@
 
 from __future__ import annotations
 
-from modelql.persistence.prediction_repository import (
-    Keyset,
-    PredictionQuery,
-    list_predictions,
-    predictions_by_id,
-)
+from modelql.persistence.prediction_filters import PredictionQuery
+from modelql.persistence.prediction_repository import Keyset, list_predictions, predictions_by_id
 from modelql.persistence.stats_repository import (
     Dimension,
     Group,

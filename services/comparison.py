@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modelql.models.metrics import overall_metrics
 from modelql.models.predictor import ModelOutput
 from modelql.models.vocabulary import Task
+from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.prediction_repository import (
-    PredictionQuery,
     RecordedOutcome,
     list_predictions,
     outcomes_for_predictions,

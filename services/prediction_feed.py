@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.persistence import feed_repository
 from modelql.persistence.feed_repository import NamedPrediction
-from modelql.persistence.prediction_repository import PredictionQuery
+from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.services.feed import Feed
 from modelql.services.subscribers import Subscriptions
 
@@ -28,40 +27,11 @@ READ_BATCH = 200
 MAX_MISSING = 10_000
 
 
-def matches(query: PredictionQuery, item: NamedPrediction) -> bool:
-    """The in-memory twin of `PredictionQuery.conditions` for one prediction."""
-    row = item.row
-    checks: list[tuple[object, bool]] = [
-        (query.model, item.model == query.model),
-        (query.version, item.version == query.version),
-        (query.model_id, row.model_id == query.model_id),
-        (query.version_id, row.model_version_id == query.version_id),
-        (query.label, row.label == query.label),
-        (query.caller, row.caller == query.caller),
-        (query.request_id, row.request_id == query.request_id),
-        (query.created_after, _at_or_after(row.created_at, query.created_after)),
-        (query.created_before, not _at_or_after(row.created_at, query.created_before)),
-        (query.min_confidence, _compare(row.confidence, query.min_confidence, minimum=True)),
-        (query.max_confidence, _compare(row.confidence, query.max_confidence, minimum=False)),
-    ]
-    return all(passed for wanted, passed in checks if wanted is not None)
-
-
-def _at_or_after(at: datetime, bound: datetime | None) -> bool:
-    return bound is not None and at >= bound
-
-
-def _compare(value: float | None, bound: float | None, *, minimum: bool) -> bool:
-    if value is None or bound is None:
-        return False
-    return value >= bound if minimum else value <= bound
-
-
 def selector(query: PredictionQuery) -> Callable[[Commit], Commit | None]:
     """A subscriber's selection: the commit's predictions its filter keeps, None if none."""
 
     def select(commit: Commit) -> Commit | None:
-        kept = [item for item in commit if matches(query, item)]
+        kept = [item for item in commit if query.matches(item)]
         return kept or None
 
     return select

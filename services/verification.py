@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.prediction_repository import (
-    PredictionQuery,
     begin_snapshot,
     count_predictions,
     predictions_after,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import datetime
 from typing import Any
@@ -72,23 +73,11 @@ class PredictionFilter:
         model_id: uuid.UUID | None = None,
         version_id: uuid.UUID | None = None,
     ) -> audit.PredictionQuery:
-        """The audit query of a filter (none: every prediction), narrowed to a model/version."""
+        """The audit query of a filter (none: every prediction), narrowed to a model/version:
+        each field goes to the `PredictionQuery` field of its name (a test holds the two alike)."""
         where = where or PredictionFilter()
-        return audit.PredictionQuery(
-            model=where.model,
-            version=where.version,
-            label=where.label,
-            caller=where.caller,
-            request_id=where.request_id,
-            created_after=where.created_after,
-            created_before=where.created_before,
-            min_confidence=where.min_confidence,
-            max_confidence=where.max_confidence,
-            has_outcome=where.has_outcome,
-            correct=where.correct,
-            model_id=model_id,
-            version_id=version_id,
-        )
+        given = {each.name: getattr(where, each.name) for each in dataclasses.fields(where)}
+        return audit.PredictionQuery(**given, model_id=model_id, version_id=version_id)
 
 
 @strawberry.type(name="LabelCount")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import itertools
+import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -25,7 +26,7 @@ from uuid_utils.compat import uuid7
 
 from modelql.persistence import outcome_repository
 from modelql.persistence.database import driver_connection
-from modelql.persistence.prediction_repository import PredictionQuery
+from modelql.persistence.prediction_filters import FILTER_FIELDS, PredictionQuery, RollupDecision
 from modelql.persistence.prediction_writer import RequestRows, insert
 from modelql.persistence.stats_repository import (
     Dimension,
@@ -192,15 +193,15 @@ def close(expected: float | None, rel: float) -> object:
 
 
 moments = st.one_of(st.none(), st.sampled_from([*HOURS, NOW + timedelta(hours=1)]))
-queries = st.builds(
-    PredictionQuery,
-    model=st.sampled_from([None, "iris-classifier", "diabetes-regressor"]),
-    version=st.sampled_from([None, 1, 2]),
-    label=st.sampled_from([None, *LABELS]),
-    caller=st.sampled_from([None, "alice", "bob"]),
-    created_after=moments,
-    created_before=moments,
-)
+DRAWN = {
+    "model": st.sampled_from([None, "iris-classifier", "diabetes-regressor"]),
+    "version": st.sampled_from([None, 1, 2]),
+    "label": st.sampled_from([None, *LABELS]),
+    "caller": st.sampled_from([None, "alice", "bob"]),
+    "created_after": moments,
+    "created_before": moments,
+}
+queries = st.builds(PredictionQuery, **DRAWN)
 groupings = st.lists(st.sampled_from(list(Dimension)), min_size=1, max_size=3, unique=True)
 intervals = st.sampled_from([Interval.HOUR, Interval.DAY, Interval.WEEK])
 SETTINGS = settings(
@@ -341,12 +342,43 @@ async def test_outcomes_and_predictions_lock_roll_up_rows_in_one_order(
             )
 
 
+def test_the_property_draws_every_filter_field_the_roll_ups_may_answer():
+    """The API's own scope fields (a model's or version's predictions) aside."""
+    answerable = {
+        name
+        for name, declared in FILTER_FIELDS.items()
+        if declared.rollups is not RollupDecision.RAW_TABLE_ONLY and declared.public
+    }
+    assert answerable == set(DRAWN)
+
+
+SAMPLE_VALUES = {
+    str: "x",
+    int: 1,
+    float: 0.5,
+    bool: True,
+    datetime: NOW,
+    uuid.UUID: uuid.UUID(int=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FILTER_FIELDS))
+def test_each_filter_field_is_routed_by_its_rollup_decision(name: str):
+    declared = FILTER_FIELDS[name]
+    hint = typing.get_type_hints(PredictionQuery)[name]
+    (kind,) = (t for t in typing.get_args(hint) if t is not type(None))
+    answered = rollups_answer(PredictionQuery(**{name: SAMPLE_VALUES[kind]}))
+    assert answered is (declared.rollups is not RollupDecision.RAW_TABLE_ONLY)
+
+
 def test_the_raw_table_answers_what_roll_ups_cannot():
     assert not rollups_answer(PredictionQuery(min_confidence=0.5))
     assert not rollups_answer(PredictionQuery(has_outcome=True))
     assert not rollups_answer(PredictionQuery(created_after=NOW + timedelta(minutes=5)))
     assert not rollups_answer(PredictionQuery(), Interval.MINUTE)
     assert rollups_answer(PredictionQuery(created_after=NOW, model="m", caller="c", label="x"))
+    assert not rollups_answer(PredictionQuery(label=""))  # roll-ups keep no label as ''
+    assert not rollups_answer(PredictionQuery(caller=""))
 
 
 def test_a_window_is_read_as_whole_days_and_the_hours_at_its_ends():

@@ -1,22 +1,25 @@
 """The prediction feed's position: commits that commit out of id order, and ids that never
-commit, are neither lost nor delivered twice."""
+commit, are neither lost nor delivered twice. A subscriber's filter keeps, of each commit,
+exactly what the same filter selects in SQL."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from modelql.persistence import prediction_writer
-from modelql.persistence.database import libpq_url
+from modelql.persistence import feed_repository, prediction_writer
+from modelql.persistence.database import driver_connection, libpq_url
 from modelql.persistence.feed_repository import NamedPrediction
-from modelql.persistence.prediction_repository import PredictionQuery
-from modelql.persistence.tables import Model, ModelVersion
+from modelql.persistence.prediction_filters import FILTER_FIELDS, PredictionQuery
+from modelql.persistence.tables import Model, ModelVersion, Prediction
 from modelql.services import prediction_feed
 from modelql.services.prediction_feed import PredictionFeed
 from modelql.services.subscribers import Subscriber, Subscriptions
@@ -139,3 +142,99 @@ async def test_a_commit_in_flight_when_the_first_subscriber_arrives_is_delivered
         await transaction.commit()
         feed.wake()
         assert await delivered(subscriber) == [["in-flight"]]
+
+
+async def _version_ids(session: AsyncSession, model: str, number: int) -> tuple[uuid.UUID, ...]:
+    row = await session.execute(
+        select(ModelVersion.model_id, ModelVersion.id)
+        .join(Model, Model.id == ModelVersion.model_id)
+        .where(Model.name == model, ModelVersion.number == number)
+    )
+    return tuple(row.one())
+
+
+def _request(
+    version: tuple[uuid.UUID, ...], request_id: str, caller: str | None, outputs: list[Any]
+) -> prediction_writer.RequestRows:
+    """One request's predictions: (label, confidence) pairs, or values of a regressor."""
+    classified = isinstance(outputs[0], tuple)
+    return prediction_writer.RequestRows(
+        ids=[uuid.uuid4() for _ in outputs],
+        inputs=[{}] * len(outputs),
+        labels=[label for label, _ in outputs] if classified else [None] * len(outputs),
+        values=None if classified else outputs,
+        probabilities=None,
+        confidences=[c for _, c in outputs] if classified else [None] * len(outputs),
+        model_id=version[0],
+        model_version_id=version[1],
+        latency_ms=1.0,
+        request_id=request_id,
+        caller=caller,
+        idempotency_key=None,
+        idempotency_record_id=None,
+        routed_by="DEFAULT",
+    )
+
+
+def _samples(
+    stamped: list[datetime], iris: tuple[uuid.UUID, ...], iris_v2: tuple[uuid.UUID, ...]
+) -> dict[str, list[Any]]:
+    """Values to try for every filter field, on the predictions the test stores."""
+    times = [*stamped, stamped[0] + timedelta(microseconds=1), stamped[-1] + timedelta(days=1)]
+    return {
+        "model": ["iris-classifier", "diabetes-regressor", "no-such-model"],
+        "version": [1, 2, 3],
+        "label": ["setosa", "virginica", "", "none-such"],
+        "caller": ["alice", "bob", ""],
+        "request_id": ["first", "second", "none-such"],
+        "created_after": times,
+        "created_before": times,
+        "min_confidence": [0.0, 0.5, 0.9, 1.0],
+        "max_confidence": [0.0, 0.5, 0.9, 1.0],
+        "has_outcome": [True, False],
+        "correct": [True, False],
+        "model_id": [iris[0], iris_v2[0], uuid.uuid4()],
+        "version_id": [iris[1], iris_v2[1], uuid.uuid4()],
+    }
+
+
+async def test_every_filter_field_keeps_in_the_feed_what_it_selects_in_sql(
+    sessionmaker: async_sessionmaker[AsyncSession], demo_catalogue: None
+):
+    async with sessionmaker() as session:
+        iris = await _version_ids(session, "iris-classifier", 1)
+        iris_v2 = await _version_ids(session, "iris-classifier", 2)
+        diabetes = await _version_ids(session, "diabetes-regressor", 1)
+    groups = [
+        [
+            _request(iris, "first", "alice", [("setosa", 0.9), ("virginica", 0.5)]),
+            _request(diabetes, "first", None, [120.0]),
+        ],
+        [
+            _request(iris_v2, "second", "bob", [("virginica", 0.95), ("setosa", 0.3)]),
+            _request(iris, "second", None, [("versicolor", 0.5)]),
+        ],
+    ]
+    stamped = []
+    for group in groups:
+        async with sessionmaker.begin() as session:
+            stamped.append(await prediction_writer.insert(await driver_connection(session), group))
+    ids = [i for group in groups for request in group for i in request.ids]
+    samples = _samples(stamped, iris, iris_v2)
+    assert set(samples) == set(FILTER_FIELDS), "give sample values for every filter field"
+
+    selections = set()
+    async with sessionmaker() as session:
+        committed = list((await feed_repository.named_predictions(session, ids)).values())
+        for name, values in samples.items():
+            for value in values:
+                query = PredictionQuery(**{name: value})
+                in_sql = set(
+                    await session.scalars(
+                        select(Prediction.id).where(Prediction.id.in_(ids), *query.conditions())
+                    )
+                )
+                in_feed = {item.row.id for item in committed if query.matches(item)}
+                assert in_feed == in_sql, (name, value)
+                selections.add(frozenset(in_sql))
+    assert len(committed) == len(ids) and len(selections) > 10
