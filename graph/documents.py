@@ -20,19 +20,32 @@ from graphql.validation import ASTValidationRule, specified_rules
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from modelql.graph.errors import ErrorCode
+from modelql.graph.persisted_queries import document_hash
+
 Prepared = tuple[DocumentNode, list[GraphQLError]]
 
 
 def document_cache(
-    *, max_tokens: int, rules: Sequence[type[ASTValidationRule]], size: int
+    *,
+    max_tokens: int,
+    rules: Sequence[type[ASTValidationRule]],
+    size: int,
+    allowed: frozenset[str] | None = None,
 ) -> Callable[[str, GraphQLSchema], Prepared]:
     """A bounded LRU of (document, validation errors) by query text and schema. ModelQL's
     limit rules run only on documents the spec's rules accept: Strawberry's depth limit raises
-    (instead of reporting) on an unknown fragment or an empty selection set."""
+    (instead of reporting) on an unknown fragment or an empty selection set. With `allowed`
+    (SHA-256 hashes), any other document is refused before it is parsed, on every transport."""
     limits = tuple(rules)
 
     @lru_cache(maxsize=size)
     def prepare(query: str, schema: GraphQLSchema) -> Prepared:
+        if allowed is not None and document_hash(query) not in allowed:
+            raise GraphQLError(
+                "This server runs only the documents of its allow-list; this one is not in it.",
+                extensions={"code": str(ErrorCode.PERSISTED_QUERY_NOT_IN_LIST)},
+            )
         document = parse(query, max_tokens=max_tokens)
         errors = _empty_selection_sets(document) or validate_document(
             schema, document, specified_rules

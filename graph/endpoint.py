@@ -34,6 +34,7 @@ from modelql.graph.errors import (
     record_operation,
 )
 from modelql.graph.mutations import DIRECT_MUTATIONS
+from modelql.graph.persisted_queries import PersistedQueries
 from modelql.graph.request_log import RequestLog
 from modelql.graph.response_cache import ResponseCache
 from modelql.graph.schema import ModelQLSchema
@@ -80,10 +81,12 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         max_query_length: int,
         ide_assets_url: str,
         direct: DirectExecutor | None,
+        persisted: PersistedQueries,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.direct = direct
+        self.persisted = persisted
         self.responses: ResponseCache | None = None
         """Set once the runtime is built (it needs the process's generations)."""
         self.execution_timeout_s = execution_timeout_s
@@ -198,7 +201,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         )
         if plan is not None and self.responses is not None:
             record_operation(context, plan.operation_name, "query")
-            return await self.responses.answer(
+            result = await self.responses.answer(
                 plan,
                 request_data.variables,
                 context.scopes,
@@ -206,6 +209,9 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
                     request, request_adapter, sub_response, context, root_value, request_data
                 ),
             )
+            if request_adapter.method == "GET" and not result.errors:
+                _let_caches_keep(sub_response, shared=not context.dependencies.auth_required)
+            return result
         if self.direct is not None and request_adapter.method == "POST":
             result = await self.direct.execute(
                 request_data.query, request_data.operation_name, request_data.variables, context
@@ -219,6 +225,17 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         return await super().execute_single(
             request, request_adapter, sub_response, context, root_value, request_data
         )
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Strawberry's, but not for a persisted query sent by hash (no `query` parameter)."""
+        return (
+            super().should_render_graphql_ide(request) and "extensions" not in request.query_params
+        )
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's, with a persisted query's document looked up by its hash."""
+        data = await super().parse_http_body(request)
+        return data if isinstance(data, list) else self.persisted.resolve(data)
 
     def _is_subscription(self, request_data: GraphQLRequestData) -> bool:
         """Whether the document's chosen operation is a subscription (from the cache of
@@ -287,6 +304,12 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         return response
 
 
+def _let_caches_keep(response: Response, *, shared: bool) -> None:
+    """A GET answer may be kept by HTTP caches for the freshness bound (1 s); by shared ones
+    (a CDN) only when it does not depend on who asks (no authentication)."""
+    response.headers["cache-control"] = f"{'public' if shared else 'private'}, max-age=1"
+
+
 def _bearer_token(header: object) -> str | None:
     """The key of an `Authorization: Bearer <key>` value."""
     scheme, _, token = (header if isinstance(header, str) else "").partition(" ")
@@ -298,6 +321,7 @@ def _wants_graphiql(request: Request) -> bool:
         request.method == "GET"
         and "text/html" in request.headers.get("accept", "")
         and "query" not in request.query_params
+        and "extensions" not in request.query_params
     )
 
 
@@ -352,6 +376,7 @@ def create_graphql_endpoint(
     max_query_length: int,
     ide_assets_url: str,
     max_subscriptions_per_connection: int = 10,
+    persisted: PersistedQueries,
     direct_execution: bool = True,
     plan_cache_size: int = 256,
 ) -> GraphQLEndpoint:
@@ -368,6 +393,7 @@ def create_graphql_endpoint(
     return GraphQLEndpoint(
         schema,
         direct=direct,
+        persisted=persisted,
         graphql_ide="graphiql" if graphiql else None,
         allow_queries_via_get=True,
         execution_timeout_s=execution_timeout_s,

@@ -30,6 +30,8 @@ class SchemaOptions:
     max_query_tokens: int = 3_000
     max_query_aliases: int = 50
     introspection: bool = True
+    allowed_documents: frozenset[str] | None = None
+    """SHA-256 hashes of the only documents that run (persisted-query allow-list)."""
 
 
 class ModelQLSchema(strawberry.Schema):
@@ -56,7 +58,10 @@ def build_schema(options: SchemaOptions | None = None) -> ModelQLSchema:
     if not options.introspection:
         rules.append(NoSchemaIntrospectionCustomRule)
     prepare = document_cache(
-        max_tokens=options.max_query_tokens, rules=rules, size=options.query_cache_size
+        max_tokens=options.max_query_tokens,
+        rules=rules,
+        size=options.query_cache_size,
+        allowed=options.allowed_documents,
     )
     extensions: list[Callable[[], SchemaExtension]] = [
         MaskUnexpectedErrors,

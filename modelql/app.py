@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -28,6 +28,13 @@ from modelql.graph.errors import (
     RateLimitedError,
 )
 from modelql.graph.limits import Limits
+from modelql.graph.persisted_queries import (
+    ManifestError,
+    PersistedQueries,
+    PersistedQueryError,
+    PersistedQueryMode,
+    load_manifest,
+)
 from modelql.graph.response_cache import ResponseCache
 from modelql.graph.schema import SchemaOptions, build_schema
 from modelql.live import live_feeds
@@ -80,6 +87,17 @@ class Runtime:
     model_cache: ModelCache
     pipelines: PredictionPipelines
     prediction_metrics: PrometheusPredictionMetrics | None = None
+
+
+def persisted_queries(settings: Settings) -> PersistedQueries:
+    """The persisted-query mode; its allow-list read from the file (ManifestError if the file
+    is unusable, or missing in mode `only`)."""
+    mode = PersistedQueryMode(settings.persisted_queries)
+    if mode is PersistedQueryMode.ONLY and settings.persisted_queries_file is None:
+        raise ManifestError("MODELQL_PERSISTED_QUERIES=only needs MODELQL_PERSISTED_QUERIES_FILE.")
+    file = settings.persisted_queries_file
+    listed = load_manifest(file) if file is not None else {}
+    return PersistedQueries(mode, listed, max_registered=settings.persisted_queries_max)
 
 
 def schema_options(settings: Settings) -> SchemaOptions:
@@ -248,9 +266,11 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
-    schema = build_schema(schema_options(settings))
+    persisted = persisted_queries(settings)
+    schema = build_schema(replace(schema_options(settings), allowed_documents=persisted.allowed))
     endpoint = create_graphql_endpoint(
         schema,
+        persisted=persisted,
         graphiql=settings.graphiql_enabled,
         execution_timeout_s=settings.execution_timeout_s,
         max_query_length=settings.max_query_length,
@@ -265,6 +285,7 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     app.add_exception_handler(AuthenticationError, _unauthenticated)
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
     app.add_exception_handler(RateLimitedError, _rate_limited)
+    app.add_exception_handler(PersistedQueryError, _persisted_query_refused)
     app.add_api_route("/dashboard", dashboard, methods=["GET"], include_in_schema=False)
     app.add_api_route("/healthz", healthz, methods=["GET"])
     app.add_api_route("/readyz", readyz, methods=["GET"])
@@ -303,6 +324,12 @@ async def _rate_limited(request: Request, error: Exception) -> JSONResponse:
         429,
         {"Retry-After": str(error.retry_after_s)},
     )
+
+
+async def _persisted_query_refused(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, PersistedQueryError)
+    request.state.request_log.outcome = "error" if error.status == 200 else "rejected"
+    return graphql_error_response(str(error), error.code, error.status)
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -21,12 +21,13 @@ from sqlalchemy.engine import make_url
 from strawberry.printer import print_schema
 
 from modelql import schema_migrations
-from modelql.app import NotMigratedError, create_app, ensure_migrated
+from modelql.app import NotMigratedError, create_app, ensure_migrated, persisted_queries
 from modelql.embedded_postgres import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
     PostgresNotFoundError,
 )
+from modelql.graph.persisted_queries import ManifestError
 from modelql.graph.schema import build_schema
 from modelql.logs import configure_logging
 from modelql.models.artifacts import ArtifactStore
@@ -166,7 +167,8 @@ def serve(
     settings = settings.model_copy(update={k: v for k, v in updates.items() if v is not None})
     try:
         check_exposure(settings)
-    except UnsafeExposureError as error:
+        persisted_queries(settings)
+    except (UnsafeExposureError, ManifestError) as error:
         console.print(f"[red]{error}[/red]")
         raise typer.Exit(2) from None
     with database(settings) as url:

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     catalogue_max_staleness_s: float = Field(
         default=1.0, gt=0, description="Longest a moved alias or revoked key may go unseen."
     )
+    persisted_queries: Literal["off", "on", "only"] = Field(
+        default="on",
+        description="Automatic persisted queries (on), none (off), or only the documents of "
+        "persisted_queries_file (only).",
+    )
+    persisted_queries_file: Path | None = Field(
+        default=None, description="Allow-list: an Apollo persisted-query manifest or a map."
+    )
+    persisted_queries_max: int = Field(
+        default=10_000, ge=1, description="Documents registered by clients kept per process."
+    )
     response_cache: bool = Field(
         default=True, description="Keep error-free query answers until what they read changes."
     )
