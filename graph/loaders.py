@@ -53,10 +53,8 @@ class Loaders:
         self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
         self.alias_events_by_model = _mapping_loader(db, catalogue.alias_events_for_models, list)
         self.split_events_by_model = _mapping_loader(db, catalogue.split_events_for_models, list)
-        self.training_arguments = _mapping_loader(
-            db, catalogue.training_arguments_for_versions, list
-        )
-        self.metrics = _mapping_loader(db, catalogue.metrics_for_versions, list)
+        self.training_arguments = _mapping_loader(db, memory.training_arguments, list)
+        self.metrics = _mapping_loader(db, memory.metrics, list)
         self.prediction_by_id = _mapping_loader(db, audit.predictions_by_id)
         self.outcome_history = _mapping_loader(db, outcomes.histories, list)
         self.live_performance: DataLoader[LiveKey, list[PerformanceRecord]] = DataLoader(

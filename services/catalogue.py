@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,11 +23,9 @@ from modelql.persistence.catalogue_repository import (
     RouteRow,
     alias_events_for_models,
     list_models,
-    metrics_for_versions,
     models_by_id,
     models_by_name,
     split_events_for_models,
-    training_arguments_for_versions,
     versions_page_for_models,
 )
 from modelql.persistence.tables import AliasEvent, ModelVersion
@@ -45,16 +43,15 @@ __all__ = [
     "Version",
     "alias_events_for_models",
     "list_models",
-    "metrics_for_versions",
     "models_by_id",
     "models_by_name",
     "split_events_for_models",
-    "training_arguments_for_versions",
     "version_at",
     "versions_page_for_models",
 ]
 
 DEFAULT_ALIAS = catalogue_repository.DEFAULT_ALIAS
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +225,8 @@ class Catalogue:
 
     def __init__(self, freshness: Freshness) -> None:
         self._versions: dict[uuid.UUID, Version] = {}
+        self._metrics: dict[uuid.UUID, list[MetricRow]] = {}
+        self._training_arguments: dict[uuid.UUID, list[ArgumentRow]] = {}
         self._routes_by_name: dict[str, ModelRoute] = {}
         self._routes_by_id: dict[uuid.UUID, ModelRoute] = {}
         self._freshness = freshness
@@ -245,6 +244,25 @@ class Catalogue:
             for version_id in ids
             if version_id in self._versions
         }
+
+    async def metrics(
+        self, session: AsyncSession, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[MetricRow]]:
+        """Each version's offline metrics: registered with it and never changed, so read once."""
+        return await _read_once(
+            self._metrics, catalogue_repository.metrics_for_versions, session, ids
+        )
+
+    async def training_arguments(
+        self, session: AsyncSession, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[ArgumentRow]]:
+        """Each version's training arguments: registered with it and never changed."""
+        return await _read_once(
+            self._training_arguments,
+            catalogue_repository.training_arguments_for_versions,
+            session,
+            ids,
+        )
 
     def known_version(self, version_id: uuid.UUID) -> Version | None:
         """The version from memory; None when it has not been read yet."""
@@ -315,3 +333,18 @@ class Catalogue:
             self._routes_by_name[route.name] = route
             self._routes_by_id[route.model_id] = route
         return routes
+
+
+async def _read_once(
+    kept: dict[uuid.UUID, list[Row]],
+    fetch: Callable[[AsyncSession, Sequence[uuid.UUID]], Awaitable[Mapping[uuid.UUID, list[Row]]]],
+    session: AsyncSession,
+    ids: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, list[Row]]:
+    """Rows of immutable versions by version id: from `kept`, the missing ones in one call."""
+    missing = [version_id for version_id in ids if version_id not in kept]
+    if missing:
+        found = await fetch(session, missing)
+        for version_id in missing:
+            kept[version_id] = list(found.get(version_id, ()))
+    return {version_id: kept[version_id] for version_id in ids}

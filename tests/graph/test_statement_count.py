@@ -37,10 +37,12 @@ query($first: Int!) {
 """
 
 # Measured: the models page, then one batched load each for the models' versions (windowed
-# per model), training arguments, performance metrics (also serving `metric`) and
-# `version.model`. Aliases, default versions and `alias.version` come from the in-memory
-# catalogue (routes kept fresh by the listener; versions are immutable).
+# per model) and `version.model`; training arguments and performance metrics (also serving
+# `metric`) once more each for versions this process has not read yet: they are immutable and
+# kept in memory, like the versions themselves. Aliases, default versions and `alias.version`
+# come from the in-memory catalogue (routes kept fresh by the listener).
 EXPECTED_STATEMENTS = 5
+WARM_STATEMENTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +106,10 @@ async def test_nested_query_statement_count_does_not_grow_with_the_page(
     assert len(large_statements) == EXPECTED_STATEMENTS, listing
 
 
-async def test_repeating_the_query_costs_the_same(
+async def test_repeating_the_query_reads_the_immutable_parts_from_memory(
     app_and_client: tuple[FastAPI, httpx.AsyncClient],
 ):
     app, http = app_and_client
+    await _run(app, http, 4)
     counts = {len((await _run(app, http, 4))[1]) for _ in range(3)}
-    assert counts == {EXPECTED_STATEMENTS}
+    assert counts == {WARM_STATEMENTS}
