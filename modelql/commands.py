@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from strawberry.printer import print_schema
 
 from modelql import schema_migrations
-from modelql.app import NotMigratedError, create_app, ensure_migrated, persisted_queries
+from modelql.app import create_app, persisted_queries
 from modelql.embedded_postgres import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
@@ -41,6 +41,7 @@ from modelql.registration_files import (
     read_reference,
     read_signature,
 )
+from modelql.runtime import NotMigratedError, ensure_migrated
 from modelql.services import api_keys, outcomes, registration
 from modelql.services.api_keys import ApiKeyError
 from modelql.services.audit import PredictionQuery

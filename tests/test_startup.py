@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from support import app_client, create_database, drop_database, make_settings
 
-from modelql.app import NotMigratedError
 from modelql.garbage_collection import YOUNGEST_GENERATION_THRESHOLD
+from modelql.runtime import NotMigratedError, Runtime
+from modelql.settings import Settings
 
 
 @pytest.fixture
@@ -64,3 +65,18 @@ async def test_a_serving_app_freezes_its_start_up_objects_until_it_stops(
     assert answered.json() == {"data": {"__typename": "Query"}}
     assert gc.get_freeze_count() == 0, "a stopped app gives its objects back to the collector"
     assert gc.get_threshold()[0] != YOUNGEST_GENERATION_THRESHOLD
+
+
+async def test_a_runtime_is_built_started_and_stopped_without_the_web_app(
+    settings: Settings, demo_catalogue: None
+):
+    runtime = Runtime.build(settings, database_url=str(settings.database_url))
+    await runtime.start()
+    try:
+        assert runtime.listener.connected_since is not None
+        assert await runtime.load_default_versions() == []
+        assert len(runtime.model_cache) > 0, "the default versions are loaded at start"
+    finally:
+        await runtime.stop()
+    assert runtime.listener.connected_since is None
+    assert runtime.engine.sync_engine.pool.checkedout() == 0

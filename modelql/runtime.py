@@ -1,0 +1,209 @@
+"""The pieces one serving process runs on, built from the settings, then started and stopped:
+engine, listener and what it invalidates, caches, pipelines, the use cases the graph calls.
+The application's lifespan and the tests use the same object."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from modelql import schema_migrations
+from modelql.graph.context import GraphDependencies
+from modelql.graph.limits import Limits
+from modelql.live import live_feeds
+from modelql.metrics import PrometheusPredictionMetrics
+from modelql.models.artifacts import ArtifactStore
+from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
+from modelql.persistence.notifications import (
+    CATALOGUE_CHANNEL,
+    KEYS_CHANNEL,
+    OUTCOMES_CHANNEL,
+    PREDICTIONS_CHANNEL,
+    Listener,
+)
+from modelql.services.api_keys import KeyCache
+from modelql.services.catalogue import Catalogue
+from modelql.services.catalogue_changes import CatalogueChanges
+from modelql.services.comparison import VersionComparisons
+from modelql.services.drift import DriftPolicy
+from modelql.services.errors import ModelUnavailableError
+from modelql.services.freshness import Freshness
+from modelql.services.generations import Dataset, Generations
+from modelql.services.inference import ModelCache
+from modelql.services.outcomes import OutcomeRecorder
+from modelql.services.prediction_pipeline import PredictionPipelines
+from modelql.services.predictions import PredictionService
+from modelql.services.rate_limits import RateLimiter
+from modelql.settings import AuthMode, Settings
+
+logger = logging.getLogger("modelql")
+
+
+class NotMigratedError(RuntimeError):
+    """The database is not at the migration head and migrating was not allowed."""
+
+
+async def ensure_migrated(engine: AsyncEngine, database_url: str, *, migrate: bool) -> None:
+    """Bring the database to head when allowed; otherwise refuse to run on an old schema."""
+    head = schema_migrations.head_revision()
+    current = await schema_migrations.current_revision(engine)
+    if current == head:
+        return
+    if not migrate:
+        raise NotMigratedError(
+            f"The database is at migration {current or 'none'}, the code needs {head}. "
+            "Run `modelql migrate` (or set MODELQL_AUTO_MIGRATE=true)."
+        )
+    logger.info("migrating database from %s to %s", current or "empty", head)
+    await asyncio.to_thread(schema_migrations.upgrade_to_head, database_url)
+
+
+@dataclass
+class Runtime:
+    """Built without touching the database (`build`), then `start`ed (migrations checked,
+    listener connected, default versions loaded) and `stop`ped (queued predictions answered
+    first)."""
+
+    settings: Settings
+    database_url: str
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    listener: Listener
+    catalogue: Catalogue
+    generations: Generations
+    model_cache: ModelCache
+    pipelines: PredictionPipelines
+    graph_dependencies: GraphDependencies
+    prediction_metrics: PrometheusPredictionMetrics | None = None
+
+    @classmethod
+    def build(cls, settings: Settings, *, database_url: str) -> Runtime:
+        engine = create_engine(
+            database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            statement_timeout_ms=settings.db_statement_timeout_ms,
+        )
+        sessionmaker = create_sessionmaker(engine)
+        listener = Listener(libpq_url(database_url))
+        settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+        model_cache = ModelCache(ArtifactStore(settings.artifact_dir))
+        catalogue = Catalogue(_freshness(settings, listener))
+        keys = KeyCache(sessionmaker, _freshness(settings, listener))
+        generations = Generations(listening_since=lambda: listener.connected_since)
+        _invalidate_on_notifications(listener, catalogue, keys, generations)
+        prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
+        pipelines = PredictionPipelines(
+            engine=engine,
+            model_cache=model_cache,
+            max_group_rows=settings.pipeline_max_rows,
+            max_wait_s=settings.pipeline_max_wait_ms / 1000,
+            groups_in_flight=settings.pipeline_groups_in_flight,
+            observer=prediction_metrics,
+            on_commit=lambda: generations.changed(Dataset.STORE),
+        )
+        dependencies = GraphDependencies(
+            sessionmaker=sessionmaker,
+            catalogue=catalogue,
+            predictions=PredictionService(
+                sessionmaker=sessionmaker,
+                catalogue=catalogue,
+                pipelines=pipelines,
+                max_batch_size=settings.max_batch_size,
+                observer=prediction_metrics,
+            ),
+            outcomes=OutcomeRecorder(
+                sessionmaker=sessionmaker,
+                catalogue=catalogue,
+                generations=generations,
+                max_batch_size=settings.max_batch_size,
+            ),
+            catalogue_changes=CatalogueChanges(
+                sessionmaker=sessionmaker, catalogue=catalogue, generations=generations
+            ),
+            keys=keys,
+            comparisons=VersionComparisons(
+                sessionmaker=sessionmaker, catalogue=catalogue, model_cache=model_cache
+            ),
+            limits=Limits(max_page_size=settings.max_page_size),
+            feeds=live_feeds(settings, sessionmaker, listener, keys),
+            auth_required=settings.auth_mode is AuthMode.REQUIRED,
+            rate_limiter=RateLimiter(
+                settings.rate_limit_storage, default=settings.rate_limit or None
+            ),
+            max_batch_size=settings.max_batch_size,
+            drift_policy=DriftPolicy(
+                psi_threshold=settings.drift_psi_threshold,
+                min_sample=settings.drift_min_sample,
+                max_sample=settings.drift_max_sample,
+            ),
+        )
+        return cls(
+            settings=settings,
+            database_url=database_url,
+            engine=engine,
+            sessionmaker=sessionmaker,
+            listener=listener,
+            catalogue=catalogue,
+            generations=generations,
+            model_cache=model_cache,
+            pipelines=pipelines,
+            graph_dependencies=dependencies,
+            prediction_metrics=prediction_metrics,
+        )
+
+    async def start(self) -> None:
+        await ensure_migrated(
+            self.engine, self.database_url, migrate=self.settings.should_auto_migrate
+        )
+        await self.listener.start()
+        await self.load_default_versions()
+
+    async def stop(self) -> None:
+        """Answer what is queued, then let go of connections, threads and files."""
+        try:
+            await self.pipelines.drain()
+        finally:
+            await self.listener.stop()
+            await self.graph_dependencies.feeds.predictions.stop()
+            await self.graph_dependencies.feeds.catalogue.stop()
+            self.model_cache.close()
+            await self.engine.dispose()
+
+    async def load_default_versions(self) -> list[str]:
+        """Load every model's default version (at start-up, so the first prediction does not
+        pay for it; by the readiness probe, to see they still load); the ids that failed."""
+        async with self.sessionmaker() as session:
+            versions = await self.catalogue.default_versions(session)
+        unloadable = []
+        for version in versions:
+            try:
+                await self.model_cache.predictor(version)
+            except ModelUnavailableError:  # the model cache has logged why, loudly
+                unloadable.append(str(version.id))
+        return unloadable
+
+
+def _freshness(settings: Settings, listener: Listener) -> Freshness:
+    return Freshness(
+        max_staleness_s=settings.catalogue_max_staleness_s,
+        listening_since=lambda: listener.connected_since,
+    )
+
+
+def _invalidate_on_notifications(
+    listener: Listener, catalogue: Catalogue, keys: KeyCache, generations: Generations
+) -> None:
+    """What each notification makes this process forget; a (re)connection forgets it all,
+    since notifications sent while disconnected are lost."""
+    listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue.forget_routes())
+    listener.on(CATALOGUE_CHANNEL, lambda _model: generations.changed(Dataset.CATALOGUE))
+    listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
+    listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
+    listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
+    listener.on_connect(catalogue.forget_routes)
+    listener.on_connect(keys.forget)
+    listener.on_connect(generations.everything_changed)
