@@ -420,11 +420,12 @@ async def groups(
     interval: Interval,
     limit: int,
     *,
+    with_p95: bool = True,
     from_rollups: bool | None = None,
 ) -> list[Group]:
     """Statistics per group: with TIME ordered by bucket (oldest first), otherwise by count
-    (largest first); at most `limit` groups. From roll-ups: a second statement reads the
-    groups' latency histograms."""
+    (largest first); at most `limit` groups. The p95 latency only `with_p95` (from roll-ups, a
+    second statement reads the groups' latency histograms; from the raw table, a sort)."""
     rollups = _use_rollups(query, from_rollups, interval)
     asked = list(dict.fromkeys(by))
     rows = _rollup_rows(query, interval) if rollups else None
@@ -440,7 +441,11 @@ async def groups(
         count: ColumnElement[Any] = func.coalesce(_total(rows.c.count), 0)
     else:
         joined, raw_where = _raw_from(query)
-        p95 = func.percentile_cont(0.95).within_group(Prediction.latency_ms)
+        p95 = (
+            func.percentile_cont(0.95).within_group(Prediction.latency_ms)
+            if with_p95
+            else literal_column("NULL")
+        )
         statement = select(*labelled, *_raw_totals(), p95).select_from(joined)
         model_id, version_id = Prediction.model_id, Prediction.model_version_id
         where = [raw_where]
@@ -453,7 +458,7 @@ async def groups(
     found = (await session.execute(statement)).all()
     width = len(keys)
     latency = {tuple(row[:width]): row[-1] for row in found}
-    if rollups and found:
+    if rollups and found and with_p95:
         latency = await _rolled_up_p95(session, query, asked, interval)
     return [
         _group(asked, columns, tuple(row[:width]), Totals(*row[width:-1]), latency) for row in found

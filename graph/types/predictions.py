@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField, Selection
 
 from modelql.graph.context import GraphContext
 from modelql.services import audit
@@ -216,7 +217,8 @@ class PredictionStatsType:
     @strawberry.field(
         description="Statistics per group of the dimensions in `by` (TIME: buckets of "
         "`interval`). With TIME ordered by bucket, oldest first; otherwise by count, largest "
-        "first. One statement (two from roll-ups, for latency) whatever the number of groups."
+        "first. One statement whatever the number of groups; selecting p95LatencyMs adds a second "
+        "from roll-ups, or a sort of the selected predictions when LABEL or CALLER is grouped on."
     )
     async def groups(
         self,
@@ -229,7 +231,25 @@ class PredictionStatsType:
         dimensions = [audit.Dimension(d) for d in by]
         found = await info.context.db.run(
             lambda session: audit.groups(
-                session, self.query, dimensions, audit.Interval(interval or "DAY"), limit
+                session,
+                self.query,
+                dimensions,
+                audit.Interval(interval or "DAY"),
+                limit,
+                with_p95=_selects(info, "p95LatencyMs"),
             )
         )
         return [PredictionGroupType.of(group) for group in found]
+
+
+def _selects(info: Info, name: str) -> bool:
+    """Whether the resolved field's selection asks for the field `name` (fragments included)."""
+    return any(
+        _asks(selection, name) for field in info.selected_fields for selection in field.selections
+    )
+
+
+def _asks(selection: Selection, name: str) -> bool:
+    if isinstance(selection, SelectedField):
+        return selection.name == name
+    return any(_asks(inner, name) for inner in selection.selections)
