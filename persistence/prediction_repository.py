@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.prediction_filters import PredictionQuery
-from modelql.persistence.tables import LatestOutcome, Prediction
+from modelql.persistence.tables import IdempotencyRecord, LatestOutcome, Prediction
 
 Keyset = tuple[datetime, uuid.UUID]
 
@@ -106,3 +106,24 @@ async def outcomes_for_predictions(
         )
     )
     return {prediction_id: RecordedOutcome(label, value) for prediction_id, label, value in rows}
+
+
+async def idempotency_record(
+    session: AsyncSession, *, caller: str, key: str
+) -> IdempotencyRecord | None:
+    """The record of a caller's idempotency key; None when the key was never used."""
+    return await session.scalar(
+        select(IdempotencyRecord).where(
+            IdempotencyRecord.caller == caller, IdempotencyRecord.key == key
+        )
+    )
+
+
+async def predictions_of_record(session: AsyncSession, record_id: uuid.UUID) -> list[Prediction]:
+    """The predictions stored under an idempotency record, in batch order."""
+    stored = await session.scalars(
+        select(Prediction)
+        .where(Prediction.idempotency_record_id == record_id)
+        .order_by(Prediction.batch_index)
+    )
+    return list(stored.all())

@@ -9,9 +9,9 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modelql.persistence import api_key_repository
 from modelql.persistence.notifications import KEYS_CHANNEL, notify
 from modelql.persistence.tables import ApiKey
 from modelql.services.errors import DomainError
@@ -70,7 +70,7 @@ async def create(
             parse_rate(rate_limit)
         except RateError as error:
             raise ApiKeyError(str(error)) from None
-    if await session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+    if await api_key_repository.name_taken(session, name):
         raise ApiKeyError(f"A key named {name!r} already exists; revoke it or pick another name.")
     prefix = secrets.token_hex(6)
     plain = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
@@ -81,23 +81,16 @@ async def create(
         scopes=sorted(scopes),
         rate_limit=rate_limit,
     )
-    session.add(row)
-    await session.flush()
-    return row, plain
+    return await api_key_repository.add(session, row), plain
 
 
 async def list_all(session: AsyncSession) -> list[ApiKey]:
-    return list((await session.scalars(select(ApiKey).order_by(ApiKey.name))).all())
+    return list(await api_key_repository.all_by_name(session))
 
 
 async def revoke(session: AsyncSession, *, name: str) -> None:
     """Revoke a key by name; its next request is refused."""
-    revoked = await session.execute(
-        update(ApiKey)
-        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=func.now())
-    )
-    if revoked.rowcount == 0:
+    if not await api_key_repository.revoke(session, name):
         raise ApiKeyError(f"No active key is named {name!r}.")
     await notify(session, KEYS_CHANNEL, name)
 
@@ -107,9 +100,7 @@ async def authenticate(session: AsyncSession, presented: str) -> Caller | None:
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
-    row = await session.scalar(
-        select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
-    )
+    row = await api_key_repository.active_by_prefix(session, parts[1])
     expected = row.key_sha256 if row is not None else _digest("")
     matches = hmac.compare_digest(expected, _digest(presented))
     if row is None or not matches:

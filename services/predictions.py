@@ -12,12 +12,12 @@ from typing import Any, Protocol, overload
 
 import numpy as np
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.models.vocabulary import RoutingReason
+from modelql.persistence import prediction_repository
 from modelql.persistence.prediction_writer import RequestRows
-from modelql.persistence.tables import IdempotencyRecord, Prediction
+from modelql.persistence.tables import Prediction
 from modelql.services.catalogue import Catalogue, ModelRoute, RouteChoice, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
 from modelql.services.features import rows_checked_in_bulk, validate_instance
@@ -326,19 +326,13 @@ async def _replay(
     session: AsyncSession, requester: Requester, request: PredictionRequest, fingerprint: str
 ) -> list[Prediction] | None:
     """The stored predictions of an earlier identical request with this key, if any."""
-    record = await session.scalar(
-        select(IdempotencyRecord).where(
-            IdempotencyRecord.caller == (requester.caller or ""),
-            IdempotencyRecord.key == request.idempotency_key,
-        )
+    if request.idempotency_key is None:
+        return None
+    record = await prediction_repository.idempotency_record(
+        session, caller=requester.caller or "", key=request.idempotency_key
     )
     if record is None:
         return None
     if record.fingerprint != fingerprint:
         raise conflict(request)
-    stored = await session.scalars(
-        select(Prediction)
-        .where(Prediction.idempotency_record_id == record.id)
-        .order_by(Prediction.batch_index)
-    )
-    return list(stored.all())
+    return await prediction_repository.predictions_of_record(session, record.id)

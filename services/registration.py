@@ -11,8 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -22,20 +21,11 @@ from modelql.models.profile import ReferenceProfile
 from modelql.models.signature import FeatureSpec
 from modelql.models.training import DatasetInfo, ThresholdSlice, TrainedVersion
 from modelql.models.vocabulary import STORED_SPLITS, Task
+from modelql.persistence import registration_repository
 from modelql.persistence.notifications import notify_catalogue_changed
 from modelql.persistence.tables import (
-    AliasEvent,
-    DataSlice,
     Model,
-    ModelAlias,
     ModelVersion,
-    PerformanceMetric,
-    TrafficShare,
-    TrafficSplitEvent,
-    TrainingArgument,
-)
-from modelql.persistence.tables import (
-    ReferenceProfile as ReferenceProfileRow,
 )
 from modelql.services.errors import (
     CatalogueInputError,
@@ -143,22 +133,14 @@ def _check_alias(alias: str) -> None:
 
 
 async def _model_for_update(session: AsyncSession, registration: VersionRegistration) -> Model:
-    """The model row, created if new (concurrent creators agree on one row) and locked, so
-    version numbers are handed out one at a time."""
-    await session.execute(
-        pg_insert(Model)
-        .values(
-            name=registration.model_name,
-            description=registration.model_description,
-            task=registration.task,
-            tags=list(registration.tags),
-        )
-        .on_conflict_do_nothing(index_elements=["name"])
+    """The model row, created if new, locked so version numbers are handed out one at a time."""
+    model = await registration_repository.locked_model_or_new(
+        session,
+        name=registration.model_name,
+        description=registration.model_description,
+        task=registration.task,
+        tags=registration.tags,
     )
-    model = await session.scalar(
-        select(Model).where(Model.name == registration.model_name).with_for_update()
-    )
-    assert model is not None, "the row was inserted or already existed"
     if model.task != registration.task:
         raise RegistrationError(
             f"Model {model.name!r} is a {model.task.lower()} model; "
@@ -168,19 +150,12 @@ async def _model_for_update(session: AsyncSession, registration: VersionRegistra
 
 
 async def _next_number(session: AsyncSession, model: Model, requested: int | None) -> int:
-    newest = await session.scalar(
-        select(func.max(ModelVersion.number)).where(ModelVersion.model_id == model.id)
-    )
+    newest = await registration_repository.newest_version_number(session, model.id)
     if requested is None:
         return (newest or 0) + 1
     if requested < 1:
         raise RegistrationError(f"Version numbers start at 1, got {requested}.")
-    exists = await session.scalar(
-        select(ModelVersion.id).where(
-            ModelVersion.model_id == model.id, ModelVersion.number == requested
-        )
-    )
-    if exists is not None:
+    if await registration_repository.version_by_number(session, model.id, requested) is not None:
         raise RegistrationError(
             f"Version {requested} of model {model.name!r} already exists; versions are "
             "immutable, register a new version instead."
@@ -208,7 +183,9 @@ async def register_version(
         _remove_unless_committed(session, store.resolve(artifact.path))
     version = await _insert_version(session, model, number, artifact, registration)
     for alias in registration.aliases:
-        await _point_alias(session, model, alias, version, actor)
+        await registration_repository.move_alias(
+            session, model_id=model.id, alias=alias, version_id=version.id, actor=actor
+        )
     await notify_catalogue_changed(session, model.name)
     return version
 
@@ -270,21 +247,16 @@ async def _insert_version(
         dataset=asdict(registration.dataset) if registration.dataset else None,
         trained_at=registration.trained_at,
     )
-    session.add(version)
-    await session.flush()
     arguments = [
-        {"version_id": version.id, "name": name, "kind": kind, "value": value}
+        {"name": name, "kind": kind, "value": value}
         for kind, values in (
             ("HYPERPARAMETER", registration.hyperparameters),
             ("DATA", registration.data_arguments),
         )
         for name, value in values.items()
     ]
-    if arguments:
-        await session.execute(insert(TrainingArgument), arguments)
     metrics = [
         {
-            "version_id": version.id,
             "split": record.split,
             "slice": record.slice,
             "metric": name,
@@ -294,62 +266,23 @@ async def _insert_version(
         for record in registration.performance
         for name, value in record.metrics.items()
     ]
-    if metrics:
-        await session.execute(insert(PerformanceMetric), metrics)
     slices = {rule.name: rule for rule in registration.slices}
-    if slices:
-        await session.execute(
-            insert(DataSlice),
-            [
-                {"version_id": version.id, "name": name, "feature": r.feature, "minimum": r.minimum}
-                for name, r in slices.items()
-            ],
-        )
-    if registration.reference is not None:
-        session.add(
-            ReferenceProfileRow(version_id=version.id, profile=registration.reference.to_json())
-        )
-        await session.flush()
-    await session.execute(update(Model).where(Model.id == model.id).values(updated_at=func.now()))
-    return version
-
-
-async def _point_alias(
-    session: AsyncSession, model: Model, alias: str, version: ModelVersion, actor: str | None
-) -> bool:
-    """Point the alias at the version, recording the move; False when it already did."""
-    current = await session.scalar(
-        select(ModelAlias)
-        .where(ModelAlias.model_id == model.id, ModelAlias.alias == alias)
-        .with_for_update()
+    return await registration_repository.add_version(
+        session,
+        version,
+        arguments=arguments,
+        metrics=metrics,
+        slices=[
+            {"name": name, "feature": rule.feature, "minimum": rule.minimum}
+            for name, rule in slices.items()
+        ],
+        profile=registration.reference.to_json() if registration.reference else None,
     )
-    previous = current.version_id if current else None
-    if previous == version.id:
-        return False
-    if current is None:
-        session.add(
-            ModelAlias(model_id=model.id, alias=alias, version_id=version.id, updated_by=actor)
-        )
-    else:
-        current.version_id = version.id
-        current.updated_by = actor
-        current.updated_at = func.now()
-    session.add(
-        AliasEvent(
-            model_id=model.id,
-            alias=alias,
-            from_version_id=previous,
-            to_version_id=version.id,
-            changed_by=actor,
-        )
-    )
-    await session.flush()
-    return True
 
 
 async def _locked_model(session: AsyncSession, model_name: str) -> Model:
     """The named model, locked until COMMIT so that catalogue writes to it are serialised."""
-    model = await session.scalar(select(Model).where(Model.name == model_name).with_for_update())
+    model = await registration_repository.locked_model(session, model_name)
     if model is None:
         raise CatalogueInputError.single(
             ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {model_name!r}."
@@ -363,16 +296,17 @@ async def set_alias(
     """Point `alias` of a model at one of its versions, recording the move in the history."""
     _check_alias(alias)
     model = await _locked_model(session, model_name)
-    version = await session.scalar(
-        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.number == number)
-    )
+    version = await registration_repository.version_by_number(session, model.id, number)
     if version is None:
         raise CatalogueInputError.single(
             ("version",),
             ErrorCode.VERSION_NOT_FOUND,
             f"Model {model_name!r} has no version {number}.",
         )
-    if await _point_alias(session, model, alias, version, actor):
+    moved = await registration_repository.move_alias(
+        session, model_id=model.id, alias=alias, version_id=version.id, actor=actor
+    )
+    if moved:
         await notify_catalogue_changed(session, model.name)
     return version
 
@@ -387,45 +321,18 @@ async def set_traffic_split(
     """Replace the model's traffic split by (version number, weight) shares, recording the
     change; an empty list removes the split. Weights are relative: positive and finite."""
     model = await _locked_model(session, model_name)
-    numbers = dict(
-        (
-            await session.execute(
-                select(ModelVersion.number, ModelVersion.id).where(
-                    ModelVersion.model_id == model.id
-                )
-            )
-        ).all()
-    )
+    numbers = await registration_repository.version_ids_by_number(session, model.id)
     _check_shares(model_name, shares, numbers)
-    current = dict(
-        (
-            await session.execute(
-                select(TrafficShare.version_id, TrafficShare.weight).where(
-                    TrafficShare.model_id == model.id
-                )
-            )
-        ).all()
-    )
     wanted = {numbers[number]: weight for number, weight in shares}
-    if current == wanted:
+    if await registration_repository.traffic_shares(session, model.id) == wanted:
         return list(shares)
-    await session.execute(delete(TrafficShare).where(TrafficShare.model_id == model.id))
-    if wanted:
-        await session.execute(
-            insert(TrafficShare),
-            [
-                {"model_id": model.id, "version_id": version_id, "weight": weight}
-                for version_id, weight in wanted.items()
-            ],
-        )
-    session.add(
-        TrafficSplitEvent(
-            model_id=model.id,
-            shares=[{"version": number, "weight": weight} for number, weight in shares],
-            changed_by=actor,
-        )
+    await registration_repository.replace_traffic_split(
+        session,
+        model_id=model.id,
+        shares=wanted,
+        recorded=[{"version": number, "weight": weight} for number, weight in shares],
+        actor=actor,
     )
-    await session.flush()
     await notify_catalogue_changed(session, model.name)
     return list(shares)
 
@@ -478,14 +385,14 @@ def _check_shares(
 
 
 async def catalogue_is_empty(session: AsyncSession) -> bool:
-    return await session.scalar(select(func.count()).select_from(Model)) == 0
+    return await registration_repository.model_count(session) == 0
 
 
 async def register_demo(
     session: AsyncSession, store: ArtifactStore, trained: list[TrainedVersion], *, actor: str
 ) -> list[ModelVersion]:
     """Register freshly trained demo versions in order, unless the catalogue filled meanwhile."""
-    await session.execute(select(func.pg_advisory_xact_lock(DEMO_LOCK_KEY)))
+    await registration_repository.lock_for_transaction(session, DEMO_LOCK_KEY)
     if not await catalogue_is_empty(session):
         return []
     return [
