@@ -74,14 +74,21 @@ def load_manifest(path: Path) -> dict[str, str]:
 class PersistedQueries:
     """Resolves a request's `extensions.persistedQuery` into its document, and keeps the
     documents clients register (bounded, per process: a replica that lacks one answers
-    `PERSISTED_QUERY_NOT_FOUND` and the client sends it again)."""
+    `PERSISTED_QUERY_NOT_FOUND` and the client sends it again). A document longer than
+    `max_length` is refused when it runs, and never kept."""
 
     def __init__(
-        self, mode: PersistedQueryMode, listed: dict[str, str], *, max_registered: int
+        self,
+        mode: PersistedQueryMode,
+        listed: dict[str, str],
+        *,
+        max_registered: int,
+        max_length: int,
     ) -> None:
         self.mode = mode
         self._listed = listed
         self._registered: LRUCache[str, str] = LRUCache(max_registered)
+        self._max_length = max_length
 
     @property
     def allowed(self) -> frozenset[str] | None:
@@ -113,14 +120,15 @@ class PersistedQueries:
                 ErrorCode.PERSISTED_QUERY_HASH_MISMATCH,
                 400,
             )
-        if self.mode is PersistedQueryMode.ON:
+        if self.mode is PersistedQueryMode.ON and len(request.query) <= self._max_length:
             self._registered[digest] = request.query
         return request
 
 
 def _hash_of(extension: object) -> str:
     """The lower-case hex SHA-256 of a well-formed `persistedQuery` extension."""
-    if not isinstance(extension, dict) or extension.get("version") != 1:
+    version = extension.get("version") if isinstance(extension, dict) else None
+    if not isinstance(extension, dict) or isinstance(version, bool) or version != 1:
         raise PersistedQueryError(
             "`extensions.persistedQuery` must be {version: 1, sha256Hash: <64 hex digits>}.",
             ErrorCode.PERSISTED_QUERY_INVALID,

@@ -77,7 +77,14 @@ class ResponseCache:
         self._answers: LRUCache[Key, _Answer] = LRUCache(max_bytes, getsizeof=_size_of)
         self._in_flight: dict[Key, tuple[Stamp, asyncio.Future[Data | None]]] = {}
         self._observer = observer
-        self.plan = lru_cache(maxsize=plan_cache_size)(self._plan)
+        self._plans = lru_cache(maxsize=plan_cache_size)(self._plan)
+
+    def plan(self, query: str, operation_name: object) -> CachePlan | None:
+        """As `_plan`; None for an operation name that is not a string (the general path
+        refuses it)."""
+        if not isinstance(operation_name, str | None):
+            return None
+        return self._plans(query, operation_name)
 
     def _plan(self, query: str, operation_name: str | None) -> CachePlan | None:
         """None for what is never kept: mutations, subscriptions, invalid documents."""
@@ -103,7 +110,11 @@ class ResponseCache:
         execute: Callable[[], Awaitable[ExecutionResult]],
     ) -> ExecutionResult:
         """The kept answer when it is current, else `execute()`'s (kept when error-free)."""
-        key: Key = (plan.digest, _canonical(variables), scopes)
+        canonical = _canonical(variables)
+        if canonical is None:
+            self._observe("miss")
+            return await execute()
+        key: Key = (plan.digest, canonical, scopes)
         answer = self._answers.get(key)
         if answer is not None and self._current(answer.datasets, answer.stamp):
             self._observe("hit")
@@ -127,9 +138,11 @@ class ResponseCache:
         try:
             result = await execute()
             if not result.errors and result.data is not None:
-                data = result.data
-                size = len(orjson.dumps(data)) + len(key[0]) + len(key[1])
-                self._keep(key, _Answer(data, stamp, plan.datasets, size))
+                size = _encoded_size(result.data)
+                if size is not None:
+                    data = result.data
+                    size += len(key[0]) + len(key[1])
+                    self._keep(key, _Answer(data, stamp, plan.datasets, size))
             return result
         finally:
             future.set_result(data)
@@ -157,6 +170,19 @@ def _size_of(answer: _Answer) -> int:
     return answer.size
 
 
-def _canonical(variables: Mapping[str, object] | None) -> str:
-    """The variables as sorted JSON; NaN and infinities kept apart from null."""
-    return json.dumps(variables or {}, sort_keys=True, separators=(",", ":"))
+def _encoded_size(data: Data) -> int | None:
+    """Bytes of the JSON answer; None when orjson refuses it (nested past its depth limit:
+    the endpoint's encoder falls back to the standard one, and such an answer is not kept)."""
+    try:
+        return len(orjson.dumps(data))
+    except TypeError:
+        return None
+
+
+def _canonical(variables: Mapping[str, object] | None) -> str | None:
+    """The variables as sorted JSON; NaN and infinities kept apart from null. None when they
+    nest too deeply to encode (such a request is executed, never kept nor shared)."""
+    try:
+        return json.dumps(variables or {}, sort_keys=True, separators=(",", ":"))
+    except RecursionError:
+        return None

@@ -53,7 +53,12 @@ def persisted_queries(settings: Settings) -> PersistedQueries:
         raise ManifestError("MODELQL_PERSISTED_QUERIES=only needs MODELQL_PERSISTED_QUERIES_FILE.")
     file = settings.persisted_queries_file
     listed = load_manifest(file) if file is not None else {}
-    return PersistedQueries(mode, listed, max_registered=settings.persisted_queries_max)
+    return PersistedQueries(
+        mode,
+        listed,
+        max_registered=settings.persisted_queries_max,
+        max_length=settings.max_query_length,
+    )
 
 
 def schema_options(settings: Settings) -> SchemaOptions:

@@ -18,11 +18,15 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.types import ExecutionResult
 from support import graphql, make_settings, running_app
 from test_statement_count import counting_statements
 
+from modelql.graph.response_cache import ResponseCache
+from modelql.graph.schema import build_schema
 from modelql.services import api_keys
 from modelql.services.api_keys import Scope
+from modelql.services.generations import Generations
 from modelql.settings import AuthMode, Settings
 
 CATALOGUE = """{ models { nodes { name defaultVersion { number algorithm
@@ -138,6 +142,59 @@ async def test_an_answer_with_errors_is_never_kept(app):
         body = await graphql(http, too_large)
         assert body["errors"][0]["extensions"]["code"] == "PAGE_SIZE_EXCEEDED"
         assert _lookups("miss") == misses + 1, "executed each time"
+
+
+@pytest.mark.parametrize("operation_name", [[1], {"name": "Page"}])
+async def test_an_operation_name_that_is_not_a_string_is_refused_as_without_the_cache(
+    app, operation_name: object
+):
+    _, http = app
+    body = {"query": "{ __typename }", "operationName": operation_name}
+    response = await http.post("/graphql", json=body)
+    assert response.status_code == 400
+    assert "Unknown operation" in response.text
+
+
+async def test_variables_nested_too_deeply_to_key_are_answered_and_not_kept(app):
+    _, http = app
+    deep = "[" * 1000 + "]" * 1000  # within the decoder's depth, past the key's encoder's
+    body = '{"query": "{ __typename }", "variables": {"unused": ' + deep + "}}"
+    for _ in range(2):
+        response = await http.post(
+            "/graphql", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 200
+        assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_an_answer_orjson_cannot_encode_is_answered_and_not_kept():
+    """e.g. a JSON training argument nested deeper than orjson encodes (the endpoint falls
+    back to the standard encoder)."""
+    deep: object = 0
+    for _ in range(300):
+        deep = [deep]
+    schema = build_schema()
+    cache = ResponseCache(
+        schema=schema._schema,
+        prepare=schema.documents,
+        generations=Generations(listening_since=lambda: 0.0),
+        max_bytes=1 << 20,
+        ttl_s=60.0,
+        max_staleness_s=1.0,
+        plan_cache_size=8,
+    )
+    plan = cache.plan("{ __typename }", None)
+    assert plan is not None
+    executions = 0
+
+    async def execute() -> ExecutionResult:
+        nonlocal executions
+        executions += 1
+        return ExecutionResult(data={"deep": deep}, errors=None)
+
+    for _ in range(2):
+        assert (await cache.answer(plan, None, frozenset(), execute)).data == {"deep": deep}
+    assert executions == 2
 
 
 def _lookups(outcome: str) -> float:

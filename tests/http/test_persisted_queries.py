@@ -16,6 +16,7 @@ from support import make_settings, running_app
 
 from modelql.app import persisted_queries
 from modelql.graph.persisted_queries import ManifestError, load_manifest
+from modelql.settings import Settings
 
 QUERY = '{ model(name: "iris-classifier") { name task } }'
 OTHER = '{ model(name: "wine-classifier") { name } }'
@@ -81,10 +82,19 @@ async def test_a_mutation_is_not_run_over_get(http: httpx.AsyncClient, engine: A
         persisted("g" * 64),
         persisted(sha256(QUERY) + "0"),
         persisted(sha256(QUERY), version=2),
+        persisted(sha256(QUERY), version=True),
         {"persistedQuery": "yes"},
         {"persistedQuery": {"version": 1, "sha256Hash": 42}},
     ],
-    ids=["short", "not hex", "too long", "version 2", "not an object", "not a string"],
+    ids=[
+        "short",
+        "not hex",
+        "too long",
+        "version 2",
+        "version true",
+        "not an object",
+        "not a string",
+    ],
 )
 async def test_a_malformed_persisted_query_is_a_400_naming_it(http: httpx.AsyncClient, extensions):
     response = await http.post("/graphql", json={"query": QUERY, "extensions": extensions})
@@ -92,6 +102,18 @@ async def test_a_malformed_persisted_query_is_a_400_naming_it(http: httpx.AsyncC
     error = response.json()["errors"][0]
     assert error["extensions"]["code"] == "PERSISTED_QUERY_INVALID"
     assert "persistedQuery" in error["message"]
+
+
+async def test_a_document_too_long_to_run_is_not_registered(
+    http: httpx.AsyncClient, settings: Settings
+):
+    """Registered documents are bounded by the length cap, not only by the body size."""
+    document = QUERY + " " * settings.max_query_length
+    extensions = persisted(sha256(document))
+    sent = await http.post("/graphql", json={"query": document, "extensions": extensions})
+    assert sent.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_LONG"
+    by_hash = await http.post("/graphql", json={"extensions": extensions})
+    assert by_hash.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_NOT_FOUND"
 
 
 async def test_a_hash_that_is_not_the_documents_is_refused_and_nothing_runs(
