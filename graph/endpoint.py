@@ -306,8 +306,10 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
 
 def _let_caches_keep(response: Response, *, shared: bool) -> None:
     """A GET answer may be kept by HTTP caches for the freshness bound (1 s); by shared ones
-    (a CDN) only when it does not depend on who asks (no authentication)."""
+    (a CDN) only when it does not depend on who asks (no authentication). Its media type
+    follows the request's Accept."""
     response.headers["cache-control"] = f"{'public' if shared else 'private'}, max-age=1"
+    response.headers["vary"] = "Accept"
 
 
 def _bearer_token(header: object) -> str | None:

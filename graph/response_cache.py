@@ -65,7 +65,6 @@ class ResponseCache:
         generations: Generations,
         max_bytes: int,
         ttl_s: float,
-        max_staleness_s: float,
         plan_cache_size: int,
         observer: CacheObserver | None = None,
     ) -> None:
@@ -73,7 +72,6 @@ class ResponseCache:
         self._prepare = prepare
         self._generations = generations
         self._ttl_s = ttl_s
-        self._max_staleness_s = max_staleness_s
         self._answers: LRUCache[Key, _Answer] = LRUCache(max_bytes, getsizeof=_size_of)
         self._in_flight: dict[Key, tuple[Stamp, asyncio.Future[Data | None]]] = {}
         self._observer = observer
@@ -158,7 +156,7 @@ class ResponseCache:
 
     def _current(self, datasets: tuple[Dataset, ...], stamp: Stamp) -> bool:
         return time.monotonic() - stamp.read_at < self._ttl_s and self._generations.current(
-            datasets, stamp, max_staleness_s=self._max_staleness_s
+            datasets, stamp
         )
 
     def _observe(self, outcome: str) -> None:

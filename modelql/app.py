@@ -76,30 +76,30 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = Runtime.build(settings, database_url=database_url)
+        thresholds = None
         try:
-            await runtime.start()
-            app.state.runtime = runtime
-            app.state.graph_dependencies = runtime.graph_dependencies
-            if settings.response_cache:
-                endpoint.responses = ResponseCache(
-                    schema=schema._schema,
-                    prepare=schema.documents,
-                    generations=runtime.generations,
-                    max_bytes=settings.response_cache_max_bytes,
-                    ttl_s=settings.response_cache_ttl_s,
-                    max_staleness_s=settings.catalogue_max_staleness_s,
-                    plan_cache_size=settings.query_cache_size,
-                    observer=PrometheusCacheMetrics() if settings.metrics else None,
-                )
-            thresholds = freeze_startup_objects() if settings.gc_freeze else None
+            runtime = Runtime.build(settings, database_url=database_url)
             try:
+                await runtime.start()
+                app.state.runtime = runtime
+                app.state.graph_dependencies = runtime.graph_dependencies
+                if settings.response_cache:
+                    endpoint.responses = ResponseCache(
+                        schema=schema._schema,
+                        prepare=schema.documents,
+                        generations=runtime.generations,
+                        max_bytes=settings.response_cache_max_bytes,
+                        ttl_s=settings.response_cache_ttl_s,
+                        plan_cache_size=settings.query_cache_size,
+                        observer=PrometheusCacheMetrics() if settings.metrics else None,
+                    )
+                thresholds = freeze_startup_objects() if settings.gc_freeze else None
                 yield
             finally:
-                if thresholds is not None:
-                    thaw(thresholds)
+                await runtime.stop()  # queued predictions answered before the collector thaws
         finally:
-            await runtime.stop()
+            if thresholds is not None:
+                thaw(thresholds)
             metrics.process_exiting()
 
     app = FastAPI(

@@ -43,13 +43,12 @@ class Generations:
     def stamp(self, datasets: Iterable[Dataset]) -> Stamp:
         return Stamp(tuple(self._values[d] for d in datasets), time.monotonic())
 
-    def current(self, datasets: Iterable[Dataset], stamp: Stamp, *, max_staleness_s: float) -> bool:
+    def current(self, datasets: Iterable[Dataset], stamp: Stamp) -> bool:
         """Nothing read under `stamp` has changed since, as far as this process can know: the
-        listener has been connected since before the read, or the read is younger than
-        `max_staleness_s` (notifications cannot arrive while it is down)."""
+        generations are the same and the listener has been connected since before the read.
+        While it is down nothing is current: what the read used may itself have been trusted
+        for the catalogue's staleness bound (routes, keys), which must not be stretched."""
         if stamp.generations != tuple(self._values[d] for d in datasets):
             return False
         since = self._listening_since()
-        if since is not None and stamp.read_at >= since:
-            return True
-        return time.monotonic() - stamp.read_at < max_staleness_s
+        return since is not None and stamp.read_at >= since

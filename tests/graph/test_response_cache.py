@@ -180,7 +180,6 @@ async def test_an_answer_orjson_cannot_encode_is_answered_and_not_kept():
         generations=Generations(listening_since=lambda: 0.0),
         max_bytes=1 << 20,
         ttl_s=60.0,
-        max_staleness_s=1.0,
         plan_cache_size=8,
     )
     plan = cache.plan("{ __typename }", None)

@@ -66,6 +66,7 @@ async def test_a_query_by_hash_over_get_may_be_kept_by_http_caches(http: httpx.A
     assert response.status_code == 200
     assert response.json() == EXPECTED
     assert response.headers["cache-control"] == "public, max-age=1"
+    assert response.headers["vary"] == "Accept"
 
 
 async def test_a_mutation_is_not_run_over_get(http: httpx.AsyncClient, engine: AsyncEngine):
