@@ -67,7 +67,7 @@ DEMO_RECIPES: tuple[ModelRecipe, ...] = (
     ModelRecipe(
         name="iris-classifier",
         description="Predicts the iris species from sepal and petal length and width in cm.",
-        task="CLASSIFICATION",
+        task=Task.CLASSIFICATION,
         tags=("demo", "tabular", "iris"),
         loader=datasets.load_iris,
         target="species",
@@ -87,7 +87,7 @@ DEMO_RECIPES: tuple[ModelRecipe, ...] = (
         name="wine-classifier",
         description="Predicts which of three cultivars a wine comes from, using 13 chemical "
         "measurements.",
-        task="CLASSIFICATION",
+        task=Task.CLASSIFICATION,
         tags=("demo", "tabular", "wine"),
         loader=datasets.load_wine,
         target="cultivar",
@@ -103,7 +103,7 @@ DEMO_RECIPES: tuple[ModelRecipe, ...] = (
         name="breast-cancer-classifier",
         description="Predicts whether a breast mass is malignant or benign from 30 features of "
         "a digitised fine-needle aspirate image.",
-        task="CLASSIFICATION",
+        task=Task.CLASSIFICATION,
         tags=("demo", "tabular", "breast-cancer"),
         loader=datasets.load_breast_cancer,
         target="diagnosis",
@@ -119,7 +119,7 @@ DEMO_RECIPES: tuple[ModelRecipe, ...] = (
         name="diabetes-regressor",
         description="Predicts disease progression one year after baseline from age, sex, BMI, "
         "blood pressure and six blood serum measurements (mean-centred and scaled).",
-        task="REGRESSION",
+        task=Task.REGRESSION,
         tags=("demo", "tabular", "diabetes"),
         loader=datasets.load_diabetes,
         target="disease_progression",

@@ -42,9 +42,11 @@ def classification_records(
     _check_split(split)
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     records = [PerformanceRecord(split, "overall", len(y_true), _classification(y_true, y_pred))]
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=list(classes), zero_division=0
+    per_class = precision_recall_fscore_support(
+        y_true, y_pred, labels=np.asarray(classes), zero_division=0
     )
+    # Without `average`, each is an array (by class); the stubs also allow floats and None.
+    precision, recall, f1, support = (np.asarray(column) for column in per_class)
     for index, label in enumerate(labels):
         metrics = {
             "precision": float(precision[index]),
@@ -79,8 +81,8 @@ def overall_metrics(
     classification: bool, y_true: Sequence[object], y_pred: Sequence[object]
 ) -> dict[str, float]:
     """The metrics of an "overall" record, for predictions compared with their outcomes."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return _classification(y_true, y_pred) if classification else _regression(y_true, y_pred)
+    truths, answers = np.asarray(y_true), np.asarray(y_pred)
+    return _classification(truths, answers) if classification else _regression(truths, answers)
 
 
 def _classification(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -15,6 +15,8 @@ from modelql.models.vocabulary import FeatureType
 
 _NUMBERS = frozenset({FeatureType.NUMBER, FeatureType.INTEGER})
 _NUMERIC = _NUMBERS | {FeatureType.BOOLEAN}
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Scores:
         return len(self.finite)
 
     def slice(self, start: int, end: int) -> Scores:
-        def part(column: list | None) -> list | None:
+        def part(column: list[T] | None) -> list[T] | None:
             return None if column is None else column[start:end]
 
         return Scores(
@@ -110,7 +112,7 @@ class Predictor:
 
     def _score(self, rows: Sequence[Mapping[str, object]], matrix: np.ndarray | None) -> Scores:
         if not rows:
-            empty = None if self.labels is None else []
+            empty: list[str] | None = None if self.labels is None else []
             return Scores(empty, [] if self.labels is None else None, None, None, None, [])
         if matrix is None:
             matrix = self._matrix(rows)
@@ -135,7 +137,7 @@ class Predictor:
             probabilities=probabilities.tolist(),
             confidences=probabilities[np.arange(len(best)), best].tolist(),
             classes=self.labels,
-            finite=np.isfinite(probabilities).all(axis=1).tolist(),
+            finite=np.all(np.isfinite(probabilities), axis=1).tolist(),
         )
 
     def _resolve_labels(self, labels: Sequence[str] | None) -> tuple[str, ...] | None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.tables import ApiKey
@@ -26,10 +27,15 @@ async def all_by_name(session: AsyncSession) -> Sequence[ApiKey]:
 
 async def revoke(session: AsyncSession, name: str) -> bool:
     """Revoke the active key of that name; False when there is none."""
-    revoked = await session.execute(
-        update(ApiKey)
-        .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=func.now())
+    # An UPDATE's result is a CursorResult, which has the row count; AsyncSession.execute
+    # is typed as returning any Result.
+    revoked = cast(
+        CursorResult[*tuple[Any, ...]],
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.name == name, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        ),
     )
     return bool(revoked.rowcount)
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,10 +26,10 @@ from modelql.persistence.tables import (
 
 DEFAULT_ALIAS = "production"
 
-ArgumentRow = Row[tuple[uuid.UUID, str, str, Any]]
-MetricRow = Row[tuple[uuid.UUID, str, str, str, float, int]]
+ArgumentRow = Row[uuid.UUID, str, str, Any]
+MetricRow = Row[uuid.UUID, str, str, str, float, int]
 Event = TypeVar("Event", AliasEvent, TrafficSplitEvent)
-RouteRow = Row[tuple[uuid.UUID, str, str, list[list[Any]], list[list[Any]], list[list[Any]]]]
+RouteRow = Row[uuid.UUID, str, str, list[list[Any]], list[list[Any]], list[list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ async def versions_page_for_models(
         .over(partition_by=ModelVersion.model_id, order_by=ModelVersion.number.desc())
         .label("position")
     )
-    condition = ModelVersion.model_id.in_(model_ids)
+    condition: ColumnElement[bool] = ModelVersion.model_id.in_(model_ids)
     if before_number is not None:
         condition = and_(condition, ModelVersion.number < before_number)
     ranked = select(ModelVersion, position).where(condition).subquery()

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from modelql.persistence.tables import DataSlice, LatestOutcome, OutcomeRollup, Prediction
 
@@ -52,6 +54,7 @@ async def pair_counts(
     """Per version, "overall" pairs and, when asked, those of each stored named slice; a window
     on the prediction's createdAt (since inclusive, until exclusive). From the hourly outcome
     roll-ups when no named slice is asked and the window is on whole hours."""
+    statement: Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]
     if not named_slices and _whole_hour(since) and _whole_hour(until):
         statement = _from_rollups(version_ids, since, until)
     else:
@@ -71,10 +74,10 @@ def _whole_hour(moment: datetime | None) -> bool:
 
 def _from_rollups(
     version_ids: Sequence[uuid.UUID], since: datetime | None, until: datetime | None
-) -> Select[tuple]:
+) -> Select[*tuple[Any, ...]]:
     """ "overall" pairs from the hourly outcome roll-ups (windows on whole hours)."""
     r = OutcomeRollup
-    window = [r.model_version_id.in_(version_ids)]
+    window: list[ColumnElement[bool]] = [r.model_version_id.in_(version_ids)]
     if since is not None:
         window.append(r.hour >= since)
     if until is not None:
@@ -103,35 +106,34 @@ def _from_outcomes(
     until: datetime | None,
     *,
     named_slices: bool,
-) -> Select[tuple] | CompoundSelect:
+) -> Select[*tuple[Any, ...]] | CompoundSelect[*tuple[Any, ...]]:
     """Pairs counted over the latest outcomes themselves (any window, named slices)."""
     outcome = LatestOutcome
-    window = [outcome.model_version_id.in_(version_ids)]
+    window: list[ColumnElement[bool]] = [outcome.model_version_id.in_(version_ids)]
     if since is not None:
         window.append(outcome.predicted_at >= since)
     if until is not None:
         window.append(outcome.predicted_at < until)
     overall = _grouped(literal_column("'overall'"), window, ())
-    statement = overall
-    if named_slices:
-        value = Prediction.inputs[DataSlice.feature]
-        number = case((func.jsonb_typeof(value) == "number", value.astext.cast(Float)), else_=None)
-        named = _grouped(DataSlice.name, window, (DataSlice.name,)).join_from(
-            outcome, Prediction, Prediction.id == outcome.prediction_id
-        )
-        named = named.join(
-            DataSlice,
-            (DataSlice.version_id == outcome.model_version_id) & (number >= DataSlice.minimum),
-        )
-        statement = union_all(overall, named)
-    return statement
+    if not named_slices:
+        return overall
+    value = Prediction.inputs[DataSlice.feature]
+    number = case((func.jsonb_typeof(value) == "number", value.astext.cast(Float)), else_=None)
+    named = _grouped(DataSlice.name, window, (DataSlice.name,)).join_from(
+        outcome, Prediction, Prediction.id == outcome.prediction_id
+    )
+    named = named.join(
+        DataSlice,
+        (DataSlice.version_id == outcome.model_version_id) & (number >= DataSlice.minimum),
+    )
+    return union_all(overall, named)
 
 
 def _grouped(
-    slice_name: ColumnElement[str],
+    slice_name: ColumnElement[str] | QueryableAttribute[str],
     window: list[ColumnElement[bool]],
-    also_by: tuple[ColumnElement[str], ...],
-) -> Select[tuple]:
+    also_by: tuple[QueryableAttribute[str], ...],
+) -> Select[*tuple[Any, ...]]:
     outcome = LatestOutcome
     error = outcome.predicted_value - outcome.value
     return (

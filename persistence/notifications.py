@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 import asyncpg
 from sqlalchemy import func, select
@@ -112,9 +113,10 @@ class Listener:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _dispatch(self, _connection: object, _pid: int, channel: str, payload: str) -> None:
+    def _dispatch(self, _connection: object, _pid: int, channel: str, payload: object) -> None:
+        text = cast(str, payload)  # a NOTIFY payload is text: asyncpg's stubs say object
         for callback in self._callbacks.get(channel, ()):
             try:
-                callback(payload)
+                callback(text)
             except Exception:
                 logger.exception("notification callback failed on %s", channel)

@@ -206,7 +206,8 @@ async def insert(
         _INSERT_AND_FEED if feed else _INSERT, *_parameters(requests)
     )
     assert record is not None, "an INSERT ... SELECT always answers"
-    return record[0]
+    stamped_at: datetime = record[0]
+    return stamped_at
 
 
 _SHARED = (

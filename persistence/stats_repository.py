@@ -8,15 +8,19 @@ grouped by hour). Counts and means are exact either way; p95 latency from the la
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Join,
+    Select,
     Subquery,
     and_,
     cast,
@@ -26,6 +30,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from modelql.persistence.prediction_filters import (
     PredictionFilterField,
@@ -116,7 +121,7 @@ def _rollups_answer_field(declared: PredictionFilterField, value: Any) -> bool:
         case RollupDecision.ROLLUPS_ANSWER:
             return True
         case RollupDecision.SUM_ROLLUPS_ANSWER:
-            return value != ""
+            return bool(value != "")
         case RollupDecision.ROLLUPS_ANSWER_ON_WHOLE_HOURS:
             return _whole_hour(value)
         case RollupDecision.RAW_TABLE_ONLY:
@@ -180,7 +185,7 @@ def periods(after: datetime | None, before: datetime | None, *, hourly: bool = F
 def _covering_rows(hourly: Any, daily: Any, names: Sequence[str], cover: Periods) -> Subquery:
     """The roll-up rows that cover the periods, each with `starts_at`, its period's start."""
 
-    def rows(table: Any, starts_at: Any, span: Span) -> Any:
+    def rows(table: Any, starts_at: Any, span: Span) -> Select[*tuple[Any, ...]]:
         start, end = span
         statement = select(*(getattr(table, name) for name in names), starts_at.label("starts_at"))
         if start is not None:
@@ -233,7 +238,9 @@ def _rollup_conditions(query: PredictionQuery, rows: Subquery) -> list[ColumnEle
     ]
 
 
-def _ratio(numerator: Any, denominator: Any) -> ColumnElement[float]:
+def _ratio(
+    numerator: ColumnElement[Any], denominator: ColumnElement[Any]
+) -> ColumnElement[float | Decimal]:
     return numerator / func.nullif(denominator, 0)
 
 
@@ -273,7 +280,7 @@ def _raw_totals() -> list[ColumnElement[Any]]:
     ]
 
 
-def _raw_from(query: PredictionQuery) -> Any:
+def _raw_from(query: PredictionQuery) -> tuple[Join, ColumnElement[bool]]:
     """Predictions joined to their latest outcome, filtered."""
     joined = Prediction.__table__.outerjoin(
         LatestOutcome.__table__, LatestOutcome.prediction_id == Prediction.id
@@ -354,12 +361,14 @@ async def _p95_per_key(
     buckets of the two ranks that percentile_cont interpolates between, so one row per key
     comes back however many buckets there are."""
     keys = [histogram.c[f"k{index}"] for index in range(width)]
-    partition = {"partition_by": keys} if keys else {}
+    partition = keys or None
     cumulative = select(
         *keys,
         histogram.c.bucket,
-        func.sum(histogram.c.n).over(order_by=histogram.c.bucket, **partition).label("upto"),
-        func.sum(histogram.c.n).over(**partition).label("total"),
+        func.sum(histogram.c.n)
+        .over(order_by=histogram.c.bucket, partition_by=partition)
+        .label("upto"),
+        func.sum(histogram.c.n).over(partition_by=partition).label("total"),
     ).subquery()
     c = cumulative.c
     position = 0.95 * (c.total - 1)
@@ -380,7 +389,7 @@ async def _p95_per_key(
 
 
 def _bucket_middle(bucket: int) -> float:
-    return BUCKET_BASE_MS * BUCKET_GROWTH ** (bucket + 0.5)
+    return BUCKET_BASE_MS * math.pow(BUCKET_GROWTH, bucket + 0.5)
 
 
 STRIDES = {
@@ -393,10 +402,13 @@ WEEK_ORIGIN = "timestamptz '2000-01-03 00:00:00+00'"
 """A Monday, 00:00 UTC: buckets are whole UTC minutes, hours, days and Monday weeks
 (date_bin, which unlike date_trunc(..., 'UTC') converts no time zone per row)."""
 
+SqlColumn = ColumnElement[Any] | QueryableAttribute[Any]
+"""A column of a roll-up subquery or an expression on one, or a mapped class's column."""
+
 
 def _dimension_columns(
     dimension: Dimension, interval: Interval, rows: Subquery | None
-) -> list[ColumnElement[Any]]:
+) -> list[SqlColumn]:
     """What a dimension groups by in roll-up rows (None: the raw table; latency rows have no
     label or caller); its last column is what the group shows."""
     if dimension is Dimension.MODEL:
@@ -409,7 +421,7 @@ def _dimension_columns(
     if dimension is Dimension.CALLER:
         return [Prediction.caller if rows is None else func.nullif(rows.c.caller, "")]
     time = Prediction.created_at if rows is None else rows.c.starts_at
-    stride = literal_column(f"interval '{STRIDES[interval]}'")
+    stride: ColumnElement[timedelta] = literal_column(f"interval '{STRIDES[interval]}'")
     return [func.date_bin(stride, time, literal_column(WEEK_ORIGIN))]
 
 
@@ -436,7 +448,8 @@ async def groups(
         statement = select(*labelled, *_rollup_totals(rows), literal_column("NULL")).select_from(
             rows
         )
-        model_id, version_id = rows.c.model_id, rows.c.model_version_id
+        model_id: SqlColumn = rows.c.model_id
+        version_id: SqlColumn = rows.c.model_version_id
         where = _rollup_conditions(query, rows)
         count: ColumnElement[Any] = func.coalesce(_total(rows.c.count), 0)
     else:
@@ -465,7 +478,12 @@ async def groups(
     ]
 
 
-def _join_catalogue(statement: Any, asked: list[Dimension], model_id: Any, version_id: Any) -> Any:
+def _join_catalogue(
+    statement: Select[*tuple[Any, ...]],
+    asked: list[Dimension],
+    model_id: SqlColumn,
+    version_id: SqlColumn,
+) -> Select[*tuple[Any, ...]]:
     if Dimension.MODEL in asked:
         statement = statement.join(Model, Model.id == model_id)
     if Dimension.VERSION in asked:
@@ -507,7 +525,7 @@ async def _rolled_up_p95(
 
 def _group(
     asked: list[Dimension],
-    columns: dict[Dimension, list[ColumnElement[Any]]],
+    columns: dict[Dimension, list[SqlColumn]],
     key: tuple[Any, ...],
     totals: Totals,
     latency: dict[tuple[Any, ...], float | None],

@@ -142,9 +142,10 @@ class VersionComparisons:
             baselines = await self._scored(baseline, inputs)
         compared: list[PredictionDiff] = []
         for (row, _), before, after in zip(usable, baselines, candidates, strict=True):
-            if isinstance(before, str) or isinstance(after, str):
-                reason = after if isinstance(after, str) else before
-                diffs.append(PredictionDiff(row, None, None, str(reason)))
+            if isinstance(after, str):
+                diffs.append(PredictionDiff(row, None, None, after))
+            elif isinstance(before, str):
+                diffs.append(PredictionDiff(row, None, None, before))
             else:
                 compared.append(PredictionDiff(row, before, after))
         return diffs + compared

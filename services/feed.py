@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modelql.persistence.feed_repository import CatalogueChange, NamedPrediction
 from modelql.services.subscribers import Subscriber, Subscriptions
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Feed(Generic[T]):
 class LiveFeeds:
     """The process's feeds and the registry of their subscriptions, as resolvers need them."""
 
-    predictions: Feed
-    catalogue: Feed
+    predictions: Feed[list[NamedPrediction]]
+    catalogue: Feed[CatalogueChange]
     subscriptions: Subscriptions
     queue_size: int

@@ -157,8 +157,8 @@ class _VersionPipeline:
         """Score the whole group in one estimator call; when the estimator refuses it, score
         each request apart so that only the requests it refuses fail."""
         rows = [row for pending in group for row in pending.job.rows]
-        matrices = [pending.job.matrix for pending in group]
-        matrix = None if any(m is None for m in matrices) else np.concatenate(matrices)
+        matrices = [pending.job.matrix for pending in group if pending.job.matrix is not None]
+        matrix = np.concatenate(matrices) if len(matrices) == len(group) else None
         try:
             batch = await self._owner._model_cache.score(self._version, rows, matrix)
         except ModelUnavailableError as error:

@@ -305,9 +305,9 @@ def _validated_rows(
     rows: list[dict[str, Any]] = []
     problems: list[FieldProblem] = []
     for index, instance in enumerate(request.instances):
-        checked = validate_instance(instance, version.signature, request.instance_path(index))
-        rows.append(checked.features)
-        problems.extend(checked.problems)
+        validated = validate_instance(instance, version.signature, request.instance_path(index))
+        rows.append(validated.features)
+        problems.extend(validated.problems)
     if problems:
         raise UserInputError(problems)
     return rows, None

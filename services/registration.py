@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -338,7 +338,7 @@ async def set_traffic_split(
 
 
 def _check_shares(
-    model_name: str, shares: Sequence[tuple[int, float]], numbers: dict[int, object]
+    model_name: str, shares: Sequence[tuple[int, float]], numbers: Mapping[int, object]
 ) -> None:
     """Every problem of the shares at once: unknown or repeated versions, weights that are
     not positive and finite, or whose sum is not (a draw places a point on their sum)."""

@@ -89,7 +89,7 @@ class Subscriptions:
 
     def __init__(self, *, max_per_key: int) -> None:
         self._max_per_key = max_per_key
-        self._open: set[Subscriber] = set()
+        self._open: set[Subscriber[Any]] = set()
 
     def __len__(self) -> int:
         """Subscriptions open and not ended (an ended one may wait for its socket to unblock)."""
