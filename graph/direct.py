@@ -6,14 +6,20 @@ per document: the root field's use case is called with Strawberry's own argument
 and its payload is rendered field by field from the plan, with graphql-core's null propagation
 and error paths but without its per-field machinery. Everything else (and a plan's request
 whose variables, arguments or scopes need the general path's errors) goes to Strawberry.
+
+Its contract: Strawberry's internals come from `graph/executor_internals.py` (pinned versions),
+and a schema running any extension but the ones it reproduces is never planned, so that an
+extension added later (tracing, say) is never skipped on this path.
 """
 
 from __future__ import annotations
 
+import logging
 import operator
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import strawberry
@@ -34,6 +40,7 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    Undefined,
     ValueNode,
     VariableNode,
     VariableValues,
@@ -42,14 +49,29 @@ from graphql import (
     is_leaf_type,
     located_error,
 )
-from graphql.pyutils import Undefined
-from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
-from strawberry.types.field import StrawberryField
 
-from modelql.graph.documents import Prepared
-from modelql.graph.errors import mark_request_errors, mask_errors, record_operation
+from modelql.graph.documents import CachedDocuments, Prepared
+from modelql.graph.errors import (
+    MaskUnexpectedErrors,
+    mark_request_errors,
+    mask_errors,
+    record_operation,
+)
+from modelql.graph.executor_internals import (
+    StrawberryField,
+    core_schema,
+    scalar_registry,
+    strawberry_field,
+)
 from modelql.graph.input_conversion import UnsupportedInputError, copy_json, plan_arguments
+
+logger = logging.getLogger("modelql.graph")
+
+REPRODUCED_EXTENSIONS: tuple[type[SchemaExtension], ...] = (MaskUnexpectedErrors, CachedDocuments)
+"""The schema extensions whose work the direct executor does itself: masking and naming the
+operation (`mask_errors`, `record_operation`), and the shared document cache (`prepare`)."""
 
 RootHandler = Callable[..., Awaitable[Any]]
 """A root field's use case: called with the context and the field's converted arguments."""
@@ -169,9 +191,12 @@ class DirectExecutor:
         cache_size: int,
     ) -> None:
         self._schema = schema
-        self._core = schema._schema
+        self._core = core_schema(schema)
         self._prepare = prepare
         self._handlers = dict(handlers)
+        self._refusal = _unreproduced_extensions(schema)
+        if self._refusal is not None:
+            _log_once(self._refusal)
         self.plan = lru_cache(maxsize=cache_size)(self._plan)
 
     async def execute(
@@ -248,6 +273,8 @@ class DirectExecutor:
         return converted
 
     def _plan(self, query: str, operation_name: str | None) -> _Plan | None:
+        if self._refusal is not None:
+            return None
         try:
             document, errors = self._prepare(query, self._core)
         except GraphQLError:
@@ -295,13 +322,13 @@ class DirectExecutor:
         if handler is None or len(nodes) != 1:
             raise _UnplannableError
         definition = parent.fields[name]
-        strawberry_field = definition.extensions[GraphQLCoreConverter.DEFINITION_BACKREF]
+        field = strawberry_field(definition)
+        if not isinstance(field, StrawberryField):
+            raise _UnplannableError
         coordinate = f"{parent.name}.{name}"
         try:
             convert = plan_arguments(
-                strawberry_field.arguments,
-                self._schema.schema_converter.scalar_registry,
-                self._schema.config,
+                field.arguments, scalar_registry(self._schema), self._schema.config
             )
         except UnsupportedInputError as error:
             raise _UnplannableError from error
@@ -311,7 +338,7 @@ class DirectExecutor:
         return _RootPlan(
             key=key,
             definition=definition,
-            strawberry_field=strawberry_field,
+            strawberry_field=field,
             handler=handler,
             convert=convert,
             literal_values=literal_values,
@@ -409,14 +436,32 @@ class _Planner:
         if any(node.arguments for node in nodes):
             raise _UnplannableError
         definition = parent.fields[name]
-        strawberry_field = definition.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
         coordinate = f"{parent.name}.{name}"
         return _FieldPlan(
             key=key,
-            read=_reader(strawberry_field),
+            read=_reader(strawberry_field(definition)),
             complete=self.completer(definition.type, nodes, coordinate),
             slot=_Slot(nodes, isinstance(definition.type, GraphQLNonNull), coordinate),
         )
+
+
+def _unreproduced_extensions(schema: strawberry.Schema) -> str | None:
+    """Why the schema's extensions are not exactly the ones the direct executor reproduces;
+    None when they are."""
+    running = [type(extension) for extension in schema.get_extensions()]
+    if Counter(running) == Counter(REPRODUCED_EXTENSIONS):
+        return None
+    names = ", ".join(sorted(extension.__name__ for extension in running)) or "none"
+    known = ", ".join(sorted(extension.__name__ for extension in REPRODUCED_EXTENSIONS))
+    return (
+        f"direct execution is off: the schema runs the extensions {names}, not exactly the "
+        f"ones it reproduces ({known}); every mutation runs on Strawberry's execution"
+    )
+
+
+@cache
+def _log_once(reason: str) -> None:
+    logger.warning(reason)
 
 
 def _uses_variables(value: ValueNode) -> bool:

@@ -9,17 +9,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING
 from typing import Any
 
-from strawberry.relay.types import GlobalID
-from strawberry.scalars import is_scalar
-from strawberry.schema.config import StrawberryConfig
-from strawberry.types.arguments import StrawberryArgument
-from strawberry.types.base import (
+from modelql.graph.executor_internals import (
+    UNSET,
+    GlobalID,
+    StrawberryArgument,
+    StrawberryConfig,
     StrawberryList,
     StrawberryMaybe,
     StrawberryOptional,
     has_object_definition,
+    is_scalar,
 )
-from strawberry.types.unset import UNSET
 
 Convert = Callable[[Any], Any]
 

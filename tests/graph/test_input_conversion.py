@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from strawberry.types.arguments import convert_arguments
 
+from modelql.graph.executor_internals import core_schema, scalar_registry, strawberry_field
 from modelql.graph.input_conversion import UnsupportedInputError, plan_arguments
 from modelql.graph.schema import build_schema
 
@@ -16,8 +17,8 @@ SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_w
 
 
 def _arguments(root: str, field: str) -> Any:
-    type_ = getattr(SCHEMA._schema, f"{root}_type")
-    return type_.fields[field].extensions["strawberry-definition"].arguments
+    type_ = getattr(core_schema(SCHEMA), f"{root}_type")
+    return strawberry_field(type_.fields[field]).arguments
 
 
 CASES = [
@@ -66,7 +67,7 @@ CASES = [
 @pytest.mark.parametrize(("root", "field", "values"), CASES)
 def test_planned_conversion_equals_strawberrys(root: str, field: str, values: dict[str, Any]):
     arguments = _arguments(root, field)
-    registry = SCHEMA.schema_converter.scalar_registry
+    registry = scalar_registry(SCHEMA)
 
     planned = plan_arguments(arguments, registry, SCHEMA.config)(values)
 
@@ -76,7 +77,7 @@ def test_planned_conversion_equals_strawberrys(root: str, field: str, values: di
 def test_a_list_argument_is_copied_not_shared():
     arguments = _arguments("mutation", "createPredictions")
     instances = [SETOSA]
-    convert = plan_arguments(arguments, SCHEMA.schema_converter.scalar_registry, SCHEMA.config)
+    convert = plan_arguments(arguments, scalar_registry(SCHEMA), SCHEMA.config)
 
     converted = convert({"input": {"model": "m", "instances": instances}})
 
@@ -85,8 +86,8 @@ def test_a_list_argument_is_copied_not_shared():
 
 
 def test_enum_arguments_are_left_to_strawberry():
-    performance = SCHEMA._schema.type_map["ModelVersion"].fields["performance"]  # split: DataSplit
-    arguments = performance.extensions["strawberry-definition"].arguments
+    performance = core_schema(SCHEMA).type_map["ModelVersion"].fields["performance"]  # DataSplit
+    arguments = strawberry_field(performance).arguments
 
     with pytest.raises(UnsupportedInputError):
-        plan_arguments(arguments, SCHEMA.schema_converter.scalar_registry, SCHEMA.config)
+        plan_arguments(arguments, scalar_registry(SCHEMA), SCHEMA.config)

@@ -1,0 +1,79 @@
+"""The Strawberry internals the direct executor relies on, in one place: `graph/direct.py` and
+`graph/input_conversion.py` reach Strawberry only through this module (besides
+`strawberry.Schema`, `ExecutionResult` and `SchemaExtension`), and graphql-core only through
+its public top-level API.
+
+None of these is a documented API, so pyproject.toml pins strawberry-graphql and graphql-core to
+the minor versions the parity tests ran on (tests/graph/test_executor_contract.py fails outside
+them); moving a pin means running tests/graph/test_direct_parity.py again. What each is for:
+
+- `core_schema` (`Schema._schema`): the graphql-core schema that documents are planned against.
+- `strawberry_field` (`GraphQLCoreConverter.DEFINITION_BACKREF`): the Strawberry field a
+  graphql-core field was made from, found in the field's `extensions`.
+- `StrawberryField`: whether a field is plain and how to read it: `base_resolver` (`is_async`,
+  `info_parameter`, `self_parameter`, `root_parameter`, `signature`, `wrapped_func`),
+  `python_name`, `arguments`, `extensions`, `permission_classes`.
+- `StrawberryArgument`, `StrawberryConfig` (`name_converter`): arguments' GraphQL and Python
+  names, as `convert_arguments` maps them.
+- `scalar_registry` (`Schema.schema_converter.scalar_registry`), `is_scalar`, `GlobalID`: which
+  argument types convert as leaves, as `convert_argument` decides.
+- `StrawberryList`, `StrawberryOptional`, `StrawberryMaybe`, `has_object_definition` (and an
+  input's definition: `is_input`, `from_input`, `fields` with `default_value`,
+  `default_factory`, `resolve_type`): the argument types walked as `convert_argument` walks them.
+- `UNSET`: an omitted value, passed through as `convert_argument` passes it.
+
+What the executor mirrors of graphql-core's execution (field collection, `complete_value`'s null
+propagation and error messages) is imported from nowhere: the parity tests hold it to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import strawberry
+from graphql import GraphQLField, GraphQLSchema
+from strawberry.relay.types import GlobalID
+from strawberry.scalars import is_scalar
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.arguments import StrawberryArgument
+from strawberry.types.base import (
+    StrawberryList,
+    StrawberryMaybe,
+    StrawberryOptional,
+    has_object_definition,
+)
+from strawberry.types.field import StrawberryField
+from strawberry.types.unset import UNSET
+
+__all__ = [
+    "UNSET",
+    "GlobalID",
+    "StrawberryArgument",
+    "StrawberryConfig",
+    "StrawberryField",
+    "StrawberryList",
+    "StrawberryMaybe",
+    "StrawberryOptional",
+    "core_schema",
+    "has_object_definition",
+    "is_scalar",
+    "scalar_registry",
+    "strawberry_field",
+]
+
+
+def core_schema(schema: strawberry.Schema) -> GraphQLSchema:
+    """The graphql-core schema Strawberry built and executes against."""
+    return schema._schema
+
+
+def scalar_registry(schema: strawberry.Schema) -> Mapping[object, Any]:
+    """The scalars Strawberry converts arguments with, by Python type."""
+    return schema.schema_converter.scalar_registry
+
+
+def strawberry_field(definition: GraphQLField) -> Any:
+    """The Strawberry field a graphql-core field was made from; None when it has none."""
+    return (definition.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)

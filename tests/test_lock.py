@@ -1,0 +1,35 @@
+"""requirements.lock, which reproduces CI's environment, holds every dependency pyproject.toml
+names (the test extra's too) at a version pyproject.toml allows: a change of dependencies comes
+with a refreshed lock (README says how)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+REQUIREMENTS = [
+    Requirement(line)
+    for line in [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["test"]]
+]
+
+
+def _locked() -> dict[str, Version]:
+    lines = (ROOT / "requirements.lock").read_text().splitlines()
+    pins = (re.match(r"([A-Za-z0-9_.-]+)==([^\s;]+)", line) for line in lines)
+    return {canonicalize_name(pin[1]): Version(pin[2]) for pin in pins if pin}
+
+
+@pytest.mark.parametrize("requirement", REQUIREMENTS, ids=str)
+def test_the_lock_holds_an_allowed_version(requirement: Requirement):
+    locked = _locked().get(canonicalize_name(requirement.name))
+
+    assert locked is not None, f"{requirement.name} is not in requirements.lock: refresh it"
+    assert locked in requirement.specifier, f"{requirement.name} {locked} is not {requirement}"
