@@ -27,6 +27,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from alembic import command
+from dataset import PICK_OUTCOMES, STORE_OUTCOMES
 from sqlalchemy.engine import make_url
 
 from modelql import schema_migrations
@@ -63,48 +64,6 @@ CROSS JOIN LATERAL (SELECT $2::timestamptz - interval '30 days' * (1 - g::float8
 JOIN (SELECT row_number() OVER (ORDER BY id) - 1 AS slot, id, model_id, labels
       FROM model_versions) AS v ON v.slot = g % (SELECT count(*) FROM model_versions)
 """
-
-PICK_OUTCOMES = """
-CREATE TEMP TABLE picked AS
-SELECT p.id, p.model_version_id, p.label, p.value, p.created_at, gen_random_uuid() AS outcome_id,
-       CASE WHEN p.label IS NULL THEN NULL
-            WHEN random() < 0.85 THEN p.label
-            ELSE v.labels[1 + floor(random() * array_length(v.labels, 1))::int] END AS truth,
-       CASE WHEN p.value IS NOT NULL THEN p.value + random() * 40 - 20 END AS observed
-FROM predictions p JOIN model_versions v ON v.id = p.model_version_id
-WHERE random() < $1
-"""
-
-STORE_OUTCOMES = (
-    "INSERT INTO prediction_outcomes (id, prediction_id, label, value, observed_at) "
-    "SELECT outcome_id, id, truth, observed, created_at + interval '1 day' FROM picked",
-    "INSERT INTO latest_outcomes (prediction_id, outcome_id, model_version_id, predicted_at, "
-    "predicted_label, predicted_value, label, value) "
-    "SELECT id, outcome_id, model_version_id, created_at, label, value, truth, observed "
-    "FROM picked",
-    """INSERT INTO outcome_rollups (model_version_id, hour, predicted, observed, count,
-                                    squared_error, absolute_error, observed_sum,
-                                    observed_square_sum)
-    SELECT model_version_id, date_trunc('hour', created_at, 'UTC'), coalesce(label, ''),
-           coalesce(truth, ''), count(*), coalesce(sum((value - observed) ^ 2), 0),
-           coalesce(sum(abs(value - observed)), 0), coalesce(sum(observed), 0),
-           coalesce(sum(observed ^ 2), 0)
-    FROM picked GROUP BY 1, 2, 3, 4""",
-    """UPDATE prediction_rollups r SET labelled = d.labelled, correct = d.correct
-    FROM (SELECT p.model_version_id, coalesce(p.caller, '') AS caller,
-                 coalesce(p.label, '') AS label, date_trunc('hour', p.created_at, 'UTC') AS hour,
-                 count(*) AS labelled, count(*) FILTER (WHERE lo.correct) AS correct
-          FROM latest_outcomes lo JOIN predictions p ON p.id = lo.prediction_id
-          GROUP BY 1, 2, 3, 4) AS d
-    WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
-      AND r.label = d.label AND r.hour = d.hour""",
-    """UPDATE prediction_daily_rollups r SET labelled = d.labelled, correct = d.correct
-    FROM (SELECT model_version_id, caller, label, date_trunc('day', hour, 'UTC') AS day,
-                 sum(labelled) AS labelled, sum(correct) AS correct
-          FROM prediction_rollups GROUP BY 1, 2, 3, 4) AS d
-    WHERE r.model_version_id = d.model_version_id AND r.caller = d.caller
-      AND r.label = d.label AND r.day = d.day""",
-)
 
 
 def queries(now: datetime) -> dict[str, tuple[str, str]]:
