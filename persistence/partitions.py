@@ -8,17 +8,20 @@ connection: `prune` needs one outside any transaction (DETACH ... CONCURRENTLY).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import asyncpg
 
+from modelql.persistence.database import libpq_url
+from modelql.persistence.notifications import OUTCOMES_CHANNEL
 from modelql.persistence.tables import PARTITIONS_SCHEMA, Prediction
 
 
-class Interval(StrEnum):
+class PartitionInterval(StrEnum):
     """How much time one partition covers; periods start at midnight UTC (weeks on Monday)."""
 
     DAY = "day"
@@ -27,11 +30,15 @@ class Interval(StrEnum):
     def start(self, moment: datetime) -> datetime:
         """The start of the period holding `moment`."""
         midnight = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return midnight - timedelta(days=midnight.weekday()) if self is Interval.WEEK else midnight
+        return (
+            midnight - timedelta(days=midnight.weekday())
+            if self is PartitionInterval.WEEK
+            else midnight
+        )
 
     def next(self, moment: datetime) -> datetime:
         """The start of the period after the one holding `moment`."""
-        return self.start(moment) + timedelta(days=7 if self is Interval.WEEK else 1)
+        return self.start(moment) + timedelta(days=7 if self is PartitionInterval.WEEK else 1)
 
 
 AHEAD = 3
@@ -60,6 +67,17 @@ class Partition:
 
 class PartitionInUseError(RuntimeError):
     """A partition prune would drop is being read by `modelql audit verify`."""
+
+
+@asynccontextmanager
+async def maintenance_connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own, outside the pool (no statement timeout: a concurrent detach
+    waits for the transactions reading the table to end)."""
+    connection = await asyncpg.connect(libpq_url(database_url))
+    try:
+        yield connection
+    finally:
+        await connection.close()
 
 
 def _bound(text: str) -> datetime | None:
@@ -91,7 +109,11 @@ async def partitions(connection: asyncpg.Connection) -> list[Partition]:
 
 
 async def ensure(
-    connection: asyncpg.Connection, *, interval: Interval, now: datetime, ahead: int = AHEAD
+    connection: asyncpg.Connection,
+    *,
+    interval: PartitionInterval,
+    now: datetime,
+    ahead: int = AHEAD,
 ) -> list[Partition]:
     """Create the partitions missing from the newest one's end until `ahead` periods after the
     one holding `now` (a gap left while nothing ran becomes one partition); the new ones.
@@ -146,10 +168,11 @@ async def hold_for_reading(
 
 async def prune(connection: asyncpg.Connection, *, before: datetime) -> list[Partition]:
     """Drop every partition entirely older than `before`; the dropped ones. Each is detached
-    (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes, live-feed commits
-    of its predictions are deleted (they reference them); the idempotency records of its
-    predictions go after it. Roll-ups are kept. Refused (PartitionInUseError) while a reader
-    holds one of them; `connection` must not be in a transaction."""
+    (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes and live-feed
+    commits of its predictions are deleted (they reference them); the idempotency records of
+    its predictions go after it. Roll-ups are kept. Refused (PartitionInUseError) while a
+    reader holds one of them; `connection` must not be in a transaction. Every replica's kept
+    store answers are dropped (NOTIFY on the outcomes channel)."""
     await connection.execute("SELECT pg_advisory_lock($1)", MAINTENANCE_LOCK)
     try:
         doomed = [p for p in await partitions(connection) if p.upper <= before]
@@ -163,6 +186,8 @@ async def prune(connection: asyncpg.Connection, *, before: datetime) -> list[Par
                 READER_LOCKS,
                 [partition.oid for partition in doomed],
             )
+            if doomed:
+                await connection.execute(f"NOTIFY {OUTCOMES_CHANNEL}")
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK)
     return doomed

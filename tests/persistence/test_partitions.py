@@ -25,7 +25,7 @@ from modelql import schema_migrations
 from modelql.persistence import partitions
 from modelql.persistence.database import create_engine, create_sessionmaker
 from modelql.persistence.live_repository import pair_counts
-from modelql.persistence.partitions import Interval, PartitionInUseError
+from modelql.persistence.partitions import PartitionInterval, PartitionInUseError
 from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.prediction_repository import list_predictions
 from modelql.persistence.stats_repository import totals
@@ -104,7 +104,7 @@ async def store(server_url: str) -> AsyncIterator[Store]:
             VERSION,
             MODEL,
         )
-        await partitions.ensure(connection, interval=Interval.WEEK, now=MONDAY)
+        await partitions.ensure(connection, interval=PartitionInterval.WEEK, now=MONDAY)
         try:
             yield Store(url, engine, connection)
         finally:
@@ -122,12 +122,16 @@ async def test_partitions_are_created_ahead_without_gaps(store: Store):
     assert [p.lower for p in made[2:]] == WEEKS
     assert made[-1].upper == WEEKS[-1] + timedelta(weeks=1)
     assert all(a.upper == b.lower for a, b in itertools.pairwise(made))
-    assert await partitions.ensure(store.connection, interval=Interval.WEEK, now=MONDAY) == []
+    assert (
+        await partitions.ensure(store.connection, interval=PartitionInterval.WEEK, now=MONDAY) == []
+    )
 
 
 async def test_days_follow_weeks_when_the_interval_changes(store: Store):
     last_sunday = WEEKS[-1] + timedelta(days=6)
-    made = await partitions.ensure(store.connection, interval=Interval.DAY, now=last_sunday)
+    made = await partitions.ensure(
+        store.connection, interval=PartitionInterval.DAY, now=last_sunday
+    )
 
     first_day = WEEKS[-1] + timedelta(weeks=1)
     assert [(p.lower, p.upper) for p in made] == [
