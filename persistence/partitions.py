@@ -115,9 +115,9 @@ async def ensure(
     now: datetime,
     ahead: int = AHEAD,
 ) -> list[Partition]:
-    """Create the partitions missing from the newest one's end until `ahead` periods after the
-    one holding `now` (a gap left while nothing ran becomes one partition); the new ones.
-    Each is made apart and then attached, which blocks neither reads nor inserts."""
+    """Create the partitions missing, one period each, from the newest one's end until `ahead`
+    periods after the one holding `now`; the new ones. Each is made apart and then attached,
+    which blocks neither reads nor inserts."""
     async with connection.transaction():
         await connection.execute("SELECT pg_advisory_xact_lock($1)", MAINTENANCE_LOCK)
         existing = await partitions(connection)
@@ -128,9 +128,8 @@ async def ensure(
             end = interval.next(end)
         created = []
         while cursor < end:
-            upper = current if cursor < current else interval.next(cursor)
-            created.append(await _create(connection, cursor, upper))
-            cursor = upper
+            created.append(await _create(connection, cursor, interval.next(cursor)))
+            cursor = created[-1].upper
     return created
 
 

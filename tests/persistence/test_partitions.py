@@ -1,8 +1,8 @@
 """Predictions are partitioned by time: partitions are created ahead without gaps, a row no
 partition covers is refused (no default partition swallows it), queries bounded in time read
 only the partitions of their window, and pruning drops whole old partitions while statistics
-over the pruned window still answer from the roll-ups. Runs in a database of its own (far in
-the future, so that the real clock never reaches its partitions), since pruning drops tables."""
+over the pruned window still answer from the roll-ups. Runs in a database of its own, since
+pruning drops tables, whose partitions start in 2100 (the real clock never reaches them)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ DAILY = importlib.import_module("modelql.migrations.versions.2026_11_23_daily_ro
 MONDAY = datetime(2100, 1, 4, tzinfo=UTC)
 WEEKS = [MONDAY + timedelta(weeks=n) for n in range(4)]
 MODEL, VERSION = uuid.uuid4(), uuid.uuid4()
+LEGACY = "prediction_partitions.predictions_legacy"
+DROP_LEGACY = f"ALTER TABLE predictions DETACH PARTITION {LEGACY}; DROP TABLE {LEGACY}"
 
 
 class Store:
@@ -104,6 +106,7 @@ async def store(server_url: str) -> AsyncIterator[Store]:
             VERSION,
             MODEL,
         )
+        await connection.execute(DROP_LEGACY)
         await partitions.ensure(connection, interval=PartitionInterval.WEEK, now=MONDAY)
         try:
             yield Store(url, engine, connection)
@@ -114,14 +117,24 @@ async def store(server_url: str) -> AsyncIterator[Store]:
         await drop_database(server_url, url)
 
 
-async def test_partitions_are_created_ahead_without_gaps(store: Store):
+async def test_the_migration_made_the_old_table_the_partition_of_everything_before_it(
+    engine: AsyncEngine,
+):
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        first = (await partitions.partitions(raw))[0]
+
+    assert (first.name, first.lower) == (LEGACY, None)
+    assert first.upper > datetime.now(UTC)
+    assert first.upper == PartitionInterval.WEEK.start(first.upper)
+
+
+async def test_partitions_are_created_ahead_a_period_each_without_gaps(store: Store):
     made = await partitions.partitions(store.connection)
 
-    assert made[0].lower is None  # the migration's legacy partition: everything before it
-    assert made[1].upper == MONDAY  # the gap since then: one partition
-    assert [p.lower for p in made[2:]] == WEEKS
-    assert made[-1].upper == WEEKS[-1] + timedelta(weeks=1)
-    assert all(a.upper == b.lower for a, b in itertools.pairwise(made))
+    assert [(p.lower, p.upper) for p in made] == list(
+        itertools.pairwise([*WEEKS, WEEKS[-1] + timedelta(weeks=1)])
+    )
     assert (
         await partitions.ensure(store.connection, interval=PartitionInterval.WEEK, now=MONDAY) == []
     )
@@ -186,7 +199,7 @@ async def test_an_audit_page_reads_only_the_partitions_of_its_window(store: Stor
 
     assert _scanned(first_page, names) == ["predictions_p21000111"]
     assert _scanned(next_page, names) == ["predictions_p21000111"]
-    assert _scanned(deep_page, names) == names[:4]  # not the newer ones
+    assert _scanned(deep_page, names) == names[:2]  # not the newer ones
 
 
 async def test_statistics_from_the_raw_table_read_only_the_partitions_of_their_window(
@@ -224,13 +237,10 @@ async def test_pruning_drops_old_partitions_whole_and_statistics_still_answer(st
     before = await _statistics(store, old_window), await _statistics(store, PredictionQuery())
     live_before = await _live_pairs(store, WEEKS[0], WEEKS[1])
 
+    names = await store.names()
     dropped = await partitions.prune(store.connection, before=WEEKS[2] + timedelta(hours=1))
 
-    names = [p.name.split(".")[1] for p in dropped]
-    assert (names[0], names[2:]) == (
-        "predictions_legacy",
-        ["predictions_p21000104", "predictions_p21000111"],
-    )
+    assert [p.name for p in dropped] == [f"prediction_partitions.{n}" for n in names[:2]]
     assert await store.names() == ["predictions_p21000118", "predictions_p21000125"]
     assert await store.count("predictions") == 1
     after = await _statistics(store, old_window), await _statistics(store, PredictionQuery())
@@ -248,7 +258,7 @@ async def test_pruning_is_refused_while_verify_reads_the_partition(store: Store)
             await partitions.hold_for_reading(reader, since=WEEKS[0], until=WEEKS[1])
             with pytest.raises(PartitionInUseError, match="predictions_p21000104 is being read"):
                 await partitions.prune(store.connection, before=WEEKS[2])
-            assert len(await store.names()) == 6
-        assert len(await partitions.prune(store.connection, before=WEEKS[2])) == 4
+            assert len(await store.names()) == 4
+        assert len(await partitions.prune(store.connection, before=WEEKS[2])) == 2
     finally:
         await reader.close()
