@@ -100,6 +100,7 @@ class Runtime:
         generations = Generations(listening_since=lambda: listener.connected_since)
         _invalidate_on_notifications(listener, catalogue, keys, generations)
         prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
+        maintenance = store_maintenance(settings, database_url)
         pipelines = PredictionPipelines(
             engine=engine,
             model_cache=model_cache,
@@ -108,6 +109,7 @@ class Runtime:
             groups_in_flight=settings.pipeline_groups_in_flight,
             observer=prediction_metrics,
             on_commit=lambda: generations.changed(Dataset.STORE),
+            create_partitions=maintenance.ensure_partitions,
         )
         dependencies = GraphDependencies(
             sessionmaker=sessionmaker,
@@ -156,7 +158,7 @@ class Runtime:
             model_cache=model_cache,
             pipelines=pipelines,
             graph_dependencies=dependencies,
-            maintenance=store_maintenance(settings, database_url),
+            maintenance=maintenance,
             prediction_metrics=prediction_metrics,
         )
 

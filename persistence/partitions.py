@@ -80,6 +80,19 @@ async def maintenance_connection(database_url: str) -> AsyncIterator[asyncpg.Con
         await connection.close()
 
 
+def is_missing_partition(error: BaseException) -> bool:
+    """True when PostgreSQL refused a row (or what caused `error` did) because no partition
+    of predictions covers its time."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.CheckViolationError):
+            return str(current).startswith("no partition of relation")
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _bound(text: str) -> datetime | None:
     return None if text == "MINVALUE" else datetime.fromisoformat(text.strip("'"))
 
