@@ -70,8 +70,10 @@ WHERE random() < $1
 """A random share of the stored predictions, each with a truth (85% agree) to record."""
 
 STORE_OUTCOMES = (
-    "INSERT INTO prediction_outcomes (id, prediction_id, label, value, observed_at) "
-    "SELECT outcome_id, id, truth, observed, created_at + interval '1 day' FROM picked",
+    "INSERT INTO prediction_outcomes (id, prediction_id, predicted_at, label, value, "
+    "observed_at) "
+    "SELECT outcome_id, id, created_at, truth, observed, created_at + interval '1 day' "
+    "FROM picked",
     "INSERT INTO latest_outcomes (prediction_id, outcome_id, model_version_id, predicted_at, "
     "predicted_label, predicted_value, label, value) "
     "SELECT id, outcome_id, model_version_id, created_at, label, value, truth, observed "

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from modelql.persistence.database import async_url
-from modelql.persistence.tables import Base
+from modelql.persistence.tables import Base, declared
 
 config = context.config
 target_metadata = Base.metadata
@@ -28,7 +28,12 @@ def _database_url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        include_object=declared,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

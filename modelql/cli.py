@@ -1,6 +1,7 @@
 """The `modelql` command line: serve, migrate, train the demo, register versions, move aliases,
-manage keys, verify stored predictions, import outcomes. Only the commands are declared here;
-each runs `modelql.commands`, imported when it runs, so that `modelql --help` answers fast."""
+manage keys, verify stored predictions, import outcomes, prune the store. Only the commands are
+declared here; each runs `modelql.commands`, imported when it runs, so that `modelql --help`
+answers fast."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ audit_app = typer.Typer(help="Audit the prediction store.")
 app.add_typer(audit_app, name="audit")
 outcomes_app = typer.Typer(help="Ground truth for stored predictions.")
 app.add_typer(outcomes_app, name="outcomes")
+store_app = typer.Typer(help="The prediction store's partitions.")
+app.add_typer(store_app, name="store")
 
 SCHEMA_FILE = Path("schema.graphql")
 
@@ -185,6 +188,20 @@ def outcomes_import(
     from modelql import commands
 
     commands.outcomes_import(file=file, actor=actor)
+
+
+@store_app.command("prune")
+def store_prune(
+    retention_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Keep this many days (default: MODELQL_RETENTION_DAYS)."),
+    ] = None,
+) -> None:
+    """Drop the partitions of predictions entirely older than the retention (roll-ups kept);
+    refused while `modelql audit verify` reads one of them."""
+    from modelql import commands
+
+    commands.store_prune(retention_days=retention_days)
 
 
 if __name__ == "__main__":

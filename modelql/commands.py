@@ -7,7 +7,7 @@ import asyncio
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from modelql.models.artifacts import ArtifactStore
 from modelql.models.demo import DEMO_VERSION_COUNT, train_demo
 from modelql.outcome_files import OutcomeFileError, read_outcomes
 from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.persistence.partitions import Partition, PartitionInUseError
 from modelql.registration_files import (
     describe_estimator,
     read_arguments,
@@ -41,7 +42,7 @@ from modelql.registration_files import (
     read_reference,
     read_signature,
 )
-from modelql.runtime import NotMigratedError, ensure_migrated
+from modelql.runtime import NotMigratedError, ensure_migrated, store_maintenance
 from modelql.services import api_keys, outcomes, registration
 from modelql.services.api_keys import ApiKeyError
 from modelql.services.audit import PredictionQuery
@@ -523,4 +524,35 @@ def outcomes_import(
             raise typer.Exit(1) from None
     console.print(
         f"Recorded {len(requests)} outcomes (repeats of the current outcome change nothing)."
+    )
+
+
+async def _prune(settings: Settings, url: str, retention: timedelta) -> list[Partition]:
+    engine = create_engine(url)
+    try:
+        await ensure_migrated(engine, url, migrate=False)
+    finally:
+        await engine.dispose()
+    return await store_maintenance(settings, url).prune(retention)
+
+
+def store_prune(retention_days: int | None = None) -> None:
+    """Drop the partitions of predictions entirely older than the retention."""
+    settings = _settings()
+    days = retention_days or settings.retention_days
+    if days is None:
+        console.print(
+            "[red]No retention: pass --retention-days or set MODELQL_RETENTION_DAYS.[/red]"
+        )
+        raise typer.Exit(2)
+    with database(settings) as url:
+        try:
+            dropped = asyncio.run(_prune(settings, url, timedelta(days=days)))
+        except (NotMigratedError, PartitionInUseError) as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from None
+    for partition in dropped:
+        typer.echo(partition.name)
+    console.print(
+        f"Dropped {len(dropped)} partitions of predictions older than {days} days (roll-ups kept)."
     )

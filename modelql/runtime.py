@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -24,6 +25,7 @@ from modelql.persistence.notifications import (
     PREDICTIONS_CHANNEL,
     Listener,
 )
+from modelql.persistence.partitions import PartitionInterval
 from modelql.services.api_keys import KeyCache
 from modelql.services.catalogue import Catalogue
 from modelql.services.catalogue_changes import CatalogueChanges
@@ -37,6 +39,7 @@ from modelql.services.outcomes import OutcomeRecorder
 from modelql.services.prediction_pipeline import PredictionPipelines
 from modelql.services.predictions import PredictionService
 from modelql.services.rate_limits import RateLimiter
+from modelql.services.store_maintenance import StoreMaintenance
 from modelql.settings import AuthMode, Settings
 
 logger = logging.getLogger("modelql")
@@ -77,6 +80,7 @@ class Runtime:
     model_cache: ModelCache
     pipelines: PredictionPipelines
     graph_dependencies: GraphDependencies
+    maintenance: StoreMaintenance
     prediction_metrics: PrometheusPredictionMetrics | None = None
 
     @classmethod
@@ -96,6 +100,7 @@ class Runtime:
         generations = Generations(listening_since=lambda: listener.connected_since)
         _invalidate_on_notifications(listener, catalogue, keys, generations)
         prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
+        maintenance = store_maintenance(settings, database_url)
         pipelines = PredictionPipelines(
             engine=engine,
             model_cache=model_cache,
@@ -104,6 +109,7 @@ class Runtime:
             groups_in_flight=settings.pipeline_groups_in_flight,
             observer=prediction_metrics,
             on_commit=lambda: generations.changed(Dataset.STORE),
+            create_partitions=maintenance.ensure_partitions,
         )
         dependencies = GraphDependencies(
             sessionmaker=sessionmaker,
@@ -152,6 +158,7 @@ class Runtime:
             model_cache=model_cache,
             pipelines=pipelines,
             graph_dependencies=dependencies,
+            maintenance=maintenance,
             prediction_metrics=prediction_metrics,
         )
 
@@ -159,12 +166,14 @@ class Runtime:
         await ensure_migrated(
             self.engine, self.database_url, migrate=self.settings.should_auto_migrate
         )
+        await self.maintenance.start()
         await self.listener.start()
         await self.load_default_versions()
 
     async def stop(self) -> None:
         """Answer what is queued, then let go of connections, threads and files."""
         try:
+            await self.maintenance.stop()
             await self.pipelines.drain()
         finally:
             await self.listener.stop()
@@ -185,6 +194,16 @@ class Runtime:
             except ModelUnavailableError:  # the model cache has logged why, loudly
                 unloadable.append(str(version.id))
         return unloadable
+
+
+def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance:
+    """The partitions' upkeep the settings ask for (interval, retention)."""
+    days = settings.retention_days
+    return StoreMaintenance(
+        database_url=database_url,
+        interval=PartitionInterval(settings.partition_interval),
+        retention=None if days is None else timedelta(days=days),
+    )
 
 
 def _freshness(settings: Settings, listener: Listener) -> Freshness:

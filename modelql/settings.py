@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     drift_max_sample: int = Field(
         default=10_000, ge=1, description="Most recent predictions a drift report compares."
     )
+    partition_interval: Literal["day", "week"] = Field(
+        default="week", description="The time one partition of the predictions covers."
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Drop partitions of predictions entirely older than this; unset: keep all.",
+    )
     subscriber_queue_size: int = Field(
         default=100, ge=1, description="Messages a subscription may fall behind before it ends."
     )

@@ -87,12 +87,16 @@ async def latest_for(
 async def append(
     connection: asyncpg.Connection, outcomes: Sequence[NewOutcome]
 ) -> list[OutcomeRow]:
-    """Store outcomes (observed now unless said otherwise); the stored rows, in order."""
+    """Store outcomes (observed now unless said otherwise) with their prediction's time, the
+    other half of its key; the stored rows, in order."""
     rows = await connection.fetch(
-        "INSERT INTO prediction_outcomes (id, prediction_id, label, value, observed_at, caller) "
-        "SELECT id, prediction_id, label, value, coalesce(observed_at, now()), caller "
+        "INSERT INTO prediction_outcomes "
+        "(id, prediction_id, predicted_at, label, value, observed_at, caller) "
+        "SELECT u.id, u.prediction_id, p.created_at, u.label, u.value, "
+        "coalesce(u.observed_at, now()), u.caller "
         "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::float8[], $5::timestamptz[], "
         "$6::text[]) AS u(id, prediction_id, label, value, observed_at, caller) "
+        "JOIN predictions p ON p.id = u.prediction_id "
         "RETURNING id, prediction_id, label, value, observed_at, recorded_at, caller",
         [outcome.id for outcome in outcomes],
         [outcome.prediction_id for outcome in outcomes],

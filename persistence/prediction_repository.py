@@ -20,7 +20,9 @@ Keyset = tuple[datetime, uuid.UUID]
 async def list_predictions(
     session: AsyncSession, query: PredictionQuery, *, limit: int, after: Keyset | None
 ) -> list[Prediction]:
-    """Newest first by (created_at, id), strictly after the keyset `after`; never OFFSET."""
+    """Newest first by (created_at, id), strictly after the keyset `after`; never OFFSET. The
+    keyset's time also bounds created_at on its own: PostgreSQL prunes partitions on that, not
+    on the row comparison."""
     statement = (
         select(Prediction)
         .where(*query.conditions())
@@ -28,7 +30,9 @@ async def list_predictions(
         .limit(limit)
     )
     if after is not None:
-        statement = statement.where(tuple_(Prediction.created_at, Prediction.id) < after)
+        statement = statement.where(
+            Prediction.created_at <= after[0], tuple_(Prediction.created_at, Prediction.id) < after
+        )
     return list((await session.scalars(statement)).all())
 
 

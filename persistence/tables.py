@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -30,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import SchemaItem
 
 from modelql.models.vocabulary import STORED_SPLITS, RoutingReason, Task
 
@@ -54,6 +56,22 @@ FINITE_NUMBERS = " AND ".join(
     for column in ("value", "confidence", "latency_ms")
 )
 """No NaN or infinity is stored (outputs are checked before; this is the database's word)."""
+
+
+PARTITIONS_SCHEMA = "prediction_partitions"
+"""The schema holding the partitions of `predictions` (persistence/partitions.py makes them)."""
+
+
+def declared(
+    item: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's `include_object`: everything but the copies PostgreSQL makes, per partition,
+    of the foreign keys that reference `predictions` (they are not declared here)."""
+    return not (
+        reflected
+        and isinstance(item, ForeignKeyConstraint)
+        and item.referred_table.schema == PARTITIONS_SCHEMA
+    )
 
 
 class Base(DeclarativeBase):
@@ -233,6 +251,9 @@ class Prediction(Base):
         # model_version_id and model_id name an existing version and its model: checked once
         # per INSERT statement by the trigger predictions_reference_their_version (migration
         # 20261123_lean), which does a foreign key's work without its per-row cost.
+        # Partitioned by created_at (migration 20261204_partitions; persistence/partitions.py
+        # creates and drops the partitions), so the primary key holds it.
+        {"postgresql_partition_by": "RANGE (created_at)"},
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -254,7 +275,7 @@ class Prediction(Base):
     routed_by: Mapped[str] = mapped_column(
         String(10), comment="Why this version answered: VERSION, ALIAS, DEFAULT or SPLIT"
     )
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
 
 
 class DataSlice(Base):
@@ -284,18 +305,23 @@ class ReferenceProfile(Base):
 
 
 class PredictionOutcome(Base):
-    """One recorded truth about a prediction; append-only: a correction is a new row."""
+    """One recorded truth about a prediction, named by its key (id, created_at); append-only:
+    a correction is a new row."""
 
     __tablename__ = "prediction_outcomes"
     __table_args__ = (
         Index(None, "prediction_id", "recorded_at", "id"),
         CheckConstraint("(label IS NULL) <> (value IS NULL)", name="label_or_value"),
+        ForeignKeyConstraint(
+            ["prediction_id", "predicted_at"],
+            ["predictions.id", "predictions.created_at"],
+            ondelete="RESTRICT",
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    prediction_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("predictions.id", ondelete="RESTRICT")
-    )
+    prediction_id: Mapped[uuid.UUID] = mapped_column()
+    predicted_at: Mapped[datetime] = mapped_column()
     label: Mapped[str | None] = mapped_column(Text)
     value: Mapped[float | None] = mapped_column(Double)
     observed_at: Mapped[datetime] = mapped_column()
@@ -315,11 +341,14 @@ class LatestOutcome(Base):
             "predicted_at",
             postgresql_include=["predicted_label", "label", "predicted_value", "value"],
         ),
+        ForeignKeyConstraint(
+            ["prediction_id", "predicted_at"],
+            ["predictions.id", "predictions.created_at"],
+            ondelete="RESTRICT",
+        ),
     )
 
-    prediction_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("predictions.id", ondelete="RESTRICT"), primary_key=True
-    )
+    prediction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     outcome_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("prediction_outcomes.id", ondelete="RESTRICT")
     )

@@ -11,7 +11,7 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -21,6 +21,7 @@ from uuid_utils.compat import uuid7
 
 from modelql.models.predictor import ModelOutput, Scores
 from modelql.persistence import prediction_writer
+from modelql.persistence.partitions import is_missing_partition
 from modelql.persistence.prediction_writer import KeyClaim, RequestRows
 from modelql.services.catalogue import Version
 from modelql.services.errors import (
@@ -68,10 +69,14 @@ class PredictionPipelines:
         groups_in_flight: int = 1,
         observer: PredictionObserver | None = None,
         on_commit: Callable[[], None] = lambda: None,
+        create_partitions: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        """`on_commit` runs after each group's COMMIT, before its requests are answered."""
+        """`on_commit` runs after each group's COMMIT, before its requests are answered;
+        `create_partitions` when no partition of predictions covers now (then the group is
+        stored once more)."""
         self._engine = engine
         self._on_commit = on_commit
+        self._create_partitions = create_partitions
         self._model_cache = model_cache
         self._max_group_rows = max_group_rows
         self._groups_in_flight = groups_in_flight
@@ -179,12 +184,19 @@ class _VersionPipeline:
             start = end
         return group
 
-    async def _store(self, group: list[_Pending]) -> None:
+    async def _store(self, group: list[_Pending], *, partitioned: bool = False) -> None:
         """One transaction for the group; a value the database refuses fails only the request
-        it belongs to (the others are retried apart); an outage fails them all, unanswered."""
+        it belongs to (the others are retried apart); an outage fails them all, unanswered.
+        Refused for want of a partition, the group is stored again once they are created."""
         try:
             outcomes = await _store_group(self._owner._engine, self._version, group)
         except Exception as error:
+            create = self._owner._create_partitions
+            if create is not None and not partitioned and is_missing_partition(error):
+                logger.warning("no partition of predictions covers now; creating them")
+                await create()
+                await self._store(group, partitioned=True)
+                return
             if is_rejected_value(error) and len(group) > 1:
                 for pending in group:
                     await self._store([pending])

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from modelql.persistence import partitions
+from modelql.persistence.database import driver_connection
 from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.prediction_repository import (
     begin_snapshot,
@@ -76,10 +78,16 @@ class Verifier:
         on_progress: Callable[[int], None] = lambda done: None,
     ) -> VerificationReport:
         """Verify every prediction the query matches, or a random `sample` of them (with the
-        other predictions stored in their transactions)."""
+        other predictions stored in their transactions). The partitions of the query's window
+        are held against `modelql store prune` until it is done."""
         report = VerificationReport()
         async with self._sessionmaker() as session:
             await begin_snapshot(session)
+            await partitions.hold_for_reading(
+                await driver_connection(session),
+                since=query.created_after,
+                until=query.created_before,
+            )
             if sample is not None:
                 rows = await sampled_transactions(session, query, sample=sample)
                 on_total(len(rows))

@@ -16,7 +16,7 @@ from support import create_database, drop_database
 
 from modelql import schema_migrations
 from modelql.persistence.database import create_engine
-from modelql.persistence.tables import Base
+from modelql.persistence.tables import Base, declared
 
 EXPECTED_TABLES = set(Base.metadata.tables)
 
@@ -84,7 +84,10 @@ async def test_the_models_match_the_migrations(engine: AsyncEngine):
     async with engine.connect() as connection:
         differences = await connection.run_sync(
             lambda sync: compare_metadata(
-                MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                MigrationContext.configure(
+                    sync, opts={"compare_type": True, "include_object": declared}
+                ),
+                Base.metadata,
             )
         )
     assert differences == [], (

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from modelql.models.artifacts import ArtifactStore
+from modelql.persistence import partitions
 from modelql.persistence.database import is_rejected_value
 from modelql.services.catalogue import Catalogue
 from modelql.services.freshness import Freshness
@@ -110,3 +111,49 @@ async def test_groups_in_flight_side_by_side_store_each_request_once(
             text("select count(distinct created_at) from predictions")
         )
     assert transactions > 1
+
+
+async def test_a_group_no_partition_covers_has_them_created_then_is_stored(
+    engine: AsyncEngine,
+    artifact_store: ArtifactStore,
+    demo_catalogue: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+):
+    """When no partition of predictions covers now (a clock that jumped, upkeep failing for
+    weeks), the pipeline has the partitions created and stores the group, answering it."""
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        now = await raw.fetchval("SELECT now()")
+        covering = next(
+            p
+            for p in await partitions.partitions(raw)
+            if (p.lower is None or p.lower <= now) and now < p.upper
+        )
+        lower = "MINVALUE" if covering.lower is None else f"'{covering.lower.isoformat()}'"
+        await raw.execute(f"ALTER TABLE predictions DETACH PARTITION {covering.name}")
+        attach = (
+            f"ALTER TABLE predictions ATTACH PARTITION {covering.name} "
+            f"FOR VALUES FROM ({lower}) TO ('{covering.upper.isoformat()}')"
+        )
+        created: list[str] = []
+
+        async def create_partitions() -> None:
+            await raw.execute(attach)
+            created.append(covering.name)
+
+        cache = ModelCache(artifact_store)
+        pipelines = PredictionPipelines(
+            engine=engine,
+            model_cache=cache,
+            max_group_rows=100,
+            create_partitions=create_partitions,
+        )
+        try:
+            outcome = await pipelines.run(job(await iris_version(sessionmaker), "after-a-gap"))
+        finally:
+            cache.close()
+            if not created:
+                await raw.execute(attach)
+
+    assert created == [covering.name]
+    assert outcome.predictions[0].request_id == "after-a-gap"

@@ -1,0 +1,247 @@
+"""The partitions of `predictions` (RANGE on created_at, one a day or a week): listed, created
+ahead of time, and dropped whole once older than the retention, never deleted row by row.
+
+Partitions live in the schema `prediction_partitions`; there is no default partition, so a row
+no partition covers is refused, never swallowed. Everything here runs on a plain asyncpg
+connection: `prune` needs one outside any transaction (DETACH ... CONCURRENTLY)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import asyncpg
+
+from modelql.persistence.database import libpq_url
+from modelql.persistence.notifications import OUTCOMES_CHANNEL
+from modelql.persistence.tables import PARTITIONS_SCHEMA, Prediction
+
+
+class PartitionInterval(StrEnum):
+    """How much time one partition covers; periods start at midnight UTC (weeks on Monday)."""
+
+    DAY = "day"
+    WEEK = "week"
+
+    def start(self, moment: datetime) -> datetime:
+        """The start of the period holding `moment`."""
+        midnight = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        return (
+            midnight - timedelta(days=midnight.weekday())
+            if self is PartitionInterval.WEEK
+            else midnight
+        )
+
+    def next(self, moment: datetime) -> datetime:
+        """The start of the period after the one holding `moment`."""
+        return self.start(moment) + timedelta(days=7 if self is PartitionInterval.WEEK else 1)
+
+
+AHEAD = 3
+"""Periods created beyond the current one: the service has that long to come back."""
+MAINTENANCE_LOCK = 7_261_204
+"""The advisory lock (one key) that serialises creating and dropping partitions."""
+READER_LOCKS = 7_261_205
+"""The first key of the advisory locks (second key: the partition's oid) that readers hold
+shared and `prune` exclusively: a partition being verified is not dropped."""
+
+_TABLE = Prediction.__tablename__
+_BOUNDS = re.compile(r"FROM \((?P<lower>[^)]*)\) TO \((?P<upper>[^)]*)\)")
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    """One partition: its qualified name, oid and range (lower None: MINVALUE)."""
+
+    name: str
+    oid: int
+    lower: datetime | None
+    upper: datetime
+    detaching: bool = False
+    """An interrupted DETACH ... CONCURRENTLY left it half detached (prune finishes it)."""
+
+
+class PartitionInUseError(RuntimeError):
+    """A partition prune would drop is being read by `modelql audit verify`."""
+
+
+@asynccontextmanager
+async def maintenance_connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of its own, outside the pool (no statement timeout: a concurrent detach
+    waits for the transactions reading the table to end)."""
+    connection = await asyncpg.connect(libpq_url(database_url))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+def is_missing_partition(error: BaseException) -> bool:
+    """True when PostgreSQL refused a row (or what caused `error` did) because no partition
+    of predictions covers its time."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.CheckViolationError):
+            return str(current).startswith("no partition of relation")
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _bound(text: str) -> datetime | None:
+    return None if text == "MINVALUE" else datetime.fromisoformat(text.strip("'"))
+
+
+async def partitions(connection: asyncpg.Connection) -> list[Partition]:
+    """Every partition of predictions, oldest first."""
+    rows = await connection.fetch(
+        "SELECT n.nspname || '.' || c.relname AS name, c.oid, i.inhdetachpending, "
+        "pg_get_expr(c.relpartbound, c.oid) AS bound "
+        "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE i.inhparent = $1::regclass",
+        f"public.{_TABLE}",
+    )
+    found = []
+    for row in rows:
+        bounds = _BOUNDS.search(row["bound"])
+        assert bounds is not None, f"{row['name']} is not a range partition: {row['bound']}"
+        upper = _bound(bounds["upper"])
+        assert upper is not None, f"{row['name']} has no upper bound"
+        found.append(
+            Partition(
+                row["name"], row["oid"], _bound(bounds["lower"]), upper, row["inhdetachpending"]
+            )
+        )
+    return sorted(found, key=lambda partition: partition.upper)
+
+
+async def ensure(
+    connection: asyncpg.Connection,
+    *,
+    interval: PartitionInterval,
+    now: datetime,
+    ahead: int = AHEAD,
+) -> list[Partition]:
+    """Create the partitions missing, one period each, from the newest one's end until `ahead`
+    periods after the one holding `now`; the new ones. Each is made apart and then attached,
+    which blocks neither reads nor inserts."""
+    async with connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", MAINTENANCE_LOCK)
+        existing = await partitions(connection)
+        current = interval.start(now)
+        cursor = existing[-1].upper if existing else current
+        end = current
+        for _ in range(ahead + 1):
+            end = interval.next(end)
+        created = []
+        while cursor < end:
+            created.append(await _create(connection, cursor, interval.next(cursor)))
+            cursor = created[-1].upper
+    return created
+
+
+async def _create(connection: asyncpg.Connection, lower: datetime, upper: datetime) -> Partition:
+    name = f"{PARTITIONS_SCHEMA}.{_TABLE}_p{lower.astimezone(UTC):%Y%m%d}"
+    await connection.execute(
+        f"CREATE TABLE {name} (LIKE public.{_TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    )
+    await connection.execute(
+        f"ALTER TABLE public.{_TABLE} ATTACH PARTITION {name} "
+        f"FOR VALUES FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
+    )
+    oid = await connection.fetchval("SELECT $1::regclass::oid", name)
+    return Partition(name, oid, lower, upper)
+
+
+async def hold_for_reading(
+    connection: asyncpg.Connection, *, since: datetime | None, until: datetime | None
+) -> None:
+    """Hold, until the transaction ends, the partitions overlapping [since, until) against
+    `prune` (waiting for a prune under way to finish first)."""
+    held = [
+        partition.oid
+        for partition in await partitions(connection)
+        if (since is None or partition.upper > since)
+        and (until is None or partition.lower is None or partition.lower < until)
+    ]
+    await connection.execute(
+        "SELECT pg_advisory_xact_lock_shared($1, oid::int4) FROM unnest($2::oid[]) AS oid "
+        "ORDER BY oid",
+        READER_LOCKS,
+        held,
+    )
+
+
+async def prune(connection: asyncpg.Connection, *, before: datetime) -> list[Partition]:
+    """Drop every partition entirely older than `before`; the dropped ones. Each is detached
+    (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes and live-feed
+    commits of its predictions are deleted (they reference them); the idempotency records of
+    its predictions go after it. Roll-ups are kept. Refused (PartitionInUseError) while a
+    reader holds one of them; `connection` must not be in a transaction. Every replica's kept
+    store answers are dropped (NOTIFY on the outcomes channel)."""
+    await connection.execute("SELECT pg_advisory_lock($1)", MAINTENANCE_LOCK)
+    try:
+        doomed = [p for p in await partitions(connection) if p.upper <= before]
+        await _take_from_readers(connection, doomed)
+        try:
+            for partition in doomed:
+                await _drop(connection, partition)
+        finally:
+            await connection.execute(
+                "SELECT pg_advisory_unlock($1, oid::int4) FROM unnest($2::oid[]) AS oid",
+                READER_LOCKS,
+                [partition.oid for partition in doomed],
+            )
+            if doomed:
+                await connection.execute(f"NOTIFY {OUTCOMES_CHANNEL}")
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK)
+    return doomed
+
+
+async def _take_from_readers(connection: asyncpg.Connection, doomed: Sequence[Partition]) -> None:
+    """Lock every doomed partition against readers, or none of them."""
+    taken = []
+    for partition in doomed:
+        if not await connection.fetchval(
+            "SELECT pg_try_advisory_lock($1, $2::oid::int4)", READER_LOCKS, partition.oid
+        ):
+            await connection.execute(
+                "SELECT pg_advisory_unlock($1, oid::int4) FROM unnest($2::oid[]) AS oid",
+                READER_LOCKS,
+                taken,
+            )
+            raise PartitionInUseError(
+                f"{partition.name} is being read by `modelql audit verify`; nothing was "
+                "pruned. Prune again once it has finished."
+            )
+        taken.append(partition.oid)
+
+
+def _within(column: str) -> str:
+    """`column` inside the range [$1, $2) ($1 null: no lower bound)."""
+    return f"{column} < $2 AND ($1::timestamptz IS NULL OR {column} >= $1)"
+
+
+async def _drop(connection: asyncpg.Connection, partition: Partition) -> None:
+    bounds = (partition.lower, partition.upper)
+    async with connection.transaction():
+        for table in ("latest_outcomes", "prediction_outcomes"):
+            await connection.execute(
+                f"DELETE FROM {table} WHERE {_within('predicted_at')}", *bounds
+            )
+        await connection.execute(
+            f"DELETE FROM prediction_commits WHERE {_within('committed_at')}", *bounds
+        )
+    how = "FINALIZE" if partition.detaching else "CONCURRENTLY"
+    await connection.execute(f"ALTER TABLE public.{_TABLE} DETACH PARTITION {partition.name} {how}")
+    await connection.execute(f"DROP TABLE {partition.name}")
+    await connection.execute(
+        f"DELETE FROM idempotency_records WHERE {_within('created_at')}", *bounds
+    )

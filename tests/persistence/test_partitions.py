@@ -1,0 +1,264 @@
+"""Predictions are partitioned by time: partitions are created ahead without gaps, a row no
+partition covers is refused (no default partition swallows it), queries bounded in time read
+only the partitions of their window, and pruning drops whole old partitions while statistics
+over the pruned window still answer from the roll-ups. Runs in a database of its own, since
+pruning drops tables, whose partitions start in 2100 (the real clock never reaches them)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from support import create_database, drop_database, libpq_url
+from uuid_utils.compat import uuid7
+
+from modelql import schema_migrations
+from modelql.persistence import partitions
+from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.persistence.live_repository import pair_counts
+from modelql.persistence.partitions import PartitionInterval, PartitionInUseError
+from modelql.persistence.prediction_filters import PredictionQuery
+from modelql.persistence.prediction_repository import list_predictions
+from modelql.persistence.stats_repository import totals
+from modelql.services import outcomes
+from modelql.services.catalogue import Catalogue
+from modelql.services.freshness import Freshness
+
+QUALITY = importlib.import_module("modelql.migrations.versions.2026_11_23_model_quality")
+DAILY = importlib.import_module("modelql.migrations.versions.2026_11_23_daily_rollups")
+MONDAY = datetime(2100, 1, 4, tzinfo=UTC)
+WEEKS = [MONDAY + timedelta(weeks=n) for n in range(4)]
+MODEL, VERSION = uuid.uuid4(), uuid.uuid4()
+LEGACY = "prediction_partitions.predictions_legacy"
+DROP_LEGACY = f"ALTER TABLE predictions DETACH PARTITION {LEGACY}; DROP TABLE {LEGACY}"
+
+
+class Store:
+    """A migrated database of its own, with one classifier version."""
+
+    def __init__(self, url: str, engine: AsyncEngine, connection: asyncpg.Connection) -> None:
+        self.url = url
+        self.engine = engine
+        self.sessionmaker: async_sessionmaker[AsyncSession] = create_sessionmaker(engine)
+        self.connection = connection
+
+    async def names(self) -> list[str]:
+        return [p.name.split(".")[1] for p in await partitions.partitions(self.connection)]
+
+    async def predict(self, moments: list[datetime]) -> list[uuid.UUID]:
+        """Predictions stored at these moments, then the roll-ups rebuilt from the store."""
+        ids = [uuid.UUID(str(uuid7())) for _ in moments]
+        await self.connection.executemany(
+            "INSERT INTO predictions (id, model_id, model_version_id, inputs, label, confidence, "
+            "latency_ms, request_id, batch_index, created_at, routed_by) "
+            "VALUES ($1, $2, $3, '{}', 'yes', 0.9, 2.5, $4, 0, $5, 'DEFAULT')",
+            [(i, MODEL, VERSION, f"r-{i}", at) for i, at in zip(ids, moments, strict=True)],
+        )
+        async with self.connection.transaction():
+            for table in ("prediction_latency_daily_rollups", "prediction_daily_rollups"):
+                await self.connection.execute(f"DELETE FROM {table}")
+            for table in ("prediction_latency_rollups", "prediction_rollups"):
+                await self.connection.execute(f"DELETE FROM {table}")
+            for statement in (
+                QUALITY.BACKFILL_ROLLUPS,
+                QUALITY.BACKFILL_LATENCY_ROLLUPS,
+                DAILY.BACKFILL_DAILY_ROLLUPS,
+                DAILY.BACKFILL_DAILY_LATENCY_ROLLUPS,
+            ):
+                await self.connection.execute(statement)
+        return ids
+
+    async def record_outcomes(self, ids: list[uuid.UUID], label: str) -> None:
+        requests = [outcomes.OutcomeRequest(prediction_id=i, label=label) for i in ids]
+        async with self.sessionmaker.begin() as session:
+            await outcomes.record(
+                session, Catalogue(Freshness.never()), requests, caller=None, max_batch_size=100
+            )
+
+    async def count(self, table: str) -> int:
+        return await self.connection.fetchval(f"SELECT count(*) FROM {table}")
+
+
+@pytest.fixture
+async def store(server_url: str) -> AsyncIterator[Store]:
+    url = await create_database(server_url)
+    try:
+        await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
+        engine = create_engine(url)
+        connection = await asyncpg.connect(libpq_url(url))
+        await connection.execute(
+            "INSERT INTO models (id, name, task) VALUES ($1, 'far', 'CLASSIFICATION')", MODEL
+        )
+        await connection.execute(
+            "INSERT INTO model_versions (id, model_id, number, algorithm, framework, "
+            "framework_version, artifact_path, artifact_sha256, input_schema, labels) "
+            "VALUES ($1, $2, 1, 'rule', 'sklearn', '1', 'x.joblib', repeat('0', 64), '[]', "
+            "ARRAY['yes', 'no'])",
+            VERSION,
+            MODEL,
+        )
+        await connection.execute(DROP_LEGACY)
+        await partitions.ensure(connection, interval=PartitionInterval.WEEK, now=MONDAY)
+        try:
+            yield Store(url, engine, connection)
+        finally:
+            await connection.close()
+            await engine.dispose()
+    finally:
+        await drop_database(server_url, url)
+
+
+async def test_the_migration_made_the_old_table_the_partition_of_everything_before_it(
+    engine: AsyncEngine,
+):
+    async with engine.connect() as connection:
+        raw = (await connection.get_raw_connection()).driver_connection
+        first = (await partitions.partitions(raw))[0]
+
+    assert (first.name, first.lower) == (LEGACY, None)
+    assert first.upper > datetime.now(UTC)
+    assert first.upper == PartitionInterval.WEEK.start(first.upper)
+
+
+async def test_partitions_are_created_ahead_a_period_each_without_gaps(store: Store):
+    made = await partitions.partitions(store.connection)
+
+    assert [(p.lower, p.upper) for p in made] == list(
+        itertools.pairwise([*WEEKS, WEEKS[-1] + timedelta(weeks=1)])
+    )
+    assert (
+        await partitions.ensure(store.connection, interval=PartitionInterval.WEEK, now=MONDAY) == []
+    )
+
+
+async def test_days_follow_weeks_when_the_interval_changes(store: Store):
+    last_sunday = WEEKS[-1] + timedelta(days=6)
+    made = await partitions.ensure(
+        store.connection, interval=PartitionInterval.DAY, now=last_sunday
+    )
+
+    first_day = WEEKS[-1] + timedelta(weeks=1)
+    assert [(p.lower, p.upper) for p in made] == [
+        (first_day + timedelta(days=n), first_day + timedelta(days=n + 1)) for n in range(3)
+    ]
+
+
+async def test_a_row_no_partition_covers_is_refused_not_swallowed(store: Store):
+    with pytest.raises(asyncpg.CheckViolationError, match="no partition of relation"):
+        await store.predict([datetime(2200, 1, 1, tzinfo=UTC)])
+
+
+def _explained(
+    engine: AsyncEngine, sessionmaker: async_sessionmaker[AsyncSession]
+) -> Callable[[Callable[[AsyncSession], Awaitable[Any]]], Awaitable[str]]:
+    """Runs a repository call, then EXPLAINs the last statement it sent, with its parameters."""
+
+    async def explain(call: Callable[[AsyncSession], Awaitable[Any]]) -> str:
+        sent: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            sent.append((statement, parameters))
+
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        try:
+            async with sessionmaker() as session:
+                await call(session)
+                statement, parameters = sent[-1]
+                connection = await session.connection()
+                plan = await connection.exec_driver_sql(f"EXPLAIN {statement}", parameters)
+                return "\n".join(row[0] for row in plan)
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", capture)
+
+    return explain
+
+
+def _scanned(plan: str, names: list[str]) -> list[str]:
+    return [name for name in names if f"{name} " in plan or f"{name}_" in plan]
+
+
+async def test_an_audit_page_reads_only_the_partitions_of_its_window(store: Store):
+    explain = _explained(store.engine, store.sessionmaker)
+    names = await store.names()
+    window = PredictionQuery(created_after=WEEKS[1], created_before=WEEKS[2])
+    keyset = (WEEKS[1] + timedelta(days=3), uuid.uuid4())
+
+    first_page = await explain(lambda s: list_predictions(s, window, limit=10, after=None))
+    next_page = await explain(lambda s: list_predictions(s, window, limit=10, after=keyset))
+    unbounded = PredictionQuery()
+    deep_page = await explain(lambda s: list_predictions(s, unbounded, limit=10, after=keyset))
+
+    assert _scanned(first_page, names) == ["predictions_p21000111"]
+    assert _scanned(next_page, names) == ["predictions_p21000111"]
+    assert _scanned(deep_page, names) == names[:2]  # not the newer ones
+
+
+async def test_statistics_from_the_raw_table_read_only_the_partitions_of_their_window(
+    store: Store,
+):
+    explain = _explained(store.engine, store.sessionmaker)
+    names = await store.names()
+    window = PredictionQuery(
+        created_after=WEEKS[1] + timedelta(minutes=30), created_before=WEEKS[3]
+    )
+
+    plan = await explain(lambda s: totals(s, window, from_rollups=False))
+
+    assert _scanned(plan, names) == ["predictions_p21000111", "predictions_p21000118"]
+
+
+async def _statistics(store: Store, query: PredictionQuery) -> tuple[int, int, int]:
+    async with store.sessionmaker() as session:
+        answer = await totals(session, query, from_rollups=True)
+    return answer.count, answer.labelled, answer.correct
+
+
+async def _live_pairs(store: Store, since: datetime, until: datetime) -> list[tuple[Any, ...]]:
+    async with store.sessionmaker() as session:
+        pairs = await pair_counts(session, [VERSION], since=since, until=until, named_slices=False)
+    return sorted((p.predicted, p.observed, p.count) for p in pairs[VERSION])
+
+
+async def test_pruning_drops_old_partitions_whole_and_statistics_still_answer(store: Store):
+    old = await store.predict([WEEKS[0] + timedelta(hours=h) for h in (1, 2, 30)])
+    kept = await store.predict([WEEKS[2] + timedelta(hours=5)])
+    await store.record_outcomes(old[:2], "no")
+    await store.record_outcomes(kept, "yes")
+    old_window = PredictionQuery(created_after=WEEKS[0], created_before=WEEKS[1])
+    before = await _statistics(store, old_window), await _statistics(store, PredictionQuery())
+    live_before = await _live_pairs(store, WEEKS[0], WEEKS[1])
+
+    names = await store.names()
+    dropped = await partitions.prune(store.connection, before=WEEKS[2] + timedelta(hours=1))
+
+    assert [p.name for p in dropped] == [f"prediction_partitions.{n}" for n in names[:2]]
+    assert await store.names() == ["predictions_p21000118", "predictions_p21000125"]
+    assert await store.count("predictions") == 1
+    after = await _statistics(store, old_window), await _statistics(store, PredictionQuery())
+    assert after == before
+    assert before[0] == (3, 2, 0)
+    assert await _live_pairs(store, WEEKS[0], WEEKS[1]) == live_before == [("yes", "no", 2)]
+    assert await store.count("prediction_outcomes") == await store.count("latest_outcomes") == 1
+
+
+async def test_pruning_is_refused_while_verify_reads_the_partition(store: Store):
+    await store.predict([WEEKS[0] + timedelta(hours=1)])
+    reader = await asyncpg.connect(libpq_url(store.url))
+    try:
+        async with reader.transaction():
+            await partitions.hold_for_reading(reader, since=WEEKS[0], until=WEEKS[1])
+            with pytest.raises(PartitionInUseError, match="predictions_p21000104 is being read"):
+                await partitions.prune(store.connection, before=WEEKS[2])
+            assert len(await store.names()) == 4
+        assert len(await partitions.prune(store.connection, before=WEEKS[2])) == 2
+    finally:
+        await reader.close()
