@@ -207,7 +207,7 @@ async def prune(connection: asyncpg.Connection, *, before: datetime) -> list[Par
 
 async def _take_from_readers(connection: asyncpg.Connection, doomed: Sequence[Partition]) -> None:
     """Lock every doomed partition against readers, or none of them."""
-    taken = []
+    taken: list[int] = []
     for partition in doomed:
         if not await connection.fetchval(
             "SELECT pg_try_advisory_lock($1, $2::oid::int4)", READER_LOCKS, partition.oid
