@@ -47,7 +47,6 @@ class CachePlan:
 class _Answer:
     data: Data
     stamp: Stamp
-    datasets: tuple[Dataset, ...]
     size: int
 
 
@@ -114,7 +113,7 @@ class ResponseCache:
             return await execute()
         key: Key = (plan.digest, canonical, scopes)
         answer = self._answers.get(key)
-        if answer is not None and self._current(answer.datasets, answer.stamp):
+        if answer is not None and self._current(plan.datasets, answer.stamp):
             self._observe("hit")
             return ExecutionResult(data=answer.data, errors=None)
         shared = self._in_flight.get(key)
@@ -140,7 +139,7 @@ class ResponseCache:
                 if size is not None:
                     data = result.data
                     size += len(key[0]) + len(key[1])
-                    self._keep(key, _Answer(data, stamp, plan.datasets, size))
+                    self._keep(key, _Answer(data, stamp, size))
             return result
         finally:
             future.set_result(data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -98,7 +99,12 @@ class Runtime:
         catalogue = Catalogue(_freshness(settings, listener))
         keys = KeyCache(sessionmaker, _freshness(settings, listener))
         generations = Generations(listening_since=lambda: listener.connected_since)
-        _invalidate_on_notifications(listener, catalogue, keys, generations)
+
+        def catalogue_changed() -> None:
+            catalogue.forget_routes()
+            generations.changed(Dataset.CATALOGUE)
+
+        _invalidate_on_notifications(listener, catalogue_changed, keys, generations)
         prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
         maintenance = store_maintenance(settings, database_url)
         pipelines = PredictionPipelines(
@@ -128,7 +134,7 @@ class Runtime:
                 max_batch_size=settings.max_batch_size,
             ),
             catalogue_changes=CatalogueChanges(
-                sessionmaker=sessionmaker, catalogue=catalogue, generations=generations
+                sessionmaker=sessionmaker, catalogue_changed=catalogue_changed
             ),
             keys=keys,
             comparisons=VersionComparisons(
@@ -214,15 +220,17 @@ def _freshness(settings: Settings, listener: Listener) -> Freshness:
 
 
 def _invalidate_on_notifications(
-    listener: Listener, catalogue: Catalogue, keys: KeyCache, generations: Generations
+    listener: Listener,
+    catalogue_changed: Callable[[], None],
+    keys: KeyCache,
+    generations: Generations,
 ) -> None:
     """What each notification makes this process forget; a (re)connection forgets it all,
     since notifications sent while disconnected are lost."""
-    listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue.forget_routes())
-    listener.on(CATALOGUE_CHANNEL, lambda _model: generations.changed(Dataset.CATALOGUE))
+    listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue_changed())
     listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
     listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
-    listener.on_connect(catalogue.forget_routes)
     listener.on_connect(keys.forget)
+    listener.on_connect(catalogue_changed)
     listener.on_connect(generations.everything_changed)

@@ -4,13 +4,11 @@ catalogue notification the change sends at COMMIT)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.services import registration
-from modelql.services.catalogue import Catalogue
-from modelql.services.generations import Dataset, Generations
 
 
 class CatalogueChanges:
@@ -18,12 +16,11 @@ class CatalogueChanges:
         self,
         *,
         sessionmaker: async_sessionmaker[AsyncSession],
-        catalogue: Catalogue,
-        generations: Generations,
+        catalogue_changed: Callable[[], None],
     ) -> None:
+        """`catalogue_changed` makes this process forget what it knew of the catalogue."""
         self._sessionmaker = sessionmaker
-        self._catalogue = catalogue
-        self._generations = generations
+        self._catalogue_changed = catalogue_changed
 
     async def set_alias(
         self, *, model_name: str, alias: str, number: int, actor: str | None
@@ -33,7 +30,7 @@ class CatalogueChanges:
             await registration.set_alias(
                 session, model_name=model_name, alias=alias, number=number, actor=actor
             )
-        self._changed()
+        self._catalogue_changed()
 
     async def set_traffic_split(
         self, *, model_name: str, shares: Sequence[tuple[int, float]], actor: str | None
@@ -43,8 +40,4 @@ class CatalogueChanges:
             await registration.set_traffic_split(
                 session, model_name=model_name, shares=shares, actor=actor
             )
-        self._changed()
-
-    def _changed(self) -> None:
-        self._catalogue.forget_routes()
-        self._generations.changed(Dataset.CATALOGUE)
+        self._catalogue_changed()
