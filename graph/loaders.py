@@ -47,8 +47,8 @@ class Loaders:
     def __init__(
         self, db: RequestDatabase, memory: catalogue.Catalogue, drift_policy: DriftPolicy
     ) -> None:
-        self.model_by_id = _mapping_loader(db, catalogue.models_by_id)
-        self.model_by_name = _mapping_loader(db, catalogue.models_by_name)
+        self.model_by_id = _mapping_loader(db, memory.models_by_id)
+        self.model_by_name = _mapping_loader(db, memory.models_by_name)
         self.version_by_id = _mapping_loader(db, memory.versions)
         self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
         self.alias_events_by_model = _mapping_loader(db, catalogue.alias_events_for_models, list)
@@ -71,21 +71,20 @@ class Loaders:
     async def _load_version_pages(
         db: RequestDatabase, memory: catalogue.Catalogue, keys: list[PageKey]
     ) -> list[list[catalogue.Version]]:
-        """One statement per distinct (page size, cursor) pair, whatever the number of models."""
+        """From memory: the models' routes number their versions (no statement while the
+        routes are fresh and the versions known)."""
         by_page: dict[tuple[int, int | None], list[uuid.UUID]] = defaultdict(list)
         for model_id, limit, before in keys:
             by_page[(limit, before)].append(model_id)
         pages: dict[PageKey, list[catalogue.Version]] = {}
         for (limit, before), model_ids in by_page.items():
             found = await db.run(
-                lambda session, ids=model_ids, limit=limit, before=before: (
-                    catalogue.versions_page_for_models(
-                        session, ids, limit=limit, before_number=before
-                    )
+                lambda session, ids=model_ids, limit=limit, before=before: memory.version_pages(
+                    session, ids, limit=limit, before_number=before
                 )
             )
             for model_id in model_ids:
-                pages[(model_id, limit, before)] = memory.remember(found.get(model_id, []))
+                pages[(model_id, limit, before)] = found.get(model_id, [])
         return [pages[key] for key in keys]
 
     @staticmethod

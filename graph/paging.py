@@ -57,8 +57,9 @@ async def model_page(
     """Models ordered by name."""
     size = info.context.limits.page_size(first, default=20)
     after_name = decode_cursor(MODEL_CURSOR, after, types=(str,))[0] if after is not None else None
+    memory = info.context.dependencies.catalogue
     rows = await info.context.db.run(
-        lambda session: catalogue.list_models(
+        lambda session: memory.model_page(
             session, limit=size + 1, after_name=after_name, where=where
         )
     )

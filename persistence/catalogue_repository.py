@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, and_, func, literal, or_, select
+from sqlalchemy import Row, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +60,14 @@ async def list_models(
             or_(Model.name.ilike(pattern), Model.description.ilike(pattern))
         )
     return list((await session.scalars(statement)).all())
+
+
+async def models_in_name_order(session: AsyncSession, *, limit: int) -> list[Model]:
+    """The first `limit` models by name, detached from the session so that they can be kept."""
+    rows = list((await session.scalars(select(Model).order_by(Model.name).limit(limit))).all())
+    for row in rows:
+        session.expunge(row)
+    return rows
 
 
 async def models_by_id(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Model]:
@@ -114,30 +122,6 @@ async def routes(
     if ids is not None:
         statement = statement.where(Model.id.in_(ids))
     return list((await session.execute(statement)).all())
-
-
-async def versions_page_for_models(
-    session: AsyncSession, model_ids: Sequence[uuid.UUID], *, limit: int, before_number: int | None
-) -> dict[uuid.UUID, list[ModelVersion]]:
-    """Up to `limit` versions per model, newest first, below `before_number` when given."""
-    position = (
-        func.row_number()
-        .over(partition_by=ModelVersion.model_id, order_by=ModelVersion.number.desc())
-        .label("position")
-    )
-    condition: ColumnElement[bool] = ModelVersion.model_id.in_(model_ids)
-    if before_number is not None:
-        condition = and_(condition, ModelVersion.number < before_number)
-    ranked = select(ModelVersion, position).where(condition).subquery()
-    versions = select(ModelVersion).from_statement(
-        select(ranked)
-        .where(ranked.c.position <= limit)
-        .order_by(ranked.c.model_id, ranked.c.number.desc())
-    )
-    pages: dict[uuid.UUID, list[ModelVersion]] = defaultdict(list)
-    for version in await session.scalars(versions):
-        pages[version.model_id].append(version)
-    return pages
 
 
 async def alias_events_for_models(

@@ -22,15 +22,12 @@ from modelql.persistence.catalogue_repository import (
     ModelFilter,
     RouteRow,
     alias_events_for_models,
-    list_models,
-    models_by_id,
-    models_by_name,
     split_events_for_models,
-    versions_page_for_models,
 )
-from modelql.persistence.tables import AliasEvent, ModelVersion
+from modelql.persistence.tables import AliasEvent, Model, ModelVersion
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.freshness import Freshness
+from modelql.services.model_directory import MODELS_KEPT, ModelDirectory
 
 __all__ = [
     "DEFAULT_ALIAS",
@@ -42,12 +39,8 @@ __all__ = [
     "RouteChoice",
     "Version",
     "alias_events_for_models",
-    "list_models",
-    "models_by_id",
-    "models_by_name",
     "split_events_for_models",
     "version_at",
-    "versions_page_for_models",
 ]
 
 DEFAULT_ALIAS = catalogue_repository.DEFAULT_ALIAS
@@ -219,9 +212,9 @@ def version_at(events: Sequence[AliasEvent], alias: str, at: datetime) -> uuid.U
 class Catalogue:
     """The in-memory side of the catalogue, shared by every request of a process.
 
-    Versions are kept forever once read. Routes are kept while their `Freshness` says so: a
-    notification invalidates them when an alias moves or a version is registered, and while
-    the listener is down they expire after a short bound."""
+    Versions are kept forever once read. Routes and the model directory are kept while their
+    `Freshness` says so: a notification invalidates them when an alias moves or a model or
+    version is registered, and while the listener is down they expire after a short bound."""
 
     def __init__(self, freshness: Freshness) -> None:
         self._versions: dict[uuid.UUID, Version] = {}
@@ -229,7 +222,34 @@ class Catalogue:
         self._training_arguments: dict[uuid.UUID, list[ArgumentRow]] = {}
         self._routes_by_name: dict[str, ModelRoute] = {}
         self._routes_by_id: dict[uuid.UUID, ModelRoute] = {}
+        self._directory: ModelDirectory | None = None
         self._freshness = freshness
+
+    async def model_page(
+        self, session: AsyncSession, *, limit: int, after_name: str | None, where: ModelFilter
+    ) -> list[Model]:
+        """Models ordered by name, the page after `after_name`: from memory when it can say
+        exactly what the query would, else the query."""
+        page = (await self._models(session)).page(limit=limit, after_name=after_name, where=where)
+        if page is None:
+            return await catalogue_repository.list_models(
+                session, limit=limit, after_name=after_name, where=where
+            )
+        return page
+
+    async def models_by_id(
+        self, session: AsyncSession, ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, Model]:
+        directory = await self._models(session)
+        if directory.complete:
+            return directory.by_ids(ids)
+        return await catalogue_repository.models_by_id(session, ids)
+
+    async def models_by_name(self, session: AsyncSession, names: Sequence[str]) -> dict[str, Model]:
+        directory = await self._models(session)
+        if directory.complete:
+            return directory.by_name(names)
+        return await catalogue_repository.models_by_name(session, names)
 
     async def versions(
         self, session: AsyncSession, ids: Sequence[uuid.UUID]
@@ -272,12 +292,30 @@ class Catalogue:
         """The named model's route from memory; None when missing or stale."""
         return self._fresh_route(self._routes_by_name.get(name))
 
-    def remember(self, rows: Iterable[ModelVersion]) -> list[Version]:
-        """The versions of rows read elsewhere, kept like any other."""
-        return [
-            self._versions.get(row.id) or self._versions.setdefault(row.id, Version.from_row(row))
-            for row in rows
-        ]
+    async def version_pages(
+        self,
+        session: AsyncSession,
+        model_ids: Sequence[uuid.UUID],
+        *,
+        limit: int,
+        before_number: int | None,
+    ) -> dict[uuid.UUID, list[Version]]:
+        """Up to `limit` versions per model, newest first, below `before_number` when given:
+        the numbers from the models' routes, the versions from memory."""
+        routes = await self.routes_by_id(session, model_ids)
+        wanted = {
+            model_id: [
+                version_id
+                for number, version_id in sorted(route.numbers.items(), reverse=True)
+                if before_number is None or number < before_number
+            ][:limit]
+            for model_id, route in routes.items()
+        }
+        found = await self.versions(session, [v for ids in wanted.values() for v in ids])
+        return {
+            model_id: [found[version_id] for version_id in ids if version_id in found]
+            for model_id, ids in wanted.items()
+        }
 
     async def routes_by_name(
         self, session: AsyncSession, names: Sequence[str]
@@ -319,10 +357,21 @@ class Catalogue:
         return list((await self.versions(session, ids)).values())
 
     def forget_routes(self) -> None:
-        """Drop every cached route (an alias moved or a version was registered somewhere)."""
+        """Drop every cached route and the model directory (an alias moved, or a model or
+        version was registered somewhere)."""
         self._freshness.invalidate()
         self._routes_by_name.clear()
         self._routes_by_id.clear()
+        self._directory = None
+
+    async def _models(self, session: AsyncSession) -> ModelDirectory:
+        """Every model, re-read in one statement when the kept directory is stale."""
+        directory = self._directory
+        if directory is None or not self._freshness.fresh(directory.loaded_at):
+            read_at = self._freshness.now()
+            rows = await catalogue_repository.models_in_name_order(session, limit=MODELS_KEPT + 1)
+            directory = self._directory = ModelDirectory.of(rows, read_at)
+        return directory
 
     def _fresh_route(self, route: ModelRoute | None) -> ModelRoute | None:
         return route if route is not None and self._freshness.fresh(route.loaded_at) else None

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import strawberry
+from cachetools import LRUCache
 from strawberry.permission import BasePermission
 from strawberry.scalars import JSON
 
@@ -37,6 +38,14 @@ from modelql.services.predictions import StoredBatch
 SignatureChangeKind = strawberry.enum(signature_changes.SignatureChangeKind)
 
 Info = strawberry.Info[GraphContext, None]
+
+VERSION_VIEWS_KEPT = 4096
+_signatures: LRUCache[uuid.UUID, tuple[FeatureSpecType, ...]] = LRUCache(VERSION_VIEWS_KEPT)
+_offline_performance: LRUCache[uuid.UUID, tuple[PerformanceSliceType, ...]] = LRUCache(
+    VERSION_VIEWS_KEPT
+)
+"""A version's signature and offline metrics as GraphQL values, made once: versions never
+change, and these values are only read while answers are completed."""
 
 
 @strawberry.type(name="Model", description="A named model and its immutable versions.")
@@ -282,7 +291,11 @@ class ModelVersionType(Node):
 
     @strawberry.field(description="The signature, in model order.")
     def input_schema(self) -> list[FeatureSpecType]:
-        return [FeatureSpecType.from_json(spec) for spec in self.version.input_schema]
+        specs = _signatures.get(self.version.id)
+        if specs is None:
+            specs = tuple(FeatureSpecType.from_json(spec) for spec in self.version.input_schema)
+            _signatures[self.version.id] = specs
+        return list(specs)
 
     @strawberry.field
     def dataset(self) -> DatasetInfoType | None:
@@ -334,7 +347,10 @@ class ModelVersionType(Node):
                 for record in records
                 if slice is None or record.slice == slice
             ]
-        groups = group_performance(await info.context.loaders.metrics.load(self.version.id))
+        groups = _offline_performance.get(self.version.id)
+        if groups is None:
+            rows = await info.context.loaders.metrics.load(self.version.id)
+            groups = _offline_performance[self.version.id] = tuple(group_performance(rows))
         return [
             group
             for group in groups

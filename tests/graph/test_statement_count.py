@@ -36,13 +36,14 @@ query($first: Int!) {
 }
 """
 
-# Measured: the models page, then one batched load each for the models' versions (windowed
-# per model) and `version.model`; training arguments and performance metrics (also serving
-# `metric`) once more each for versions this process has not read yet: they are immutable and
-# kept in memory, like the versions themselves. Aliases, default versions and `alias.version`
-# come from the in-memory catalogue (routes kept fresh by the listener).
-EXPECTED_STATEMENTS = 5
-WARM_STATEMENTS = 3
+# Measured: the models page, the models' version pages, `version.model`, aliases, default
+# versions and `alias.version` come from the in-memory catalogue (the model directory and the
+# routes, kept fresh by the listener); the versions themselves, their training arguments and
+# their performance metrics (also serving `metric`) are read once, in one batched statement
+# each, by a process that has not read them yet (so at most that many, whatever the page size):
+# they are immutable and kept in memory.
+EXPECTED_STATEMENTS = 3
+WARM_STATEMENTS = 0
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +102,9 @@ async def test_nested_query_statement_count_does_not_grow_with_the_page(
             assert version["trainingArguments"]
             assert version["performance"]
 
-    listing = "\n---\n".join(large_statements)
-    assert len(small_statements) == len(large_statements), listing
-    assert len(large_statements) == EXPECTED_STATEMENTS, listing
+    for statements in (small_statements, large_statements):
+        listing = "\n---\n".join(statements)
+        assert len(statements) <= EXPECTED_STATEMENTS, listing
 
 
 async def test_repeating_the_query_reads_the_immutable_parts_from_memory(
