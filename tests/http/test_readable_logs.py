@@ -98,7 +98,7 @@ async def test_an_api_key_never_appears_in_a_log_line(
     async def leaky(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"could not list models for {key}")
 
-    monkeypatch.setattr(catalogue, "list_models", leaky)
+    monkeypatch.setattr(catalogue.Catalogue, "model_page", leaky)
     caplog.set_level(logging.DEBUG)
     settings = make_settings(database_url, data_dir, auth_mode=AuthMode.REQUIRED)
     async with app_client(settings) as http:
