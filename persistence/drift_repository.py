@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import TextClause, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.tables import ReferenceProfile
@@ -45,8 +46,19 @@ class BinCount:
     count: int
 
 
-_COUNT_BINS = text(
-    """
+_WINDOW = {"since": "AND created_at >= :since", "until": "AND created_at < :until"}
+"""A bound of the window, written only when given: a bare bound lets PostgreSQL prune the
+partitions outside it (a coalesce to infinity hid it) and keeps the version's index usable."""
+
+
+@cache
+def _count_bins(*bounds: str) -> TextClause:
+    """One statement: each version's sample read once, through the (model_version_id,
+    created_at, id) index newest first and only in the window's partitions, materialised, then
+    every asked distribution counted from it in one hash aggregate."""
+    window = " ".join(_WINDOW[bound] for bound in bounds)
+    return text(
+        f"""
 WITH wanted AS (
     SELECT version_id, position, feature, kind, minimum, maximum,
            ARRAY(SELECT jsonb_array_elements_text(edges::jsonb)::float8) AS edges
@@ -55,34 +67,36 @@ WITH wanted AS (
                 CAST(:maximums AS float8[]))
          AS w(version_id, position, feature, kind, edges, minimum, maximum)
 ),
-sample AS (
+sample AS MATERIALIZED (
     SELECT v.version_id, p.inputs, p.label, p.value
     FROM (SELECT DISTINCT version_id FROM wanted) AS v
     CROSS JOIN LATERAL (
         SELECT inputs, label, value FROM predictions
-        WHERE model_version_id = v.version_id
-          AND created_at >= coalesce(CAST(:since AS timestamptz), '-infinity')
-          AND created_at < coalesce(CAST(:until AS timestamptz), 'infinity')
-        ORDER BY created_at DESC
+        WHERE model_version_id = v.version_id {window}
+        ORDER BY created_at DESC, id DESC
         LIMIT :max_sample
     ) AS p
 )
-SELECT w.version_id, w.position,
-       CASE WHEN w.kind IN ('numeric', 'value') THEN width_bucket(n.number, w.edges)::text
-            WHEN w.kind = 'label' THEN s.label
-            ELSE s.inputs ->> w.feature END AS bin,
-       n.number < w.minimum OR n.number > w.maximum AS out_of_range,
-       count(*) AS count
-FROM wanted AS w
-JOIN sample AS s ON s.version_id = w.version_id
+SELECT w.version_id, w.position, b.bin, b.out_of_range, count(*) AS count
+FROM sample AS s
+JOIN wanted AS w ON w.version_id = s.version_id
 CROSS JOIN LATERAL (
-    SELECT CASE WHEN w.kind = 'value' THEN s.value
-                WHEN w.kind = 'numeric' AND jsonb_typeof(s.inputs -> w.feature) = 'number'
-                THEN (s.inputs ->> w.feature)::float8 END AS number
-) AS n
+    SELECT CASE WHEN w.kind IN ('numeric', 'value') THEN width_bucket(n.number, w.edges)::text
+                WHEN w.kind = 'label' THEN s.label
+                ELSE n.input #>> '{{}}' END AS bin,
+           n.number < w.minimum OR n.number > w.maximum AS out_of_range
+    FROM (
+        SELECT CASE WHEN w.kind = 'value' THEN s.value
+                    WHEN w.kind = 'numeric' AND jsonb_typeof(i.input) = 'number'
+                    THEN (i.input #>> '{{}}')::float8 END AS number,
+               i.input
+        FROM (SELECT s.inputs -> w.feature AS input OFFSET 0) AS i
+        OFFSET 0
+    ) AS n
+) AS b
 GROUP BY 1, 2, 3, 4
 """
-)
+    )
 
 
 async def count_bins(
@@ -94,11 +108,13 @@ async def count_bins(
     max_sample: int,
 ) -> list[BinCount]:
     """Counts per (version, position, bin, out of range) over each version's `max_sample`
-    most recent predictions created in [since, until)."""
+    most recent predictions created in [since, until) (ties in time: the larger id first)."""
     if not queries:
         return []
+    bounds = {"since": since, "until": until}
+    given = {name: moment for name, moment in bounds.items() if moment is not None}
     rows = await session.execute(
-        _COUNT_BINS,
+        _count_bins(*given),
         {
             "versions": [query.version_id for query in queries],
             "positions": [query.position for query in queries],
@@ -107,8 +123,7 @@ async def count_bins(
             "edges": [orjson.dumps(list(query.edges)).decode() for query in queries],
             "minimums": [query.minimum for query in queries],
             "maximums": [query.maximum for query in queries],
-            "since": since,
-            "until": until,
+            **given,
             "max_sample": max_sample,
         },
     )
