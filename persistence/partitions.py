@@ -8,7 +8,7 @@ connection: `prune` needs one outside any transaction (DETACH ... CONCURRENTLY).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,7 +66,23 @@ class Partition:
 
 
 class PartitionInUseError(RuntimeError):
-    """A partition prune would drop is being read by `modelql audit verify`."""
+    """A partition prune would drop is being read (`modelql audit verify`, an archive), or
+    one an archive would read is being pruned."""
+
+
+BeforeDrop = Callable[[asyncpg.Connection, Partition], Awaitable[object]]
+"""What prune runs on a partition before dropping it (archiving it), outside a transaction."""
+
+
+class PruneInterruptedError(RuntimeError):
+    """What prune runs before a drop failed: that partition and the newer ones were kept."""
+
+    def __init__(
+        self, partition: Partition, dropped: Sequence[Partition], cause: BaseException
+    ) -> None:
+        super().__init__(f"{partition.name} was not dropped: {cause}")
+        self.partition = partition
+        self.dropped = list(dropped)
 
 
 @asynccontextmanager
@@ -178,31 +194,63 @@ async def hold_for_reading(
     )
 
 
-async def prune(connection: asyncpg.Connection, *, before: datetime) -> list[Partition]:
-    """Drop every partition entirely older than `before`; the dropped ones. Each is detached
-    (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes and live-feed
-    commits of its predictions are deleted (they reference them); the idempotency records of
-    its predictions go after it. Roll-ups are kept. Refused (PartitionInUseError) while a
-    reader holds one of them; `connection` must not be in a transaction. Every replica's kept
-    store answers are dropped (NOTIFY on the outcomes channel)."""
-    await connection.execute("SELECT pg_advisory_lock($1)", MAINTENANCE_LOCK)
-    try:
+async def prune(
+    connection: asyncpg.Connection,
+    *,
+    before: datetime,
+    before_drop: BeforeDrop | None = None,
+) -> list[Partition]:
+    """Drop every partition entirely older than `before`, oldest first; the dropped ones. Each
+    is detached (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes and
+    live-feed commits of its predictions are deleted (they reference them); the idempotency
+    records of its predictions go after it. Roll-ups are kept. Refused (PartitionInUseError)
+    while a reader (verify, archive) holds one of them; `connection` must not be in a
+    transaction. `before_drop` (archiving) runs on each partition before its drop, holding it
+    against readers but not the maintenance lock (creating partitions ahead goes on); when it
+    fails, that partition and the newer ones are kept (PruneInterruptedError). Every replica's
+    kept store answers are dropped (NOTIFY on the outcomes channel)."""
+    async with _maintenance(connection):
         doomed = [p for p in await partitions(connection) if p.upper <= before]
         await _take_from_readers(connection, doomed)
-        try:
-            for partition in doomed:
+    dropped: list[Partition] = []
+    try:
+        for partition in doomed:
+            if before_drop is not None:
+                try:
+                    await before_drop(connection, partition)
+                except Exception as error:
+                    raise PruneInterruptedError(partition, dropped, error) from error
+            async with _maintenance(connection):
                 await _drop(connection, partition)
-        finally:
-            await connection.execute(
-                "SELECT pg_advisory_unlock($1, oid::int4) FROM unnest($2::oid[]) AS oid",
-                READER_LOCKS,
-                [partition.oid for partition in doomed],
-            )
-            if doomed:
-                await connection.execute(f"NOTIFY {OUTCOMES_CHANNEL}")
+            dropped.append(partition)
+    finally:
+        await connection.execute(
+            "SELECT pg_advisory_unlock($1, oid::int4) FROM unnest($2::oid[]) AS oid",
+            READER_LOCKS,
+            [partition.oid for partition in doomed],
+        )
+        if doomed:
+            await connection.execute(f"NOTIFY {OUTCOMES_CHANNEL}")
+    return dropped
+
+
+@asynccontextmanager
+async def _maintenance(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """The maintenance lock, held by the session (outside any transaction)."""
+    await connection.execute("SELECT pg_advisory_lock($1)", MAINTENANCE_LOCK)
+    try:
+        yield
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK)
-    return doomed
+
+
+async def hold_for_archiving(connection: asyncpg.Connection, partition: Partition) -> bool:
+    """Hold, until the transaction ends, one partition against `prune` (as readers do); False,
+    holding nothing, when a prune holds it, or when it is gone (pruned meanwhile)."""
+    held = await connection.fetchval(
+        "SELECT pg_try_advisory_xact_lock_shared($1, $2::oid::int4)", READER_LOCKS, partition.oid
+    )
+    return bool(held) and any(p.oid == partition.oid for p in await partitions(connection))
 
 
 async def _take_from_readers(connection: asyncpg.Connection, doomed: Sequence[Partition]) -> None:
@@ -218,8 +266,8 @@ async def _take_from_readers(connection: asyncpg.Connection, doomed: Sequence[Pa
                 taken,
             )
             raise PartitionInUseError(
-                f"{partition.name} is being read by `modelql audit verify`; nothing was "
-                "pruned. Prune again once it has finished."
+                f"{partition.name} is being read by `modelql audit verify` or `modelql store "
+                "archive`; nothing was pruned. Prune again once it has finished."
             )
         taken.append(partition.oid)
 
