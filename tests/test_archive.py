@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import boto3
 import orjson
 import pyarrow.parquet as pq
 import pytest
@@ -23,17 +24,21 @@ from archive_support import (
     copy_of,
     expired_partitions,
 )
-from support import drop_database, libpq_url
+from moto.server import ThreadedMotoServer
+from support import drop_database, libpq_url, make_settings
 from test_cli_embedded import _base_env, _run_cli, _said
 
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence import partitions
 from modelql.persistence.archive_format import Manifest
 from modelql.persistence.database import create_engine, create_sessionmaker
+from modelql.persistence.partitions import PruneInterruptedError
+from modelql.runtime import store_maintenance
 from modelql.services.archive_verification import ArchiveReport, ArchiveVerifier
 from modelql.services.catalogue import Catalogue
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache
+from modelql.services.store_maintenance import StoreMaintenance
 
 pytestmark = pytest.mark.slow  # starts `modelql` processes
 
@@ -340,3 +345,95 @@ async def test_prune_and_archive_refuse_each_other(
     assert f"{oldest.name} is being pruned; archived 0 partitions before it" in _said(archive)
     assert dropped == [oldest]
     assert not (archive_dir / f"{short(oldest.name)}.manifest.json").exists()
+
+
+@pytest.fixture
+def s3_url() -> Iterator[str]:
+    """A bucket on an S3-compatible server (moto's) run in this process, on loopback."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        boto3.client("s3", endpoint_url=endpoint, **S3_CREDENTIALS).create_bucket(Bucket="audit")
+        yield f"s3://audit/modelql?endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+    finally:
+        server.stop()
+
+
+S3_CREDENTIALS = {
+    "aws_access_key_id": "archive-tests",
+    "aws_secret_access_key": "archive-tests",
+    "region_name": "us-east-1",
+}
+
+
+async def test_an_s3_compatible_store_holds_the_archive(
+    store: str, env: dict[str, str], s3_url: str
+):
+    env = {
+        **env,
+        "AWS_ACCESS_KEY_ID": "archive-tests",
+        "AWS_SECRET_ACCESS_KEY": "archive-tests",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "MODELQL_ARCHIVE_URL": s3_url,
+    }
+    counted = await expired_partitions(store)
+    endpoint = "http://" + s3_url.split("endpoint_override=")[1].split("&")[0]
+    bucket = boto3.client("s3", endpoint_url=endpoint, **S3_CREDENTIALS)
+
+    def objects() -> dict[str, str]:
+        listed = bucket.list_objects_v2(Bucket="audit", Prefix="modelql/").get("Contents", [])
+        return {item["Key"]: item["ETag"] for item in listed if not item["Key"].endswith("/")}
+
+    archived = await cli(ARCHIVE, env)
+    assert archived.returncode == 0, _said(archived)
+    assert "to s3://audit/modelql (" in _said(archived)  # the query (endpoint) not shown
+    written = objects()
+    assert len(written) == 3 * len(counted)
+    assert not any(".tmp-" in key for key in written)
+
+    pruned = await cli(PRUNE, env)
+    assert pruned.returncode == 0, _said(pruned)
+    assert pruned.stdout.split() == [p.name for p, _, _ in counted]
+    assert objects() == written
+    verified = await cli(["audit", "verify", "--archive", s3_url], env)
+    assert verified.returncode == 0, _said(verified)
+    assert f"All {2 * STORED} archived predictions" in _said(verified)
+
+    first = next(short(p.name) for p, rows, _ in counted if rows)
+    key = f"modelql/{first}.manifest.json"
+    content = orjson.loads(bucket.get_object(Bucket="audit", Key=key)["Body"].read())
+    content["predictions"]["rows"] -= 1
+    bucket.put_object(Bucket="audit", Key=key, Body=orjson.dumps(content))
+
+    tampered = await cli(["audit", "verify", "--archive", s3_url], env)
+    assert tampered.returncode == 1
+    assert (
+        f"{first}: {first}.predictions.parquet holds {STORED} rows, its manifest says "
+        f"{STORED - 1}" in _said(tampered)
+    )
+
+
+async def test_the_services_retention_archives_before_it_drops(
+    store: str, archive_data_dir: Path, tmp_path: Path
+):
+    counted = await expired_partitions(store)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    def maintenance(archive_url: Path) -> StoreMaintenance:
+        settings = make_settings(
+            store, archive_data_dir, retention_days=7, archive_url=str(archive_url)
+        )
+        return store_maintenance(settings, store)
+
+    with pytest.raises(PruneInterruptedError) as failed:
+        await maintenance(blocker / "archive").prune()
+    dropped = await maintenance(tmp_path / "archive").prune()
+
+    assert failed.value.partition == counted[0][0] and failed.value.dropped == []
+    assert dropped == [partition for partition, _, _ in counted]
+    assert await stored(store) == STORED
+    report = await verify_in_process(store, archive_data_dir, str(tmp_path / "archive"))
+    assert report.passed and report.predictions == 2 * STORED
