@@ -57,4 +57,4 @@ async def _batches(
 ) -> AsyncIterator[list[tuple[Value, ...]]]:
     cursor = await connection.cursor(query, *arguments)
     while records := await cursor.fetch(batch_rows):
-        yield [tuple(record.values()) for record in records]
+        yield [tuple(record) for record in records]

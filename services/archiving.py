@@ -156,13 +156,20 @@ class PartitionArchiver:
         columns: Sequence[Column],
         batches: AsyncIterator[list[tuple[Value, ...]]],
     ) -> ArchivedFile:
+        """Write one file; the next batch is fetched (PostgreSQL at work) while one is hashed
+        and written (in a thread)."""
         writer = await asyncio.to_thread(location.writer, name, columns)
         hashed = RowHash()
+        fetching = asyncio.ensure_future(anext(batches, None))
         try:
-            async for rows in batches:
+            while (rows := await fetching) is not None:
+                fetching = asyncio.ensure_future(anext(batches, None))
                 await asyncio.to_thread(_write_batch, writer, hashed, rows)
             size = await asyncio.to_thread(writer.finish)
         except BaseException:
+            fetching.cancel()
+            with contextlib.suppress(BaseException):
+                await fetching
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(writer.abandon)
             raise
