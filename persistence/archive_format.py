@@ -28,7 +28,7 @@ import orjson
 FORMAT = "modelql-archive/1"
 
 Value = str | float | int | datetime | None
-Row = tuple[Value, ...]
+"""What one column of one row holds, read from the store or from a Parquet file."""
 
 
 class Kind(StrEnum):

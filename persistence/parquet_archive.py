@@ -158,10 +158,6 @@ class ArchiveLocation:
         infos = self._guarded(lambda: self.filesystem.get_file_info(selector))
         return sorted(str(info.base_name) for info in infos if info.type == pafs.FileType.File)
 
-    def exists(self) -> bool:
-        info = self._guarded(lambda: self.filesystem.get_file_info(self.root))
-        return bool(info.type == pafs.FileType.Directory)
-
     def read_bytes(self, name: str) -> bytes | None:
         if self.size(name) is None:
             return None

@@ -170,9 +170,11 @@ class _PartitionCheck:
                 f"the manifest names files other than {predictions_name} and {outcomes_name}"
             )
             return
-        self._report.predictions += await self._read(manifest.predictions, PREDICTION_COLUMNS)
+        self._report.predictions += await self._read(
+            manifest.predictions, PREDICTION_COLUMNS, rescore=True
+        )
         await self._verify(self._pending)
-        self._report.outcomes += await self._read(manifest.outcomes, OUTCOME_COLUMNS)
+        self._report.outcomes += await self._read(manifest.outcomes, OUTCOME_COLUMNS, rescore=False)
         if self._unreadable:
             self._problem(f"{self._unreadable} predictions cannot be read (not re-scored)")
         if self._outside:
@@ -183,7 +185,7 @@ class _PartitionCheck:
                 "hold (not re-scored)"
             )
 
-    async def _read(self, file: ArchivedFile, columns: Sequence[Column]) -> int:
+    async def _read(self, file: ArchivedFile, columns: Sequence[Column], *, rescore: bool) -> int:
         """Read a file whole, hashing its rows (and re-scoring them, for predictions); the rows
         read."""
         if await asyncio.to_thread(self._location.size, file.name) is None:
@@ -194,7 +196,7 @@ class _PartitionCheck:
         try:
             while (rows := await asyncio.to_thread(next, batches, None)) is not None:
                 hashed.update(rows)
-                if columns is PREDICTION_COLUMNS:
+                if rescore:
                     await self._rescore(rows)
         except ArchiveLocationError as error:
             self._problem(f"{file.name} cannot be read: {error}")
