@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     )
     archive_url: str | None = Field(
         default=None,
+        min_length=1,
         description="Archive each partition to Parquet here (a directory or an S3-compatible "
         "URL) before it is dropped; one whose archive fails is kept.",
     )

@@ -166,6 +166,10 @@ async def test_archive_then_prune_then_verify_the_archive(
     assert f"All {2 * STORED} archived predictions of {len(expired)} partitions match" in said
     assert "iris-classifier v1" in verified.stderr
 
+    narrowed = await cli(["audit", "verify", "--archive", str(archive_dir), "--sample", "5"], env)
+    assert narrowed.returncode == 2
+    assert "--sample apply to stored predictions only" in _said(narrowed)
+
 
 async def test_a_tampered_archive_is_reported(
     store: str, env: dict[str, str], archive_data_dir: Path, tmp_path: Path
