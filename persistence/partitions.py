@@ -70,8 +70,14 @@ class PartitionInUseError(RuntimeError):
     one an archive would read is being pruned."""
 
 
-BeforeDrop = Callable[[asyncpg.Connection, Partition], Awaitable[object]]
-"""What prune runs on a partition before dropping it (archiving it), outside a transaction."""
+BeforeDrop = Callable[[asyncpg.Connection, Partition], Awaitable[int]]
+"""What prune runs on a partition before dropping it (archiving it), outside a transaction;
+it returns how many outcomes of the partition's predictions it saved: the drop is refused if
+it would delete any other number (one recorded since)."""
+
+
+class OutcomesChangedError(RuntimeError):
+    """Outcomes were recorded for a partition's predictions after it was archived."""
 
 
 class PruneInterruptedError(RuntimeError):
@@ -215,13 +221,17 @@ async def prune(
     dropped: list[Partition] = []
     try:
         for partition in doomed:
+            saved = None
             if before_drop is not None:
                 try:
-                    await before_drop(connection, partition)
+                    saved = await before_drop(connection, partition)
                 except Exception as error:
                     raise PruneInterruptedError(partition, dropped, error) from error
             async with _maintenance(connection):
-                await _drop(connection, partition)
+                try:
+                    await _drop(connection, partition, saved_outcomes=saved)
+                except OutcomesChangedError as error:
+                    raise PruneInterruptedError(partition, dropped, error) from error
             dropped.append(partition)
     finally:
         await connection.execute(
@@ -277,12 +287,22 @@ def _within(column: str) -> str:
     return f"{column} < $2 AND ($1::timestamptz IS NULL OR {column} >= $1)"
 
 
-async def _drop(connection: asyncpg.Connection, partition: Partition) -> None:
+async def _drop(
+    connection: asyncpg.Connection, partition: Partition, *, saved_outcomes: int | None
+) -> None:
+    """Drop one partition (and what references it); OutcomesChangedError, dropping nothing,
+    when `saved_outcomes` is given and is not the number of its outcomes."""
     bounds = (partition.lower, partition.upper)
     async with connection.transaction():
         for table in ("latest_outcomes", "prediction_outcomes"):
-            await connection.execute(
+            status = await connection.execute(
                 f"DELETE FROM {table} WHERE {_within('predicted_at')}", *bounds
+            )
+        deleted = int(status.split()[-1])
+        if saved_outcomes is not None and deleted != saved_outcomes:
+            raise OutcomesChangedError(
+                f"{deleted} outcomes of {partition.name} where the archive holds "
+                f"{saved_outcomes} (recorded since): archive it again"
             )
         await connection.execute(
             f"DELETE FROM prediction_commits WHERE {_within('committed_at')}", *bounds

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import asyncpg
+
 from modelql.persistence import partitions
 from modelql.persistence.partitions import (
     Partition,
@@ -62,10 +64,17 @@ class StoreMaintenance:
         configured one), each archived first when an archive is configured; the dropped ones.
         PartitionInUseError while verify or an archive reads one; PruneInterruptedError when
         an archive failed (that partition and the newer ones are kept)."""
-        archive = self._archiver.archive if self._archiver is not None else None
+        archiver = self._archiver
+
+        async def archive(connection: asyncpg.Connection, partition: Partition) -> int:
+            assert archiver is not None
+            return (await archiver.archive(connection, partition)).manifest.outcomes.rows
+
         async with partitions.maintenance_connection(self._database_url) as connection:
             return await partitions.prune(
-                connection, before=self._expiry(retention), before_drop=archive
+                connection,
+                before=self._expiry(retention),
+                before_drop=None if archiver is None else archive,
             )
 
     async def archive(

@@ -32,9 +32,10 @@ from modelql.models.artifacts import ArtifactStore
 from modelql.persistence import partitions
 from modelql.persistence.archive_format import Manifest
 from modelql.persistence.database import create_engine, create_sessionmaker
-from modelql.persistence.partitions import PruneInterruptedError
+from modelql.persistence.partitions import Partition, PruneInterruptedError
 from modelql.runtime import store_maintenance
 from modelql.services.archive_verification import ArchiveReport, ArchiveVerifier
+from modelql.services.archiving import PartitionArchiver
 from modelql.services.catalogue import Catalogue
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache
@@ -330,7 +331,7 @@ async def test_prune_and_archive_refuse_each_other(
     pruning = await asyncpg.connect(libpq_url(store))
     entered, release = asyncio.Event(), asyncio.Event()
 
-    async def before_drop(connection: asyncpg.Connection, partition: partitions.Partition):
+    async def before_drop(connection: asyncpg.Connection, partition: Partition):
         entered.set()
         await release.wait()
 
@@ -441,3 +442,32 @@ async def test_the_services_retention_archives_before_it_drops(
     assert await stored(store) == STORED
     report = await verify_in_process(store, archive_data_dir, str(tmp_path / "archive"))
     assert report.passed and report.predictions == 2 * STORED
+
+
+async def test_an_outcome_recorded_after_the_archive_stops_the_drop(store: str, tmp_path: Path):
+    expired = await expired_partitions(store)
+    oldest = next(partition for partition, rows, _ in expired if rows)
+    empty_before = [p for p, _, _ in expired if p.upper <= oldest.upper and p != oldest]
+    archiver = PartitionArchiver(str(tmp_path / "archive"))
+
+    async def archive_then_record(connection: asyncpg.Connection, partition: Partition) -> int:
+        archived = await archiver.archive(connection, partition)
+        await connection.execute(
+            "INSERT INTO prediction_outcomes (id, prediction_id, predicted_at, label, "
+            "observed_at) SELECT gen_random_uuid(), id, created_at, 'setosa', created_at "
+            f"FROM {partition.name} LIMIT 1"
+        )
+        return archived.manifest.outcomes.rows
+
+    connection = await asyncpg.connect(libpq_url(store))
+    try:
+        with pytest.raises(PruneInterruptedError) as stopped:
+            await partitions.prune(connection, before=oldest.upper, before_drop=archive_then_record)
+    finally:
+        await connection.close()
+
+    assert stopped.value.partition == oldest and stopped.value.dropped == empty_before
+    assert "outcomes of" in str(stopped.value) and "archive it again" in str(stopped.value)
+    assert await stored(store) == 3 * STORED
+    counts = {p.name: outcomes for p, _, outcomes in await expired_partitions(store)}
+    assert counts[oldest.name] == OUTCOMES_PER_AGE + 1  # nothing deleted
