@@ -109,9 +109,11 @@ class ArchiveLocation:
 
     @property
     def shown(self) -> str:
-        """The location without its query (which may hold credentials)."""
+        """The location without what may hold credentials (user information, query)."""
         parts = urlsplit(self.target)
-        return parts._replace(query="").geturl() if parts.scheme else self.target
+        if not parts.scheme:
+            return self.target
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2], query="").geturl()
 
     def path(self, name: str) -> str:
         return f"{self.root.rstrip('/')}/{name}"
