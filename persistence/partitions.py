@@ -255,8 +255,8 @@ async def _maintenance(connection: asyncpg.Connection) -> AsyncIterator[None]:
 
 
 async def hold_for_archiving(connection: asyncpg.Connection, partition: Partition) -> bool:
-    """Hold, until the transaction ends, one partition against `prune` (as readers do); False,
-    holding nothing, when a prune holds it, or when it is gone (pruned meanwhile)."""
+    """Hold, until the transaction ends, one partition against `prune` (as readers do); False
+    when a prune holds it, or when it is gone (pruned meanwhile)."""
     held = await connection.fetchval(
         "SELECT pg_try_advisory_xact_lock_shared($1, $2::oid::int4)", READER_LOCKS, partition.oid
     )
