@@ -1,7 +1,7 @@
 """The `modelql` command line: serve, migrate, train the demo, register versions, move aliases,
-manage keys, verify stored predictions, import outcomes, prune the store. Only the commands are
-declared here; each runs `modelql.commands`, imported when it runs, so that `modelql --help`
-answers fast."""
+manage keys, verify stored (or archived) predictions, import outcomes, prune and archive the
+store. Only the commands are declared here; each runs `modelql.commands`, imported when it
+runs, so that `modelql --help` answers fast."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ audit_app = typer.Typer(help="Audit the prediction store.")
 app.add_typer(audit_app, name="audit")
 outcomes_app = typer.Typer(help="Ground truth for stored predictions.")
 app.add_typer(outcomes_app, name="outcomes")
-store_app = typer.Typer(help="The prediction store's partitions.")
+store_app = typer.Typer(help="The prediction store's partitions: prune, archive.")
 app.add_typer(store_app, name="store")
 
 SCHEMA_FILE = Path("schema.graphql")
@@ -170,12 +170,22 @@ def audit_verify(
     sample: Annotated[
         int | None, typer.Option(min=1, help="A random sample of this many predictions.")
     ] = None,
+    archive: Annotated[
+        str | None,
+        typer.Option(
+            help="Verify the archived predictions in this directory or S3-compatible URL "
+            "instead (files checked against their manifests)."
+        ),
+    ] = None,
 ) -> None:
-    """Re-score stored predictions with the artifact of their version (sha256 checked) and
-    compare every output exactly; exit status 1 on any mismatch or unloadable artifact."""
+    """Re-score stored (or archived) predictions with the artifact of their version (sha256
+    checked) and compare every output exactly; exit status 1 on any mismatch, unloadable
+    artifact or archive that does not match its manifests."""
     from modelql import commands
 
-    commands.audit_verify(model=model, version=version, since=since, until=until, sample=sample)
+    commands.audit_verify(
+        model=model, version=version, since=since, until=until, sample=sample, archive=archive
+    )
 
 
 @outcomes_app.command("import")
@@ -197,11 +207,34 @@ def store_prune(
         typer.Option(min=1, help="Keep this many days (default: MODELQL_RETENTION_DAYS)."),
     ] = None,
 ) -> None:
-    """Drop the partitions of predictions entirely older than the retention (roll-ups kept);
-    refused while `modelql audit verify` reads one of them."""
+    """Drop the partitions of predictions entirely older than the retention (roll-ups kept),
+    each archived first with MODELQL_ARCHIVE_URL; refused while `modelql audit verify` or an
+    archive reads one of them."""
     from modelql import commands
 
     commands.store_prune(retention_days=retention_days)
+
+
+@store_app.command("archive")
+def store_archive(
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="A directory or an S3-compatible URL (default: MODELQL_ARCHIVE_URL), e.g. "
+            "s3://bucket/prefix?endpoint_override=host:9000&scheme=http."
+        ),
+    ] = None,
+    retention_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Archive what a prune keeping this many days would drop."),
+    ] = None,
+) -> None:
+    """Write each partition a prune would drop (its predictions and their outcomes) to
+    Parquet, with a manifest of row counts and SHA-256; drops nothing. Again: what is already
+    archived is skipped."""
+    from modelql import commands
+
+    commands.store_archive(to=to, retention_days=retention_days)
 
 
 if __name__ == "__main__":

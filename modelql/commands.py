@@ -34,7 +34,11 @@ from modelql.models.artifacts import ArtifactStore
 from modelql.models.demo import DEMO_VERSION_COUNT, train_demo
 from modelql.outcome_files import OutcomeFileError, read_outcomes
 from modelql.persistence.database import create_engine, create_sessionmaker
-from modelql.persistence.partitions import Partition, PartitionInUseError
+from modelql.persistence.partitions import (
+    Partition,
+    PartitionInUseError,
+    PruneInterruptedError,
+)
 from modelql.registration_files import (
     describe_estimator,
     read_arguments,
@@ -415,8 +419,8 @@ async def _verify(settings: Settings, url: str, query: PredictionQuery, sample: 
         await engine.dispose()
 
 
-def _print_report(report: VerificationReport) -> None:
-    table = Table(title="Stored predictions re-scored")
+def _print_report(report: VerificationReport, title: str = "Stored predictions re-scored") -> None:
+    table = Table(title=title)
     for column in ("Model version", "Checked", "Matched", "Mismatched", "Unverifiable"):
         table.add_column(column, justify="left" if column == "Model version" else "right")
     for tally in report.tallies.values():
@@ -446,10 +450,22 @@ def audit_verify(
     since: str | None = None,
     until: str | None = None,
     sample: int | None = None,
+    archive: str | None = None,
 ) -> None:
     """Re-score stored predictions with the artifact of their version (sha256 checked) and
-    compare every output exactly; exit status 1 on any mismatch or unloadable artifact."""
+    compare every output exactly; exit status 1 on any mismatch or unloadable artifact. With
+    `archive`, the archived predictions there instead, and the archive checked against its
+    manifests."""
     settings = _settings()
+    if archive is not None:
+        if any(option is not None for option in (model, version, since, until, sample)):
+            console.print(
+                "[red]--archive verifies a whole archive: --model, --version, --since, --until "
+                "and --sample apply to stored predictions only.[/red]"
+            )
+            raise typer.Exit(2)
+        _audit_verify_archive(settings, archive)
+        return
     query = PredictionQuery(
         model=model, version=version, created_after=_moment(since), created_before=_moment(until)
     )
@@ -463,6 +479,56 @@ def audit_verify(
     if not report.passed:
         raise typer.Exit(1)
     console.print(f"All {sum(t.checked for t in report.tallies.values())} predictions match.")
+
+
+async def _verify_archive(settings: Settings, url: str, target: str) -> Any:
+    from modelql.services.archive_verification import ArchiveVerifier
+
+    engine = create_engine(url)
+    model_cache = ModelCache(ArtifactStore(settings.artifact_dir))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    try:
+        await ensure_migrated(engine, url, migrate=False)
+        verifier = ArchiveVerifier(
+            sessionmaker=create_sessionmaker(engine),
+            catalogue=Catalogue(Freshness.never()),
+            model_cache=model_cache,
+        )
+        with Progress(*columns, TimeElapsedColumn(), console=console) as progress:
+            task = progress.add_task("Re-scoring archived predictions", total=None)
+            return await verifier.verify(
+                target,
+                on_total=lambda total: progress.update(task, total=total),
+                on_progress=lambda done: progress.advance(task, done),
+            )
+    finally:
+        model_cache.close()
+        await engine.dispose()
+
+
+def _audit_verify_archive(settings: Settings, target: str) -> None:
+    """Verify an archive: its files against their manifests, its predictions re-scored."""
+    from modelql.persistence.parquet_archive import ArchiveLocationError
+
+    with database(settings) as url:
+        try:
+            report = asyncio.run(_verify_archive(settings, url, target))
+        except (NotMigratedError, ArchiveLocationError) as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from None
+    _print_report(report.verification, title="Archived predictions re-scored")
+    for found in report.problems:
+        console.print(f"[red]{found.partition}: {found.problem}[/red]")
+    if not report.passed:
+        console.print(
+            f"[red]The archive failed verification ({len(report.problems)} problems).[/red]"
+        )
+        raise typer.Exit(1)
+    console.print(
+        f"All {report.predictions} archived predictions of {report.partitions} partitions "
+        f"match (with {report.outcomes} outcomes), and every file its manifest's row count "
+        "and SHA-256."
+    )
 
 
 async def _import_outcomes(
@@ -527,32 +593,93 @@ def outcomes_import(
     )
 
 
-async def _prune(settings: Settings, url: str, retention: timedelta) -> list[Partition]:
+async def _check_migrated(url: str) -> None:
     engine = create_engine(url)
     try:
         await ensure_migrated(engine, url, migrate=False)
     finally:
         await engine.dispose()
+
+
+async def _prune(settings: Settings, url: str, retention: timedelta) -> list[Partition]:
+    await _check_migrated(url)
     return await store_maintenance(settings, url).prune(retention)
 
 
-def store_prune(retention_days: int | None = None) -> None:
-    """Drop the partitions of predictions entirely older than the retention."""
-    settings = _settings()
+def _retention_days(settings: Settings, retention_days: int | None) -> int:
     days = retention_days or settings.retention_days
     if days is None:
         console.print(
             "[red]No retention: pass --retention-days or set MODELQL_RETENTION_DAYS.[/red]"
         )
         raise typer.Exit(2)
+    return days
+
+
+def store_prune(retention_days: int | None = None) -> None:
+    """Drop the partitions of predictions entirely older than the retention (each archived
+    first with MODELQL_ARCHIVE_URL)."""
+    settings = _settings()
+    days = _retention_days(settings, retention_days)
     with database(settings) as url:
         try:
             dropped = asyncio.run(_prune(settings, url, timedelta(days=days)))
         except (NotMigratedError, PartitionInUseError) as error:
             console.print(f"[red]{error}[/red]")
             raise typer.Exit(1) from None
+        except PruneInterruptedError as error:
+            for partition in error.dropped:
+                typer.echo(partition.name)
+            console.print(
+                f"[red]Dropped {len(error.dropped)} partitions, then archiving "
+                f"{error.partition.name} failed: {error.__cause__}. It and the newer "
+                "partitions were kept.[/red]"
+            )
+            raise typer.Exit(1) from None
     for partition in dropped:
         typer.echo(partition.name)
+    archived = " (each archived first)" if settings.archive_url else ""
     console.print(
-        f"Dropped {len(dropped)} partitions of predictions older than {days} days (roll-ups kept)."
+        f"Dropped {len(dropped)} partitions of predictions older than {days} days{archived} "
+        "(roll-ups kept)."
+    )
+
+
+async def _archive(settings: Settings, url: str, target: str, retention: timedelta) -> list[Any]:
+    from modelql.services.archiving import PartitionArchiver
+
+    await _check_migrated(url)
+    return await store_maintenance(settings, url).archive(
+        PartitionArchiver(target),
+        retention,
+        on_archived=lambda archived: typer.echo(
+            f"{archived.partition.name}\t{archived.manifest.predictions.rows}\t"
+            f"{archived.manifest.outcomes.rows}\t"
+            f"{'written' if archived.written else 'already archived'}"
+        ),
+    )
+
+
+def store_archive(to: str | None = None, retention_days: int | None = None) -> None:
+    """Archive to Parquet the partitions of predictions a prune would drop, dropping nothing."""
+    from modelql.persistence.parquet_archive import ArchiveLocation, ArchiveLocationError
+
+    settings = _settings()
+    days = _retention_days(settings, retention_days)
+    target = to or settings.archive_url
+    if target is None:
+        console.print("[red]No destination: pass --to or set MODELQL_ARCHIVE_URL.[/red]")
+        raise typer.Exit(2)
+    with database(settings) as url:
+        try:
+            archived = asyncio.run(_archive(settings, url, target, timedelta(days=days)))
+        except (NotMigratedError, PartitionInUseError, ArchiveLocationError) as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from None
+    written = [a for a in archived if a.written]
+    console.print(
+        f"Archived {len(archived)} partitions of predictions older than {days} days to "
+        f"{ArchiveLocation(target).shown} ({len(written)} written, "
+        f"{len(archived) - len(written)} already archived; "
+        f"{sum(a.manifest.predictions.rows for a in archived)} predictions)."
     )

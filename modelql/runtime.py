@@ -203,12 +203,20 @@ class Runtime:
 
 
 def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance:
-    """The partitions' upkeep the settings ask for (interval, retention)."""
+    """The partitions' upkeep the settings ask for (interval, retention, archive)."""
     days = settings.retention_days
+    archiver = None
+    if settings.archive_url is not None:
+        # Imported here: archiving brings pyarrow, which a process that does not archive
+        # does not load.
+        from modelql.services.archiving import PartitionArchiver
+
+        archiver = PartitionArchiver(settings.archive_url)
     return StoreMaintenance(
         database_url=database_url,
         interval=PartitionInterval(settings.partition_interval),
         retention=None if days is None else timedelta(days=days),
+        archiver=archiver,
     )
 
 

@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Drop partitions of predictions entirely older than this; unset: keep all.",
     )
+    archive_url: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Archive each partition to Parquet here (a directory or an S3-compatible "
+        "URL) before it is dropped; one whose archive fails is kept.",
+    )
     subscriber_queue_size: int = Field(
         default=100, ge=1, description="Messages a subscription may fall behind before it ends."
     )

@@ -8,7 +8,7 @@ connection: `prune` needs one outside any transaction (DETACH ... CONCURRENTLY).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,7 +66,29 @@ class Partition:
 
 
 class PartitionInUseError(RuntimeError):
-    """A partition prune would drop is being read by `modelql audit verify`."""
+    """A partition prune would drop is being read (`modelql audit verify`, an archive), or
+    one an archive would read is being pruned."""
+
+
+BeforeDrop = Callable[[asyncpg.Connection, Partition], Awaitable[int]]
+"""What prune runs on a partition before dropping it (archiving it), outside a transaction;
+it returns how many outcomes of the partition's predictions it saved: the drop is refused if
+it would delete any other number (one recorded since)."""
+
+
+class OutcomesChangedError(RuntimeError):
+    """Outcomes were recorded for a partition's predictions after it was archived."""
+
+
+class PruneInterruptedError(RuntimeError):
+    """What prune runs before a drop failed: that partition and the newer ones were kept."""
+
+    def __init__(
+        self, partition: Partition, dropped: Sequence[Partition], cause: BaseException
+    ) -> None:
+        super().__init__(f"{partition.name} was not dropped: {cause}")
+        self.partition = partition
+        self.dropped = list(dropped)
 
 
 @asynccontextmanager
@@ -178,31 +200,67 @@ async def hold_for_reading(
     )
 
 
-async def prune(connection: asyncpg.Connection, *, before: datetime) -> list[Partition]:
-    """Drop every partition entirely older than `before`; the dropped ones. Each is detached
-    (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes and live-feed
-    commits of its predictions are deleted (they reference them); the idempotency records of
-    its predictions go after it. Roll-ups are kept. Refused (PartitionInUseError) while a
-    reader holds one of them; `connection` must not be in a transaction. Every replica's kept
-    store answers are dropped (NOTIFY on the outcomes channel)."""
-    await connection.execute("SELECT pg_advisory_lock($1)", MAINTENANCE_LOCK)
-    try:
+async def prune(
+    connection: asyncpg.Connection,
+    *,
+    before: datetime,
+    before_drop: BeforeDrop | None = None,
+) -> list[Partition]:
+    """Drop every partition entirely older than `before`, oldest first; the dropped ones. Each
+    is detached (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes and
+    live-feed commits of its predictions are deleted (they reference them); the idempotency
+    records of its predictions go after it. Roll-ups are kept. Refused (PartitionInUseError)
+    while a reader (verify, archive) holds one of them; `connection` must not be in a
+    transaction. `before_drop` (archiving) runs on each partition before its drop, holding it
+    against readers but not the maintenance lock (creating partitions ahead goes on); when it
+    fails, that partition and the newer ones are kept (PruneInterruptedError). Every replica's
+    kept store answers are dropped (NOTIFY on the outcomes channel)."""
+    async with _maintenance(connection):
         doomed = [p for p in await partitions(connection) if p.upper <= before]
         await _take_from_readers(connection, doomed)
-        try:
-            for partition in doomed:
-                await _drop(connection, partition)
-        finally:
-            await connection.execute(
-                "SELECT pg_advisory_unlock($1, oid::int4) FROM unnest($2::oid[]) AS oid",
-                READER_LOCKS,
-                [partition.oid for partition in doomed],
-            )
-            if doomed:
-                await connection.execute(f"NOTIFY {OUTCOMES_CHANNEL}")
+    dropped: list[Partition] = []
+    try:
+        for partition in doomed:
+            saved = None
+            if before_drop is not None:
+                try:
+                    saved = await before_drop(connection, partition)
+                except Exception as error:
+                    raise PruneInterruptedError(partition, dropped, error) from error
+            async with _maintenance(connection):
+                try:
+                    await _drop(connection, partition, saved_outcomes=saved)
+                except OutcomesChangedError as error:
+                    raise PruneInterruptedError(partition, dropped, error) from error
+            dropped.append(partition)
+    finally:
+        await connection.execute(
+            "SELECT pg_advisory_unlock($1, oid::int4) FROM unnest($2::oid[]) AS oid",
+            READER_LOCKS,
+            [partition.oid for partition in doomed],
+        )
+        if doomed:
+            await connection.execute(f"NOTIFY {OUTCOMES_CHANNEL}")
+    return dropped
+
+
+@asynccontextmanager
+async def _maintenance(connection: asyncpg.Connection) -> AsyncIterator[None]:
+    """The maintenance lock, held by the session (outside any transaction)."""
+    await connection.execute("SELECT pg_advisory_lock($1)", MAINTENANCE_LOCK)
+    try:
+        yield
     finally:
         await connection.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK)
-    return doomed
+
+
+async def hold_for_archiving(connection: asyncpg.Connection, partition: Partition) -> bool:
+    """Hold, until the transaction ends, one partition against `prune` (as readers do); False
+    when a prune holds it, or when it is gone (pruned meanwhile)."""
+    held = await connection.fetchval(
+        "SELECT pg_try_advisory_xact_lock_shared($1, $2::oid::int4)", READER_LOCKS, partition.oid
+    )
+    return bool(held) and any(p.oid == partition.oid for p in await partitions(connection))
 
 
 async def _take_from_readers(connection: asyncpg.Connection, doomed: Sequence[Partition]) -> None:
@@ -218,8 +276,8 @@ async def _take_from_readers(connection: asyncpg.Connection, doomed: Sequence[Pa
                 taken,
             )
             raise PartitionInUseError(
-                f"{partition.name} is being read by `modelql audit verify`; nothing was "
-                "pruned. Prune again once it has finished."
+                f"{partition.name} is being read by `modelql audit verify` or `modelql store "
+                "archive`; nothing was pruned. Prune again once it has finished."
             )
         taken.append(partition.oid)
 
@@ -229,12 +287,22 @@ def _within(column: str) -> str:
     return f"{column} < $2 AND ($1::timestamptz IS NULL OR {column} >= $1)"
 
 
-async def _drop(connection: asyncpg.Connection, partition: Partition) -> None:
+async def _drop(
+    connection: asyncpg.Connection, partition: Partition, *, saved_outcomes: int | None
+) -> None:
+    """Drop one partition (and what references it); OutcomesChangedError, dropping nothing,
+    when `saved_outcomes` is given and is not the number of its outcomes."""
     bounds = (partition.lower, partition.upper)
     async with connection.transaction():
         for table in ("latest_outcomes", "prediction_outcomes"):
-            await connection.execute(
+            status = await connection.execute(
                 f"DELETE FROM {table} WHERE {_within('predicted_at')}", *bounds
+            )
+        deleted = int(status.split()[-1])
+        if saved_outcomes is not None and deleted != saved_outcomes:
+            raise OutcomesChangedError(
+                f"{deleted} outcomes of {partition.name} where the archive holds "
+                f"{saved_outcomes} (recorded since): archive it again"
             )
         await connection.execute(
             f"DELETE FROM prediction_commits WHERE {_within('committed_at')}", *bounds

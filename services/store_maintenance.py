@@ -1,5 +1,6 @@
 """Keeping the prediction store's partitions: created ahead (at start-up, then every hour) and,
-with a retention, the ones entirely older than it dropped whole."""
+with a retention, the ones entirely older than it dropped whole (with an archive location,
+each archived first, and kept when its archive failed)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,20 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import asyncpg
 
 from modelql.persistence import partitions
-from modelql.persistence.partitions import Partition, PartitionInterval, PartitionInUseError
+from modelql.persistence.partitions import (
+    Partition,
+    PartitionInterval,
+    PartitionInUseError,
+    PruneInterruptedError,
+)
+
+if TYPE_CHECKING:  # archiving imports pyarrow: only processes that archive pay for it
+    from modelql.services.archiving import ArchivedPartition, PartitionArchiver
 
 logger = logging.getLogger("modelql")
 
@@ -30,12 +42,14 @@ class StoreMaintenance:
         database_url: str,
         interval: PartitionInterval,
         retention: timedelta | None,
+        archiver: PartitionArchiver | None = None,
         every_s: float = EVERY_S,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         self._database_url = database_url
         self._interval = interval
         self._retention = retention
+        self._archiver = archiver
         self._every_s = every_s
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
@@ -47,11 +61,40 @@ class StoreMaintenance:
 
     async def prune(self, retention: timedelta | None = None) -> list[Partition]:
         """Drop the partitions entirely older than the retention (this one, else the
-        configured one); the dropped ones. PartitionInUseError while verify reads one."""
-        kept = retention or self._retention
-        assert kept is not None, "prune needs a retention"
+        configured one), each archived first when an archive is configured; the dropped ones.
+        PartitionInUseError while verify or an archive reads one; PruneInterruptedError when
+        an archive failed (that partition and the newer ones are kept)."""
+        archiver = self._archiver
+
+        async def archive(connection: asyncpg.Connection, partition: Partition) -> int:
+            assert archiver is not None
+            return (await archiver.archive(connection, partition)).manifest.outcomes.rows
+
         async with partitions.maintenance_connection(self._database_url) as connection:
-            return await partitions.prune(connection, before=self._clock() - kept)
+            return await partitions.prune(
+                connection,
+                before=self._expiry(retention),
+                before_drop=None if archiver is None else archive,
+            )
+
+    async def archive(
+        self,
+        archiver: PartitionArchiver,
+        retention: timedelta | None = None,
+        on_archived: Callable[[ArchivedPartition], None] = lambda archived: None,
+    ) -> list[ArchivedPartition]:
+        """Archive the partitions a prune would drop now, dropping nothing."""
+        async with partitions.maintenance_connection(self._database_url) as connection:
+            return await archiver.archive_expiring(
+                connection, before=self._expiry(retention), on_archived=on_archived
+            )
+
+    def _expiry(self, retention: timedelta | None) -> datetime:
+        """Partitions ending before this are expired (by this retention, else the configured
+        one)."""
+        kept = retention or self._retention
+        assert kept is not None, "a retention is needed"
+        return self._clock() - kept
 
     async def start(self) -> None:
         """Create what is missing now (failing loudly), then keep at it in the background."""
@@ -76,6 +119,13 @@ class StoreMaintenance:
                         logger.info("pruned %s", ", ".join(p.name for p in dropped))
             except PartitionInUseError as refused:
                 logger.warning("prune postponed: %s", refused)
+            except PruneInterruptedError as interrupted:
+                logger.error(
+                    "pruning stopped after %d partitions: %s",
+                    len(interrupted.dropped),
+                    interrupted,
+                    exc_info=interrupted.__cause__,
+                )
             except Exception:
                 logger.exception("pruning the prediction store failed")
             await asyncio.sleep(self._every_s)

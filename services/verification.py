@@ -91,22 +91,24 @@ class Verifier:
             if sample is not None:
                 rows = await sampled_transactions(session, query, sample=sample)
                 on_total(len(rows))
-                await self._verify_rows(session, rows, report, on_progress)
+                await self.verify_rows(session, rows, report, on_progress)
                 return report
             on_total(await count_predictions(session, query))
             after = None
             while rows := await predictions_after(session, query, after=after, limit=PAGE_ROWS):
-                await self._verify_rows(session, rows, report, on_progress)
+                await self.verify_rows(session, rows, report, on_progress)
                 after = rows[-1].created_at
         return report
 
-    async def _verify_rows(
+    async def verify_rows(
         self,
         session: AsyncSession,
         rows: Sequence[Prediction],
         report: VerificationReport,
         on_progress: Callable[[int], None],
     ) -> None:
+        """Re-score rows ordered by (created_at, id), whole transactions, whose versions are
+        in the catalogue (archived predictions are verified through this too)."""
         versions = await self._catalogue.versions(
             session, list({row.model_version_id for row in rows})
         )
