@@ -157,11 +157,36 @@ async def measure(http: httpx.AsyncClient, reference: int, stream: int, seeds: i
     )
 
 
+async def measure_large(http: httpx.AsyncClient, count: int) -> None:
+    """The cost of one estimate over `count` more predictions of iris v1 (the settings' bounds:
+    the newest MODELQL_ESTIMATION_MAX_SAMPLE, calibrated on the newest
+    MODELQL_ESTIMATION_REFERENCE_SIZE labelled)."""
+    recipe = next(recipe for recipe in DEMO_RECIPES if recipe.name == "iris-classifier")
+    rows, _ = labelled_stream(recipe, count, np.random.default_rng(99))
+    made = await _predict(http, recipe.name, 1, rows)
+    since = min(p["createdAt"] for p in made)
+    variables = {"model": recipe.name, "version": 1, "since": since}
+    timings = []
+    for _ in range(5):
+        started = time.perf_counter()
+        data = await _post(http, ESTIMATE, variables)
+        timings.append((time.perf_counter() - started) * 1000)
+    report = data["modelVersion"]["estimatedPerformance"]
+    print(
+        f"estimatedPerformance over {report['sampleSize']:,} predictions, calibrated on "
+        f"{report['referenceSize']:,}: median {statistics.median(timings):.0f} ms, "
+        f"min {min(timings):.0f} ms (5 queries)"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=int, default=1000)
     parser.add_argument("--stream", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--large", type=int, default=0, help="Then time one estimate over this many more."
+    )
     options = parser.parse_args()
     server = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
     name = f"modelql_bench_{uuid.uuid4().hex[:8]}"
@@ -194,6 +219,8 @@ async def main() -> None:
                     transport=transport, base_url="http://127.0.0.1"
                 ) as http:
                     await measure(http, options.reference, options.stream, options.seeds)
+                    if options.large:
+                        await measure_large(http, options.large)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

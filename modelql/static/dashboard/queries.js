@@ -28,6 +28,20 @@ export const LIVE_METRICS = `query LiveMetrics($name: String!) {
   }
 }`;
 
+export const ESTIMATED_METRICS = `query EstimatedMetrics($name: String!) {
+  model(name: $name) {
+    versions(first: 20) {
+      nodes {
+        number
+        estimatedPerformance {
+          available unavailableReason sampleSize
+          overall { estimated { name value } }
+        }
+      }
+    }
+  }
+}`;
+
 export const TRAFFIC_SPLIT = `query TrafficSplit($name: String!) {
   model(name: $name) { trafficSplit { weight version { number } } }
 }`;
