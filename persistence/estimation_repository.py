@@ -1,6 +1,6 @@
-"""What performance estimation reads: a version's labelled predictions of a reference window
-(probabilities and observed label), and its predictions of a window with their outcome if any;
-each bounded to the most recent rows, read by the (version, createdAt) indexes."""
+"""What performance estimation reads: a version's labelled predictions of a reference window,
+and its predictions of a window with their outcome if any; each bounded to the most recent rows
+(read by the (version, createdAt) indexes), with the time bucket worked out in SQL."""
 
 from __future__ import annotations
 
@@ -9,32 +9,51 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from modelql.persistence.tables import LatestOutcome, Prediction
+from modelql.persistence.stats_repository import STRIDES, WEEK_ORIGIN, Interval
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredRow:
-    """One classification prediction: when, the label it predicted, its probabilities
-    ([{label, probability}], null for a model without them) and its outcome's label, if any."""
+    """One classification prediction: its time bucket (createdAt for the reference), the label
+    it predicted, its probabilities as stored ([{label, probability}], None without) and its
+    outcome's label, if any."""
 
-    created_at: datetime
+    bucket: datetime
     predicted: str | None
     probabilities: list[dict[str, Any]] | None
     observed: str | None
 
 
-def _window(
-    column: Any, since: datetime | None, until: datetime | None
-) -> list[ColumnElement[bool]]:
-    found: list[ColumnElement[bool]] = []
-    if since is not None:
-        found.append(column >= since)
-    if until is not None:
-        found.append(column < until)
-    return found
+_REFERENCE = text(
+    """
+SELECT o.predicted_at, p.label, p.probabilities, o.label
+FROM latest_outcomes AS o
+JOIN predictions AS p ON p.id = o.prediction_id AND p.created_at = o.predicted_at
+WHERE o.model_version_id = :version
+  AND o.predicted_at >= coalesce(CAST(:since AS timestamptz), '-infinity')
+  AND o.predicted_at < coalesce(CAST(:until AS timestamptz), 'infinity')
+ORDER BY o.predicted_at DESC
+LIMIT :limit
+"""
+)
+
+_ANALYSIS = """
+SELECT date_bin(interval '{stride}', p.created_at, {origin}), p.label, p.probabilities, o.label
+FROM predictions AS p
+LEFT JOIN latest_outcomes AS o ON o.prediction_id = p.id AND o.predicted_at = p.created_at
+WHERE p.model_version_id = :version
+  AND p.created_at >= coalesce(CAST(:since AS timestamptz), '-infinity')
+  AND p.created_at < coalesce(CAST(:until AS timestamptz), 'infinity')
+ORDER BY p.created_at DESC
+LIMIT :limit
+"""
+_ANALYSIS_BY_INTERVAL = {
+    interval: text(_ANALYSIS.format(stride=stride, origin=WEEK_ORIGIN))
+    for interval, stride in STRIDES.items()
+}
 
 
 async def reference_rows(
@@ -47,22 +66,11 @@ async def reference_rows(
 ) -> list[ScoredRow]:
     """The `limit` most recent predictions of the version created in [since, until) that have
     an outcome (newest first)."""
-    outcome = LatestOutcome
-    statement = (
-        select(outcome.predicted_at, Prediction.label, Prediction.probabilities, outcome.label)
-        .join(
-            Prediction,
-            (Prediction.id == outcome.prediction_id)
-            & (Prediction.created_at == outcome.predicted_at),
-        )
-        .where(
-            outcome.model_version_id == version_id,
-            *_window(outcome.predicted_at, since, until),
-        )
-        .order_by(outcome.predicted_at.desc())
-        .limit(limit)
+    rows = await session.execute(
+        _REFERENCE,
+        {"version": version_id, "since": since, "until": until, "limit": limit},
     )
-    return [ScoredRow(*row) for row in await session.execute(statement)]
+    return [ScoredRow(*row) for row in rows]
 
 
 async def analysis_rows(
@@ -71,23 +79,13 @@ async def analysis_rows(
     *,
     since: datetime | None,
     until: datetime | None,
+    interval: Interval,
     limit: int,
 ) -> list[ScoredRow]:
     """The `limit` most recent predictions of the version created in [since, until), labelled
-    or not (newest first)."""
-    outcome = LatestOutcome
-    statement = (
-        select(Prediction.created_at, Prediction.label, Prediction.probabilities, outcome.label)
-        .outerjoin(
-            outcome,
-            (outcome.prediction_id == Prediction.id)
-            & (outcome.predicted_at == Prediction.created_at),
-        )
-        .where(
-            Prediction.model_version_id == version_id,
-            *_window(Prediction.created_at, since, until),
-        )
-        .order_by(Prediction.created_at.desc())
-        .limit(limit)
+    or not (newest first), each with the start of its `interval` bucket."""
+    rows = await session.execute(
+        _ANALYSIS_BY_INTERVAL[interval],
+        {"version": version_id, "since": since, "until": until, "limit": limit},
     )
-    return [ScoredRow(*row) for row in await session.execute(statement)]
+    return [ScoredRow(*row) for row in rows]

@@ -9,8 +9,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -139,6 +140,7 @@ async def estimate(
             version_id,
             since=request.window.since,
             until=request.window.until,
+            interval=request.interval,
             limit=policy.max_sample,
         ),
         labels,
@@ -147,7 +149,7 @@ async def estimate(
     overall = _period(None, analysed, calibrated, range(len(analysed.rows)), labels)
     by_bucket: dict[datetime, list[int]] = defaultdict(list)
     for position, row in enumerate(analysed.rows):
-        by_bucket[bucket_start(row.created_at, request.interval)].append(position)
+        by_bucket[row.bucket].append(position)
     periods = [
         _period(bucket, analysed, calibrated, by_bucket[bucket], labels)
         for bucket in sorted(by_bucket)
@@ -174,14 +176,14 @@ class _Scored:
 
 def _scored(rows: Sequence[ScoredRow], labels: Sequence[str]) -> _Scored:
     position = {label: index for index, label in enumerate(labels)}
+    ordered = list(labels)
     kept: list[ScoredRow] = []
     vectors: list[list[float]] = []
     for row in rows:
-        found = {item["label"]: item["probability"] for item in row.probabilities or ()}
-        if set(found) != set(labels) or row.predicted not in position:
-            continue
-        kept.append(row)
-        vectors.append([float(found[label]) for label in labels])
+        vector = _vector(row.probabilities, ordered)
+        if vector is not None and row.predicted in position:
+            kept.append(row)
+            vectors.append(vector)
     matrix = np.array(vectors, dtype=np.float64).reshape(len(vectors), len(labels))
     return _Scored(
         rows=kept,
@@ -190,6 +192,16 @@ def _scored(rows: Sequence[ScoredRow], labels: Sequence[str]) -> _Scored:
         observed=[position.get(row.observed) if row.observed else None for row in kept],
         without_probabilities=len(rows) - len(kept),
     )
+
+
+def _vector(stored: list[dict[str, Any]] | None, labels: list[str]) -> list[float] | None:
+    """The stored probabilities in the order of `labels`; None unless exactly those labels."""
+    if not stored or len(stored) != len(labels):
+        return None
+    if [item["label"] for item in stored] == labels:  # stored in label order: the usual case
+        return [float(item["probability"]) for item in stored]
+    found = {item["label"]: item["probability"] for item in stored}
+    return [float(found[label]) for label in labels] if set(found) == set(labels) else None
 
 
 def _named(matrix: Matrix, labels: Sequence[str]) -> Confusion:
@@ -232,20 +244,3 @@ def _period(
             realised["roc_auc"] = auc
     gap = {name: realised[name] - estimated[name] for name in realised if name in estimated}
     return EstimatedPeriod(bucket, len(positions), len(labelled), estimated, realised, gap)
-
-
-_STRIDES = {
-    Interval.MINUTE: timedelta(minutes=1),
-    Interval.HOUR: timedelta(hours=1),
-    Interval.DAY: timedelta(days=1),
-    Interval.WEEK: timedelta(weeks=1),
-}
-_WEEK_ORIGIN = datetime(2000, 1, 3, tzinfo=UTC)
-"""A Monday, 00:00 UTC, as the statistics' buckets (date_bin from it)."""
-
-
-def bucket_start(moment: datetime, interval: Interval) -> datetime:
-    """The start of the UTC period of `interval` holding `moment` (weeks start on Mondays),
-    as `groups` buckets them."""
-    stride = _STRIDES[interval]
-    return _WEEK_ORIGIN + ((moment.astimezone(UTC) - _WEEK_ORIGIN) // stride) * stride
