@@ -6,15 +6,19 @@ predictions say why there is no estimate."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import insert, select
 from support import graphql, running_app
 
+from modelql.graph.types.node import to_global_id
 from modelql.models.demo import labelled_stream, recipe_named
+from modelql.persistence.tables import Model, ModelVersion, Prediction
 from modelql.settings import Settings
 
 PREDICT = """mutation($input: CreatePredictionsInput!) { createPredictions(input: $input) {
@@ -201,4 +205,48 @@ async def test_regressors_and_too_few_labels_say_why(app_and_client):
         },
         "metric": None,
         "performance": [],
+    }
+
+
+async def test_a_classifier_storing_no_probabilities_says_so(app_and_client, sessionmaker):
+    """Predictions stored without probabilities (a classifier without predict_proba, rows
+    written by hand) cannot be calibrated: NO_PROBABILITIES, however many are labelled."""
+    _, http = app_and_client
+    async with sessionmaker.begin() as session:
+        version = (
+            await session.execute(
+                select(ModelVersion)
+                .join(Model, Model.id == ModelVersion.model_id)
+                .where(Model.name == "wine-classifier", ModelVersion.number == 1)
+            )
+        ).scalar_one()
+        ids = [uuid.uuid4() for _ in range(120)]
+        await session.execute(
+            insert(Prediction),
+            [
+                {"id": prediction_id, "model_id": version.model_id,
+                 "model_version_id": version.id, "inputs": {}, "label": "class_0",
+                 "probabilities": None, "latency_ms": 1.0, "request_id": f"hand-{n}",
+                 "routed_by": "VERSION", "batch_index": 0}
+                for n, prediction_id in enumerate(ids)
+            ],
+        )  # fmt: skip
+    made = [{"id": to_global_id("Prediction", prediction_id)} for prediction_id in ids]
+    await label(http, made, ["class_0"] * 120)
+
+    body = await graphql(
+        http,
+        """{ modelVersion(model: "wine-classifier", version: 1) {
+               estimatedPerformance { available unavailableReason referenceSize }
+               metric(name: "accuracy", split: ESTIMATED)
+               live: metric(name: "accuracy", split: LIVE) } }""",
+    )
+    assert body["data"]["modelVersion"] == {
+        "estimatedPerformance": {
+            "available": False,
+            "unavailableReason": "NO_PROBABILITIES",
+            "referenceSize": 0,
+        },
+        "metric": None,
+        "live": 1.0,
     }
