@@ -35,7 +35,7 @@ PREDICT = """mutation { createPrediction(input: {model: "iris-classifier",
   features: {sepal_length: 6.7, sepal_width: 3.0, petal_length: 5.2, petal_width: 2.3}}) {
   prediction { id } } }"""
 ESTIMATE_SETUP = """mutation($input: CreatePredictionsInput!) { createPredictions(input: $input) {
-  predictions { id } } }"""
+  predictions { id modelVersion { number } } } }"""
 RECORD = """mutation($outcomes: [OutcomeInput!]!) { recordOutcomes(input: {outcomes: $outcomes}) {
   userErrors { code } } }"""
 
@@ -185,12 +185,11 @@ async def test_versions_show_estimated_metrics_beside_test_and_live(server: Serv
                 "/graphql",
                 json={
                     "query": ESTIMATE_SETUP,
-                    "variables": {
-                        "input": {"model": "iris-classifier", "version": 1, "instances": rows}
-                    },
+                    "variables": {"input": {"model": "iris-classifier", "instances": rows}},
                 },
             )
         ).json()["data"]["createPredictions"]["predictions"]
+        number = made[0]["modelVersion"]["number"]  # the default version answered
         outcomes = [
             {"predictionId": p["id"], "label": t} for p, t in zip(made, truths, strict=True)
         ]
@@ -199,11 +198,16 @@ async def test_versions_show_estimated_metrics_beside_test_and_live(server: Serv
         )
         assert answer.json()["data"]["recordOutcomes"]["userErrors"] == []
     await page.reload()
-    accuracy = table.locator("tr", has_text="ESTIMATED accuracy")
-    await expect(accuracy).to_be_visible()
-    await expect(accuracy.locator("td").first).to_have_text(re.compile(r"^0\.\d{3}$"))
-    await expect(
-        table.locator("tr", has_text="ESTIMATED samples").locator("td").first
-    ).to_have_text("150")
+    await expect(table.locator("tr", has_text="ESTIMATED accuracy")).to_be_visible()
+    column = [th.strip() for th in await table.locator("thead th").all_inner_texts()].index(
+        f"v{number}"
+    )
+    accuracy = table.locator("tr", has_text="ESTIMATED accuracy").locator("td")
+    await expect(accuracy.nth(column - 1)).to_have_text(re.compile(r"^0\.\d{3}$"))
+    samples = table.locator("tr", has_text="ESTIMATED samples").locator("td")
+    await expect(samples.nth(column - 1)).to_have_text("150")
     await expect(table).to_contain_text("TEST f1_macro")
     await expect(table).to_contain_text("LIVE f1_macro")
+    chart = page.locator("#accuracy-body figure", has_text=f"Estimated accuracy of v{number}")
+    await expect(chart).to_be_visible()
+    await expect(chart.locator("svg polyline")).to_have_count(2)  # estimated and realised

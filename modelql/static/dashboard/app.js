@@ -315,6 +315,26 @@ async function showSeries(bodies, name, interval = "MINUTE") {
   draw(bodies.latency, groups.length ? lineChart("Latency (ms)", [{ name: "mean", points: points("meanLatencyMs") }, { name: "p95", points: points("p95LatencyMs") }], " ms") : null, "No predictions in this window.");
   const accuracy = points("accuracy");
   draw(bodies.accuracy, accuracy.length ? lineChart("Accuracy of labelled predictions", [{ name: "accuracy", points: accuracy }]) : null, "No recorded outcomes in this window.");
+  await showEstimatedAccuracy(bodies.accuracy, name, since, interval);
+}
+
+/** The default version's estimated accuracy (CBPE) per bucket beside its realised one, under
+ * the accuracy chart; nothing when the server, the model or the labels cannot give one. */
+async function showEstimatedAccuracy(body, name, since, interval) {
+  const answer = await graphql(Q.ESTIMATED_SERIES, { name, since, interval }).catch(() => null);
+  const version = answer?.data?.model?.defaultVersion;
+  const report = version?.estimatedPerformance;
+  if (!report?.available) return;
+  const series = (key) =>
+    report.periods
+      .map((period) => [new Date(period.bucket), period[key].find((metric) => metric.name === "accuracy")?.value ?? null])
+      .filter(([, value]) => value !== null);
+  const estimated = series("estimated");
+  if (!estimated.length) return;
+  const lines = [{ name: "estimated", points: estimated }];
+  const realised = series("realised");
+  if (realised.length) lines.push({ name: "realised", points: realised });
+  body.append(lineChart(`Estimated accuracy of v${version.number} (before labels arrive)`, lines));
 }
 
 async function showDrift(body, name) {

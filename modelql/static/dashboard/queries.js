@@ -58,6 +58,18 @@ export const SERIES = `query Series($filter: PredictionFilter, $interval: Interv
   }
 }`;
 
+export const ESTIMATED_SERIES = `query EstimatedSeries($name: String!, $since: DateTime, $interval: Interval) {
+  model(name: $name) {
+    defaultVersion {
+      number
+      estimatedPerformance(since: $since, interval: $interval) {
+        available
+        periods { bucket estimated { name value } realised { name value } }
+      }
+    }
+  }
+}`;
+
 export const DRIFT = `query Drift($name: String!) {
   model(name: $name) {
     defaultVersion {
