@@ -92,6 +92,7 @@ FIELD_READS: dict[str, dict[str, Reads]] = {
         "performance": Reads.STORE_UNLESS_OFFLINE_SPLIT,
         "metric": Reads.STORE_UNLESS_OFFLINE_SPLIT,
         "inputDrift": Reads.STORE,
+        "estimatedPerformance": Reads.STORE,
         "predictions": Reads.STORE,
     },
 }
@@ -133,6 +134,8 @@ TYPE_READS: dict[str, Reads] = {
             "DriftReport",
             "FeatureDrift",
             "DriftBin",
+            "EstimatedPerformance",
+            "EstimatedPeriod",
             "VersionComparison",
             "LabelChange",
             "PredictionDiff",

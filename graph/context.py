@@ -22,6 +22,7 @@ from modelql.services.catalogue import Catalogue
 from modelql.services.catalogue_changes import CatalogueChanges
 from modelql.services.comparison import VersionComparisons
 from modelql.services.drift import DriftPolicy
+from modelql.services.estimated_performance import EstimationPolicy
 from modelql.services.feed import LiveFeeds
 from modelql.services.outcomes import OutcomeRecorder
 from modelql.services.predictions import PredictionService
@@ -46,6 +47,7 @@ class GraphDependencies:
     rate_limiter: RateLimiter | None = None
     max_batch_size: int = 1_000
     drift_policy: DriftPolicy = field(default_factory=DriftPolicy)
+    estimation_policy: EstimationPolicy = field(default_factory=EstimationPolicy)
 
 
 class GraphContext:
@@ -90,7 +92,12 @@ class GraphContext:
 
     @cached_property
     def loaders(self) -> Loaders:
-        return Loaders(self.db, self.dependencies.catalogue, self.dependencies.drift_policy)
+        return Loaders(
+            self.db,
+            self.dependencies.catalogue,
+            self.dependencies.drift_policy,
+            self.dependencies.estimation_policy,
+        )
 
     @property
     def limits(self) -> Limits:

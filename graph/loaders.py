@@ -16,6 +16,12 @@ from modelql.graph.request_database import RequestDatabase
 from modelql.models.metrics import PerformanceRecord
 from modelql.services import audit, catalogue, outcomes
 from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
+from modelql.services.estimated_performance import (
+    Estimate,
+    EstimateRequest,
+    EstimationPolicy,
+    estimate,
+)
 from modelql.services.live_performance import live_performance
 
 K = TypeVar("K", bound=Hashable)
@@ -26,6 +32,7 @@ LiveKey = tuple[uuid.UUID, datetime | None, datetime | None, bool]
 """(version id, since, until, with named slices)."""
 WindowKey = tuple[uuid.UUID, datetime | None, datetime | None]
 """(version id, since, until)."""
+EstimateKey = tuple[uuid.UUID, EstimateRequest]
 """(model id, page size + 1, exclusive upper bound on the version number)."""
 
 
@@ -45,7 +52,11 @@ class Loaders:
     """Every relation a list can fan out to, batched for the lifetime of one request."""
 
     def __init__(
-        self, db: RequestDatabase, memory: catalogue.Catalogue, drift_policy: DriftPolicy
+        self,
+        db: RequestDatabase,
+        memory: catalogue.Catalogue,
+        drift_policy: DriftPolicy,
+        estimation_policy: EstimationPolicy | None = None,
     ) -> None:
         self.model_by_id = _mapping_loader(db, memory.models_by_id)
         self.model_by_name = _mapping_loader(db, memory.models_by_name)
@@ -62,6 +73,10 @@ class Loaders:
         )
         self.input_drift: DataLoader[WindowKey, DriftReport] = DataLoader(
             load_fn=lambda keys: self._load_drift(db, memory, drift_policy, keys)
+        )
+        policy = estimation_policy or EstimationPolicy()
+        self.estimates: DataLoader[EstimateKey, Estimate] = DataLoader(
+            load_fn=lambda keys: self._load_estimates(db, memory, policy, keys)
         )
         self.versions_page: DataLoader[PageKey, list[catalogue.Version]] = DataLoader(
             load_fn=lambda keys: self._load_version_pages(db, memory, keys)
@@ -133,4 +148,20 @@ class Loaders:
             )
             for version_id in version_ids:
                 found[(version_id, since, until)] = reports[version_id]
+        return [found[key] for key in keys]
+
+    @staticmethod
+    async def _load_estimates(
+        db: RequestDatabase,
+        memory: catalogue.Catalogue,
+        policy: EstimationPolicy,
+        keys: list[EstimateKey],
+    ) -> list[Estimate]:
+        """Two statements per distinct (version, request): the reference and the analysed
+        predictions; every field asking for the same estimate shares them."""
+        found: dict[EstimateKey, Estimate] = {}
+        for key in dict.fromkeys(keys):
+            found[key] = await db.run(
+                lambda session, key=key: estimate(session, memory, key[0], key[1], policy)
+            )
         return [found[key] for key in keys]

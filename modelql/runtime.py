@@ -33,6 +33,7 @@ from modelql.services.catalogue_changes import CatalogueChanges
 from modelql.services.comparison import VersionComparisons
 from modelql.services.drift import DriftPolicy
 from modelql.services.errors import ModelUnavailableError
+from modelql.services.estimated_performance import EstimationPolicy
 from modelql.services.freshness import Freshness
 from modelql.services.generations import Dataset, Generations
 from modelql.services.inference import ModelCache
@@ -151,6 +152,11 @@ class Runtime:
                 psi_threshold=settings.drift_psi_threshold,
                 min_sample=settings.drift_min_sample,
                 max_sample=settings.drift_max_sample,
+            ),
+            estimation_policy=EstimationPolicy(
+                reference_size=settings.estimation_reference_size,
+                min_reference=settings.estimation_min_reference,
+                max_sample=settings.estimation_max_sample,
             ),
         )
         return cls(

@@ -114,6 +114,19 @@ class Settings(BaseSettings):
     drift_max_sample: int = Field(
         default=10_000, ge=1, description="Most recent predictions a drift report compares."
     )
+    estimation_reference_size: int = Field(
+        default=5_000,
+        ge=1,
+        description="Most recent labelled predictions an estimate calibrates on (ESTIMATED).",
+    )
+    estimation_min_reference: int = Field(
+        default=100,
+        ge=1,
+        description="Fewer labelled predictions in the reference window: no estimate.",
+    )
+    estimation_max_sample: int = Field(
+        default=100_000, ge=1, description="Most recent predictions an estimate reads."
+    )
     partition_interval: Literal["day", "week"] = Field(
         default="week", description="The time one partition of the predictions covers."
     )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from sklearn import datasets
 from sklearn.base import clone
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
@@ -176,3 +177,25 @@ def _test_score(version: TrainedVersion) -> float:
         if record.split == "TEST" and record.slice == "overall":
             return record.metrics[metric]
     raise ValueError(f"{version.model_name} has no overall TEST record")
+
+
+def labelled_stream(
+    recipe: ModelRecipe, count: int, rng: np.random.Generator, *, noise: float = 0.3
+) -> tuple[list[dict[str, float]], list[str]]:
+    """`count` inputs drawn from the recipe's dataset (rows picked at random, plus Gaussian
+    noise of `noise` times each feature's standard deviation) and their dataset labels: a
+    classifier's live traffic from its training distribution, with its ground truth."""
+    dataset = load_dataset(recipe)
+    assert dataset.labels is not None, "a classification recipe"
+    picked = rng.integers(0, len(dataset.X), count)
+    spread = dataset.X.std(axis=0) * noise
+    values = dataset.X[picked] + rng.normal(0.0, 1.0, (count, dataset.X.shape[1])) * spread
+    whole = np.all(np.round(dataset.X) == dataset.X, axis=0)  # INTEGER features stay whole
+    values = np.where(whole, np.round(values), np.round(values, 4))
+    rows = [dict(zip(dataset.feature_names, map(float, row), strict=True)) for row in values]
+    return rows, [dataset.labels[int(target)] for target in dataset.y[picked]]
+
+
+def recipe_named(name: str) -> ModelRecipe:
+    """The demo recipe of the model `name`."""
+    return next(recipe for recipe in DEMO_RECIPES if recipe.name == name)

@@ -22,6 +22,9 @@ class DataSplit(StrEnum):
     TEST = "TEST"
     LIVE = "LIVE"
     """Computed from stored predictions and their recorded outcomes; never registered."""
+    ESTIMATED = "ESTIMATED"
+    """Estimated from stored predictions' calibrated probabilities, before outcomes arrive
+    (classifiers with probabilities; never registered)."""
 
 
 STORED_SPLITS: tuple[DataSplit, ...] = (DataSplit.TRAIN, DataSplit.VALIDATION, DataSplit.TEST)

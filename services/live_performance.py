@@ -53,18 +53,18 @@ def records(version: Version, pairs: Iterable[PairCount]) -> list[PerformanceRec
         if version.labels is None:
             found.append(PerformanceRecord(LIVE, name, count, regression(slice_pairs)))
             continue
-        confusion = {(pair.predicted, pair.observed): pair.count for pair in slice_pairs}
+        confusion: Confusion = {(pair.predicted, pair.observed): pair.count for pair in slice_pairs}
         found.append(PerformanceRecord(LIVE, name, count, classification(confusion)))
         if name == "overall":
             found += per_class(confusion, version.labels)
     return found
 
 
-Confusion = dict[tuple[str | None, str | None], int]
-"""(predicted label, observed label) -> number of predictions."""
+Confusion = dict[tuple[str | None, str | None], float]
+"""(predicted label, observed label) -> number of predictions (expected, for ESTIMATED)."""
 
 
-def _per_label(confusion: Confusion, label: str) -> tuple[int, int, int]:
+def _per_label(confusion: Confusion, label: str) -> tuple[float, float, float]:
     """(true positives, predicted as the label, observed as the label)."""
     true_positives = confusion.get((label, label), 0)
     predicted = sum(n for (p, _), n in confusion.items() if p == label)
@@ -72,7 +72,7 @@ def _per_label(confusion: Confusion, label: str) -> tuple[int, int, int]:
     return true_positives, predicted, observed
 
 
-def _scores(true_positives: int, predicted: int, observed: int) -> tuple[float, float, float]:
+def _scores(true_positives: float, predicted: float, observed: float) -> tuple[float, float, float]:
     """Precision, recall and f1, 0 where undefined (scikit-learn's zero_division=0)."""
     precision = true_positives / predicted if predicted else 0.0
     recall = true_positives / observed if observed else 0.0
@@ -97,14 +97,16 @@ def classification(confusion: Confusion) -> dict[str, float]:
     return metrics
 
 
-def per_class(confusion: Confusion, labels: Sequence[str]) -> list[PerformanceRecord]:
+def per_class(
+    confusion: Confusion, labels: Sequence[str], split: str = LIVE
+) -> list[PerformanceRecord]:
     """One "class:<label>" record per label of the version, as in training."""
     found = []
     for label in labels:
         true_positives, predicted, observed = _per_label(confusion, label)
         precision, recall, f1 = _scores(true_positives, predicted, observed)
         metrics = {"precision": precision, "recall": recall, "f1": f1, "support": float(observed)}
-        found.append(PerformanceRecord(LIVE, f"class:{label}", observed, metrics))
+        found.append(PerformanceRecord(split, f"class:{label}", round(observed), metrics))
     return found
 
 

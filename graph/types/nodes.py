@@ -27,12 +27,21 @@ from modelql.graph.types.catalogue import (
 from modelql.graph.types.connection import Connection
 from modelql.graph.types.drift import DriftReportType
 from modelql.graph.types.enums import DataSplit, ModelTask, RoutingReason
+from modelql.graph.types.estimation import EstimatedPerformanceType
 from modelql.graph.types.node import Node, to_global_id, to_global_ids
-from modelql.graph.types.predictions import ClassProbabilityType, OutcomeType, PredictionFilter
+from modelql.graph.types.predictions import (
+    MAX_GROUPS,
+    ClassProbabilityType,
+    Interval,
+    OutcomeType,
+    PredictionFilter,
+)
 from modelql.models import signature_changes
 from modelql.persistence import tables
+from modelql.services import audit
 from modelql.services.api_keys import Scope
 from modelql.services.catalogue import Version, version_at
+from modelql.services.estimated_performance import Estimate, EstimateRequest, Window
 from modelql.services.predictions import StoredBatch
 
 SignatureChangeKind = strawberry.enum(signature_changes.SignatureChangeKind)
@@ -328,7 +337,11 @@ class ModelVersionType(Node):
         "split: the offline splits (TRAIN, VALIDATION, TEST). LIVE is computed from this "
         "version's stored predictions that have an outcome, optionally in a window on their "
         "createdAt (`since` inclusive, `until` exclusive; both ignored for offline splits); its "
-        "numSamples is the number of labelled predictions, and it is absent without any."
+        "numSamples is the number of labelled predictions, and it is absent without any. "
+        "ESTIMATED (classifiers with probabilities) is estimated before outcomes arrive from "
+        "the window's predictions, calibrated on the most recent labelled ones (see "
+        "`estimatedPerformance`): overall and per class, numSamples the predictions estimated; "
+        "absent when it cannot be estimated; a regressor is an error."
     )
     async def performance(
         self,
@@ -347,6 +360,13 @@ class ModelVersionType(Node):
                 for record in records
                 if slice is None or record.slice == slice
             ]
+        if split == DataSplit.ESTIMATED:
+            found = await self._estimate(info, EstimateRequest(window=Window(since, until)))
+            return [
+                PerformanceSliceType.of(record)
+                for record in found.records
+                if slice is None or record.slice == slice
+            ]
         groups = _offline_performance.get(self.version.id)
         if groups is None:
             rows = await info.context.loaders.metrics.load(self.version.id)
@@ -359,7 +379,8 @@ class ModelVersionType(Node):
 
     @strawberry.field(
         description="One metric value; null when it was not measured (LIVE: when no "
-        "prediction in the window has an outcome). `since`/`until` as in `performance`."
+        "prediction in the window has an outcome; ESTIMATED: when it cannot be estimated, "
+        "`estimatedPerformance` says why). `since`/`until` as in `performance`."
     )
     async def metric(
         self,
@@ -372,7 +393,7 @@ class ModelVersionType(Node):
     ) -> float | None:
         split = split or DataSplit.TEST
         slice = slice or "overall"
-        if split == DataSplit.LIVE:
+        if split in (DataSplit.LIVE, DataSplit.ESTIMATED):
             found = await self.performance(info, split, slice, since, until)
             return next((m.value for group in found for m in group.metrics if m.name == name), None)
         rows = await info.context.loaders.metrics.load(self.version.id)
@@ -384,6 +405,43 @@ class ModelVersionType(Node):
             ),
             None,
         )
+
+    async def _estimate(self, info: Info, request: EstimateRequest) -> Estimate:
+        if self.version.labels is None:
+            raise bad_input(
+                f"Version {self.version.number} is a regressor: performance is estimated for "
+                "classifiers with probabilities only.",
+                "split",
+            )
+        return await info.context.loaders.estimates.load((self.version.id, request))
+
+    @strawberry.field(
+        description="Performance estimated before outcomes arrive (CBPE), over the predictions "
+        "created in [since, until), overall and per period of `interval`, with the realised "
+        "metrics and their gap where outcomes exist. Calibrated on the most recent labelled "
+        "predictions (at most MODELQL_ESTIMATION_REFERENCE_SIZE) created in [referenceSince, "
+        "referenceUntil): end the reference before the window for the gap to flag concept "
+        "drift. Unavailable (with the reason) for regressors, versions without probabilities, "
+        "or fewer labelled predictions than MODELQL_ESTIMATION_MIN_REFERENCE."
+    )
+    async def estimated_performance(
+        self,
+        info: Info,
+        interval: Interval | None = audit.Interval.DAY,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        reference_since: datetime | None = None,
+        reference_until: datetime | None = None,
+        first: int | None = 100,
+    ) -> EstimatedPerformanceType:
+        limit = info.context.limits.page_size(first, default=100, maximum=MAX_GROUPS)
+        request = EstimateRequest(
+            window=Window(since, until),
+            reference=Window(reference_since, reference_until),
+            interval=audit.Interval(interval or "DAY"),
+        )
+        found = await info.context.loaders.estimates.load((self.version.id, request))
+        return EstimatedPerformanceType.of(found, limit)
 
     @strawberry.field(
         description="How the signature changed since version `from` of the same model: "

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from conftest import Browser
 from live_support import Served, served
@@ -17,6 +18,7 @@ from playwright.async_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import make_settings
 
+from modelql.models.demo import labelled_stream, recipe_named
 from modelql.services import api_keys
 from modelql.services.api_keys import Scope
 from modelql.settings import AuthMode
@@ -32,6 +34,10 @@ DEMO_MODELS = [
 PREDICT = """mutation { createPrediction(input: {model: "iris-classifier",
   features: {sepal_length: 6.7, sepal_width: 3.0, petal_length: 5.2, petal_width: 2.3}}) {
   prediction { id } } }"""
+ESTIMATE_SETUP = """mutation($input: CreatePredictionsInput!) { createPredictions(input: $input) {
+  predictions { id modelVersion { number } } } }"""
+RECORD = """mutation($outcomes: [OutcomeInput!]!) { recordOutcomes(input: {outcomes: $outcomes}) {
+  userErrors { code } } }"""
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +170,44 @@ async def test_a_wrong_key_is_refused_and_asked_again(secured: Served, page: Pag
 
     await expect(page.get_by_role("dialog", name="API key needed")).to_be_visible()
     await expect(page.locator("#key-error")).to_contain_text("refused")
+
+
+async def test_versions_show_estimated_metrics_beside_test_and_live(server: Served, page: Page):
+    await page.goto(f"{server.url}/dashboard#model=iris-classifier")
+    table = page.locator("#versions table.versions")
+    await expect(table).to_contain_text("ESTIMATED samples")
+    await expect(table).to_contain_text("too few labelled to calibrate")
+
+    rows, truths = labelled_stream(recipe_named("iris-classifier"), 150, np.random.default_rng(4))
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = (
+            await http.post(
+                "/graphql",
+                json={
+                    "query": ESTIMATE_SETUP,
+                    "variables": {"input": {"model": "iris-classifier", "instances": rows}},
+                },
+            )
+        ).json()["data"]["createPredictions"]["predictions"]
+        number = made[0]["modelVersion"]["number"]  # the default version answered
+        outcomes = [
+            {"predictionId": p["id"], "label": t} for p, t in zip(made, truths, strict=True)
+        ]
+        answer = await http.post(
+            "/graphql", json={"query": RECORD, "variables": {"outcomes": outcomes}}
+        )
+        assert answer.json()["data"]["recordOutcomes"]["userErrors"] == []
+    await page.reload()
+    await expect(table.locator("tr", has_text="ESTIMATED accuracy")).to_be_visible()
+    column = [th.strip() for th in await table.locator("thead th").all_inner_texts()].index(
+        f"v{number}"
+    )
+    accuracy = table.locator("tr", has_text="ESTIMATED accuracy").locator("td")
+    await expect(accuracy.nth(column - 1)).to_have_text(re.compile(r"^0\.\d{3}$"))
+    samples = table.locator("tr", has_text="ESTIMATED samples").locator("td")
+    await expect(samples.nth(column - 1)).to_have_text("150")
+    await expect(table).to_contain_text("TEST f1_macro")
+    await expect(table).to_contain_text("LIVE f1_macro")
+    chart = page.locator("#accuracy-body figure", has_text=f"Estimated accuracy of v{number}")
+    await expect(chart).to_be_visible()
+    await expect(chart.locator("svg polyline")).to_have_count(2)  # estimated and realised

@@ -171,14 +171,23 @@ function metricOf(version, key, name) {
 
 async function showVersions(body, model) {
   const versions = [...model.versions.nodes].reverse();
-  const [live, split] = await Promise.all([
+  const [live, split, estimated] = await Promise.all([
     graphql(Q.LIVE_METRICS, { name: model.name }).catch(() => null),
     graphql(Q.TRAFFIC_SPLIT, { name: model.name }).catch(() => null),
+    graphql(Q.ESTIMATED_METRICS, { name: model.name }).catch(() => null),
   ]);
   const liveNote = liveAvailability(live);
   if (!liveNote) {
     for (const version of versions) {
       version.live = live.data.model.versions.nodes.find((node) => node.number === version.number)?.performance ?? [];
+    }
+  }
+  const estimatedNote = liveAvailability(estimated);
+  if (!estimatedNote) {
+    for (const version of versions) {
+      const report = estimated.data.model.versions.nodes.find((node) => node.number === version.number)?.estimatedPerformance;
+      version.estimatedReport = report ?? null;
+      version.estimated = report?.overall ? [{ metrics: report.overall.estimated }] : [];
     }
   }
   const splitNote = liveAvailability(split);
@@ -208,9 +217,23 @@ async function showVersions(body, model) {
       row(`LIVE ${name}`, versions.map((version) => number(metricOf(version, "live", name))), "metric");
     }
   }
+  const classifier = versions.some((version) => version.estimatedReport?.unavailableReason !== "NOT_A_CLASSIFIER");
+  if (estimatedNote) row("ESTIMATED metrics", versions.map(() => estimatedNote), "metric");
+  else if (classifier) {
+    row("ESTIMATED samples", versions.map((version) => estimatedSamples(version.estimatedReport)), "metric");
+    for (const name of metricNames(versions, "estimated")) {
+      row(`ESTIMATED ${name}`, versions.map((version) => number(metricOf(version, "estimated", name))), "metric");
+    }
+  }
   table.append(rows);
   body.replaceChildren(element("div", { class: "scroll" }, table));
   done(body);
+}
+
+function estimatedSamples(report) {
+  if (!report) return "—";
+  if (!report.available) return report.unavailableReason === "TOO_FEW_REFERENCE_ROWS" ? "too few labelled to calibrate" : "—";
+  return String(report.sampleSize);
 }
 
 function liveAvailability(answer) {
@@ -292,6 +315,26 @@ async function showSeries(bodies, name, interval = "MINUTE") {
   draw(bodies.latency, groups.length ? lineChart("Latency (ms)", [{ name: "mean", points: points("meanLatencyMs") }, { name: "p95", points: points("p95LatencyMs") }], " ms") : null, "No predictions in this window.");
   const accuracy = points("accuracy");
   draw(bodies.accuracy, accuracy.length ? lineChart("Accuracy of labelled predictions", [{ name: "accuracy", points: accuracy }]) : null, "No recorded outcomes in this window.");
+  await showEstimatedAccuracy(bodies.accuracy, name, since, interval);
+}
+
+/** The default version's estimated accuracy (CBPE) per bucket beside its realised one, under
+ * the accuracy chart; nothing when the server, the model or the labels cannot give one. */
+async function showEstimatedAccuracy(body, name, since, interval) {
+  const answer = await graphql(Q.ESTIMATED_SERIES, { name, since, interval }).catch(() => null);
+  const version = answer?.data?.model?.defaultVersion;
+  const report = version?.estimatedPerformance;
+  if (!report?.available) return;
+  const series = (key) =>
+    report.periods
+      .map((period) => [new Date(period.bucket), period[key].find((metric) => metric.name === "accuracy")?.value ?? null])
+      .filter(([, value]) => value !== null);
+  const estimated = series("estimated");
+  if (!estimated.length) return;
+  const lines = [{ name: "estimated", points: estimated }];
+  const realised = series("realised");
+  if (realised.length) lines.push({ name: "realised", points: realised });
+  body.append(lineChart(`Estimated accuracy of v${version.number} (before labels arrive)`, lines));
 }
 
 async function showDrift(body, name) {

@@ -28,6 +28,20 @@ export const LIVE_METRICS = `query LiveMetrics($name: String!) {
   }
 }`;
 
+export const ESTIMATED_METRICS = `query EstimatedMetrics($name: String!) {
+  model(name: $name) {
+    versions(first: 20) {
+      nodes {
+        number
+        estimatedPerformance {
+          available unavailableReason sampleSize
+          overall { estimated { name value } }
+        }
+      }
+    }
+  }
+}`;
+
 export const TRAFFIC_SPLIT = `query TrafficSplit($name: String!) {
   model(name: $name) { trafficSplit { weight version { number } } }
 }`;
@@ -40,6 +54,18 @@ export const SERIES = `query Series($filter: PredictionFilter, $interval: Interv
   predictionStats(filter: $filter) {
     groups(by: [TIME], interval: $interval, first: 100) {
       bucket count meanLatencyMs p95LatencyMs accuracy
+    }
+  }
+}`;
+
+export const ESTIMATED_SERIES = `query EstimatedSeries($name: String!, $since: DateTime, $interval: Interval) {
+  model(name: $name) {
+    defaultVersion {
+      number
+      estimatedPerformance(since: $since, interval: $interval) {
+        available
+        periods { bucket estimated { name value } realised { name value } }
+      }
     }
   }
 }`;
