@@ -1,6 +1,7 @@
 """Prometheus metrics: requests, predictions, inference, the connection pool, the model cache, the
-inference cache and rate limiting; one process or, under `serve --workers N`, prometheus-client's multiprocess mode
-(PROMETHEUS_MULTIPROC_DIR is set by the CLI, before any worker imports this module)."""
+inference cache and rate limiting; one process or, under `serve --workers N`, prometheus-client's
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR is set by the CLI, before any worker imports this
+module)."""
 
 from __future__ import annotations
 
