@@ -3,8 +3,8 @@
 Starts PostgreSQL (embedded, unless DATABASE_URL names a server: a fresh database is made
 there and dropped) and `modelql serve` (one worker). Write cases put it beside two hand-written
 FastAPI peers on the same model artifact and database: `bare` (model in memory, stores
-nothing) and `naive` (one INSERT and COMMIT per request); the inference-cache cases beside a
-second ModelQL with its inference cache off (`modelql-no-cache`), half of the inputs repeated.
+nothing) and `naive` (one INSERT and COMMIT per request); the inference-cache cases compare two
+more ModelQL, with its inference cache and without (`modelql-no-cache`), half the inputs repeated.
 Read cases first load
 `--predictions` stored predictions (COPY, roll-ups and outcomes kept consistent), then put it
 beside a second ModelQL with its response cache off (`modelql-cold`), PostGraphile (installed
@@ -58,8 +58,11 @@ HERE = Path(__file__).resolve().parent
 IRIS = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 IRIS_FEATURES = ",".join(IRIS)
 IRIS_LABELS = "setosa,versicolor,virginica"
-OURS, COLD, NO_CACHE = "modelql", "modelql-cold", "modelql-no-cache"
-MODELQL_SERVICES = {OURS, COLD, NO_CACHE}
+OURS, COLD = "modelql", "modelql-cold"
+CACHE, NO_CACHE = "modelql-cache", "modelql-no-cache"
+"""The inference-cache cases' two ModelQL, started alike (neither trained the demo catalogue),
+one with MODELQL_INFERENCE_CACHE_ROWS=0."""
+MODELQL_SERVICES = {OURS, COLD, CACHE, NO_CACHE}
 IRIS_RANGES = {
     "sepal_length": (4.3, 7.9),
     "sepal_width": (2.0, 4.4),
@@ -162,6 +165,8 @@ class Case:
     targets: tuple[Target, ...]
     connections: int
     per_row: bool = False
+    subject: str = OURS
+    """The service whose ratio to each other one is shown."""
     read: ReadCase | None = None
     """A read case's questions and answer checks; None for write cases."""
 
@@ -223,9 +228,10 @@ def write_cases(connections: int) -> list[Case]:
                 f"inference cache, {name}, 50% repeated inputs",
                 tuple(
                     Target(service, "/graphql", sample, 1, repeated_inputs_script(version))
-                    for service in (OURS, NO_CACHE)
+                    for service in (CACHE, NO_CACHE)
                 ),
                 connections,
+                subject=CACHE,
             )
             for name, version in (("RandomForest", 2), ("LogisticRegression", 1))
             for sample in [graphql_body(FEATURES_MUTATION % version, {"features": IRIS})]
@@ -348,11 +354,11 @@ def start_write_peers(db: Database, data_dir: Path, needed: set[str]) -> dict[st
         "naive-forest": ("naive.py", 2),
     }
     started = {}
-    if NO_CACHE in needed:
-        env = modelql_env(
-            db, data_dir, MODELQL_AUTO_MIGRATE="false", MODELQL_INFERENCE_CACHE_ROWS="0"
-        )
-        started[NO_CACHE] = start_modelql(env)
+    for service, rows in ((CACHE, None), (NO_CACHE, "0")):
+        if service in needed:
+            extra = {"MODELQL_INFERENCE_CACHE_ROWS": rows} if rows else {}
+            env = modelql_env(db, data_dir, MODELQL_AUTO_MIGRATE="false", **extra)
+            started[service] = start_modelql(env)
     for service, (script, version) in peers.items():
         if service not in needed:
             continue
@@ -438,9 +444,12 @@ def run(options: argparse.Namespace) -> tuple[list[Result], list[str]]:
                 subjects = prepare_reads(db, options.predictions, notes)
                 services.update(start_read_peers(db, data_dir, options, notes))
                 cases += read_case_runs(subjects, set(services), options)
-            results = [measure(case, services, db, options, scratch) for case in cases]
-            if NO_CACHE in services:
-                notes.append(inference_cache_note(services))
+            results = []
+            for case in cases:
+                before = cache_counters(services, case)
+                results.append(measure(case, services, db, options, scratch))
+                if before:
+                    notes.append(inference_cache_note(case, before, cache_counters(services, case)))
             return results, notes
     finally:
         for service in services.values():
@@ -448,37 +457,57 @@ def run(options: argparse.Namespace) -> tuple[list[Result], list[str]]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def inference_cache_note(services: dict[str, Service]) -> str:
-    """Over the run (warm-ups included), from /metrics: ModelQL's inference-cache lookups, and
-    the estimator calls and rows scored per stored prediction with and without the cache."""
-    found = {
-        service: httpx.get(f"http://127.0.0.1:{services[service].port}/metrics", timeout=60).text
-        for service in (OURS, NO_CACHE)
-    }
+COUNTERS = {
+    "hit": 'modelql_inference_cache_lookups_total{outcome="hit"}',
+    "miss": 'modelql_inference_cache_lookups_total{outcome="miss"}',
+    "calls": "modelql_inference_batch_size_count",
+    "rows": "modelql_inference_batch_size_sum",
+    "stored": "modelql_predictions_stored_total",
+}
 
-    def value(service: str, name: str) -> float:
-        match = re.search(rf"^{re.escape(name)} (\S+)$", found[service], re.MULTILINE)
-        return float(match.group(1)) if match else 0.0
 
-    hits = value(OURS, 'modelql_inference_cache_lookups_total{outcome="hit"}')
-    misses = value(OURS, 'modelql_inference_cache_lookups_total{outcome="miss"}')
-    per_prediction = []
-    for service in (OURS, NO_CACHE):
-        stored = sum(
-            float(amount)
-            for amount in re.findall(
-                r"^modelql_predictions_stored_total\{[^}]*\} (\S+)$", found[service], re.MULTILINE
+def cache_counters(services: dict[str, Service], case: Case) -> dict[str, dict[str, float]]:
+    """For an inference-cache case, each of its services' counters from /metrics (stored
+    predictions summed over models and versions); {} for other cases."""
+    if NO_CACHE not in {target.service for target in case.targets}:
+        return {}
+    found = {}
+    for service in (CACHE, NO_CACHE):
+        text = httpx.get(f"http://127.0.0.1:{services[service].port}/metrics", timeout=60).text
+        found[service] = {
+            key: sum(
+                float(value)
+                for value in re.findall(
+                    rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$"
+                    if key == "stored"
+                    else rf"^{re.escape(name)} (\S+)$",
+                    text,
+                    re.MULTILINE,
+                )
             )
-        )
-        calls = value(service, "modelql_inference_batch_size_count")
-        rows = value(service, "modelql_inference_batch_size_sum")
-        per_prediction.append(
-            f"{service}: {calls / max(stored, 1):.3f} estimator calls and "
-            f"{rows / max(stored, 1):.2f} rows scored per stored prediction"
-        )
+            for key, name in COUNTERS.items()
+        }
+    return found
+
+
+def inference_cache_note(
+    case: Case, before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> str:
+    """Over the case (warm-up included): the cache's hits and misses, and each service's
+    estimator calls and rows scored per stored prediction."""
+    moved = {
+        service: {key: after[service][key] - before[service][key] for key in COUNTERS}
+        for service in before
+    }
+    hits, misses = moved[CACHE]["hit"], moved[CACHE]["miss"]
+    parts = [
+        f"{service}: {counts['calls'] / max(counts['stored'], 1):.3f} estimator calls and "
+        f"{counts['rows'] / max(counts['stored'], 1):.2f} rows scored per prediction"
+        for service, counts in moved.items()
+    ]
     return (
-        f"modelql's inference cache over the run: {hits:,.0f} hits, {misses:,.0f} misses "
-        f"({hits / max(hits + misses, 1):.0%} hits); " + "; ".join(per_prediction)
+        f"{case.name} ({case.connections} connections): {hits:,.0f} cache hits, "
+        f"{misses:,.0f} misses; " + "; ".join(parts)
     )
 
 
@@ -620,7 +649,8 @@ def _write_table(results: list[Result]) -> str:
         for target in result.case.targets:
             median = medians[target.service]
             rows = median.requests_per_s * target.rows_per_request
-            ratio = "" if target.service == OURS else _ratio(medians[OURS], median)
+            subject = result.case.subject
+            ratio = "" if target.service == subject else _ratio(medians[subject], median)
             lines.append(
                 f"| {result.case.name} | {target.service} | {result.case.connections} "
                 f"| {_rate(median.requests_per_s)} | {f'{rows:,.0f}' if rows else ''} "

@@ -72,7 +72,10 @@ def test_every_row_wise_estimator_scores_a_row_alike_in_any_batch(estimator: Any
     assert scores_rows_independently(estimator)
     fitted, matrix = _fitted(clone(estimator))
     predictor = _predictor(fitted, matrix.shape[1])
-    whole = _rows(predictor.score([{}] * len(matrix), matrix))
+    scores = predictor.score([{}] * len(matrix), matrix)
+    whole = _rows(scores)
+    rows = [scores.row(index) for index in range(len(scores))]
+    assert Scores.of_rows(rows, predictor.labels) == scores  # put back together as scored
 
     alone = [_rows(predictor.score([{}], matrix[n : n + 1]))[0] for n in range(len(matrix))]
     assert alone == whole
