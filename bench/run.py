@@ -3,7 +3,9 @@
 Starts PostgreSQL (embedded, unless DATABASE_URL names a server: a fresh database is made
 there and dropped) and `modelql serve` (one worker). Write cases put it beside two hand-written
 FastAPI peers on the same model artifact and database: `bare` (model in memory, stores
-nothing) and `naive` (one INSERT and COMMIT per request). Read cases first load
+nothing) and `naive` (one INSERT and COMMIT per request); the inference-cache cases compare two
+more ModelQL, with its inference cache and without (`modelql-no-cache`), half the inputs repeated.
+Read cases first load
 `--predictions` stored predictions (COPY, roll-ups and outcomes kept consistent), then put it
 beside a second ModelQL with its response cache off (`modelql-cold`), PostGraphile (installed
 from npm into bench/peers/postgraphile) and a hand-written FastAPI + asyncpg peer
@@ -57,6 +59,19 @@ IRIS = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_wid
 IRIS_FEATURES = ",".join(IRIS)
 IRIS_LABELS = "setosa,versicolor,virginica"
 OURS, COLD = "modelql", "modelql-cold"
+CACHE, NO_CACHE = "modelql-cache", "modelql-no-cache"
+"""The inference-cache cases' two ModelQL, started alike (neither trained the demo catalogue),
+one with MODELQL_INFERENCE_CACHE_ROWS=0."""
+MODELQL_SERVICES = {OURS, COLD, CACHE, NO_CACHE}
+IRIS_RANGES = {
+    "sepal_length": (4.3, 7.9),
+    "sepal_width": (2.0, 4.4),
+    "petal_length": (1.0, 6.9),
+    "petal_width": (0.1, 2.5),
+}
+REPEATED_SHARE, REPEATED_POOL = 0.5, 64
+"""The inference-cache cases: each request repeats one of 64 inputs with probability 0.5, else
+sends an input never seen (six random decimals per feature)."""
 WRK_TIMEOUT_S = 30
 """Longer than any answer here takes (wrk's default, 2 s, drops slower answers uncounted)."""
 PLACEHOLDER = Subjects(uuid.UUID(int=0), datetime(2000, 1, 1, tzinfo=UTC))
@@ -71,6 +86,53 @@ def _mutation(version: int) -> str:
         f"features: {{{features}}}}}) {{ prediction {{ id label confidence }} "
         "userErrors { code } } }"
     )
+
+
+FEATURES_MUTATION = (
+    'mutation($features: JSON!) { createPrediction(input: {model: "iris-classifier", '
+    "version: %d, features: $features}) { prediction { id label confidence } "
+    "userErrors { code } } }"
+)
+
+
+def repeated_inputs_script(version: int) -> str:
+    """wrk Lua: createPrediction by a version, half of the inputs drawn from a pool of 64 (the
+    same pool in every wrk thread), the others new; the document is the same every time (a
+    variable carries the features), so only the inputs differ."""
+    query = json.dumps(FEATURES_MUTATION % version)
+    ranges = ", ".join(f"{{{low}, {high}}}" for low, high in IRIS_RANGES.values())
+    names = ", ".join(f'"{name}"' for name in IRIS_RANGES)
+    return f"""
+local prefix = '{{"query": ' .. {json.dumps(query)} .. ', "variables": {{"features": '
+local names = {{{names}}}
+local ranges = {{{ranges}}}
+local function features()
+  local parts = {{}}
+  for i = 1, #names do
+    local low, high = ranges[i][1], ranges[i][2]
+    parts[i] = string.format('"%s": %.6f', names[i], low + (high - low) * math.random())
+  end
+  return "{{" .. table.concat(parts, ", ") .. "}}"
+end
+math.randomseed(20261205)
+local pool = {{}}
+for i = 1, {REPEATED_POOL} do pool[i] = features() end
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function init(args)
+  math.randomseed(os.time() * 100 + id)
+end
+function request()
+  local chosen
+  if math.random() < {REPEATED_SHARE} then chosen = pool[math.random({REPEATED_POOL})]
+  else chosen = features() end
+  local body = prefix .. chosen .. "}}}}"
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, body)
+end
+"""
 
 
 BATCH = (
@@ -93,6 +155,8 @@ class Target:
     """Empty: a GET."""
     rows_per_request: int = 0
     """Predictions each successful request stores (checked against the table afterwards)."""
+    script: str = ""
+    """wrk Lua making each request (its body varies); empty: `body` every time."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +165,8 @@ class Case:
     targets: tuple[Target, ...]
     connections: int
     per_row: bool = False
+    subject: str = OURS
+    """The service whose ratio to each other one is shown."""
     read: ReadCase | None = None
     """A read case's questions and answer checks; None for write cases."""
 
@@ -157,6 +223,19 @@ def write_cases(connections: int) -> list[Case]:
             4,
             per_row=True,
         ),
+        *(
+            Case(
+                f"inference cache, {name}, 50% repeated inputs",
+                tuple(
+                    Target(service, "/graphql", sample, 1, repeated_inputs_script(version))
+                    for service in (CACHE, NO_CACHE)
+                ),
+                connections,
+                subject=CACHE,
+            )
+            for name, version in (("RandomForest", 2), ("LogisticRegression", 1))
+            for sample in [graphql_body(FEATURES_MUTATION % version, {"features": IRIS})]
+        ),
         Case(
             "trivial request",
             (
@@ -207,9 +286,12 @@ def wrk(url: str, target: Target, connections: int, seconds: int, scratch: Path)
     script = scratch / "request.lua"
     method = "POST" if target.body else "GET"
     script.write_text(
-        f'wrk.method = "{method}"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = {json.dumps(target.body)}\n"
+        target.script
+        or (
+            f'wrk.method = "{method}"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = {json.dumps(target.body)}\n"
+        )
     )
     threads = min(2, connections)
     output = subprocess.run(
@@ -251,8 +333,9 @@ def stored_rows(db: Database, table: str) -> int:
     return asyncio.run(fetch(db.libpq, f"SELECT count(*) FROM {table}"))[0][0]
 
 
-def start_write_peers(db: Database, data_dir: Path) -> dict[str, Service]:
-    """bare and naive on iris v1 (LogisticRegression) and v2 (RandomForest)."""
+def start_write_peers(db: Database, data_dir: Path, needed: set[str]) -> dict[str, Service]:
+    """Those of bare and naive on iris v1 (LogisticRegression) and v2 (RandomForest) that the
+    selected cases need, and ModelQL without its inference cache."""
     artifacts = {
         number: str(data_dir / "artifacts" / path)
         for number, path in asyncio.run(
@@ -271,7 +354,14 @@ def start_write_peers(db: Database, data_dir: Path) -> dict[str, Service]:
         "naive-forest": ("naive.py", 2),
     }
     started = {}
+    for service, rows in ((CACHE, None), (NO_CACHE, "0")):
+        if service in needed:
+            extra = {"MODELQL_INFERENCE_CACHE_ROWS": rows} if rows else {}
+            env = modelql_env(db, data_dir, MODELQL_AUTO_MIGRATE="false", **extra)
+            started[service] = start_modelql(env)
     for service, (script, version) in peers.items():
+        if service not in needed:
+            continue
         arguments = ["--artifact", artifacts[version], "--features", IRIS_FEATURES]
         arguments += ["--labels", IRIS_LABELS]
         if script == "naive.py":
@@ -343,21 +433,82 @@ def run(options: argparse.Namespace) -> tuple[list[Result], list[str]]:
             services[OURS] = start_modelql(modelql_env(db, data_dir, MODELQL_AUTO_MIGRATE="true"))
             cases: list[Case] = []
             if writes:
-                services.update(start_write_peers(db, data_dir))
                 cases += [
                     case
                     for case in write_cases(options.connections)
                     if selected(case.name, False, options.case)
                 ]
+                needed = {target.service for case in cases for target in case.targets}
+                services.update(start_write_peers(db, data_dir, needed))
             if reads:
                 subjects = prepare_reads(db, options.predictions, notes)
                 services.update(start_read_peers(db, data_dir, options, notes))
                 cases += read_case_runs(subjects, set(services), options)
-            return [measure(case, services, db, options, scratch) for case in cases], notes
+            results = []
+            for case in cases:
+                before = cache_counters(services, case)
+                results.append(measure(case, services, db, options, scratch))
+                if before:
+                    notes.append(inference_cache_note(case, before, cache_counters(services, case)))
+            return results, notes
     finally:
         for service in services.values():
             stop(service.process)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+COUNTERS = {
+    "hit": 'modelql_inference_cache_lookups_total{outcome="hit"}',
+    "miss": 'modelql_inference_cache_lookups_total{outcome="miss"}',
+    "calls": "modelql_inference_batch_size_count",
+    "rows": "modelql_inference_batch_size_sum",
+    "stored": "modelql_predictions_stored_total",
+}
+
+
+def cache_counters(services: dict[str, Service], case: Case) -> dict[str, dict[str, float]]:
+    """For an inference-cache case, each of its services' counters from /metrics (stored
+    predictions summed over models and versions); {} for other cases."""
+    if NO_CACHE not in {target.service for target in case.targets}:
+        return {}
+    found = {}
+    for service in (CACHE, NO_CACHE):
+        text = httpx.get(f"http://127.0.0.1:{services[service].port}/metrics", timeout=60).text
+        found[service] = {
+            key: sum(
+                float(value)
+                for value in re.findall(
+                    rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$"
+                    if key == "stored"
+                    else rf"^{re.escape(name)} (\S+)$",
+                    text,
+                    re.MULTILINE,
+                )
+            )
+            for key, name in COUNTERS.items()
+        }
+    return found
+
+
+def inference_cache_note(
+    case: Case, before: dict[str, dict[str, float]], after: dict[str, dict[str, float]]
+) -> str:
+    """Over the case (warm-up included): the cache's hits and misses, and each service's
+    estimator calls and rows scored per stored prediction."""
+    moved = {
+        service: {key: after[service][key] - before[service][key] for key in COUNTERS}
+        for service in before
+    }
+    hits, misses = moved[CACHE]["hit"], moved[CACHE]["miss"]
+    parts = [
+        f"{service}: {counts['calls'] / max(counts['stored'], 1):.3f} estimator calls and "
+        f"{counts['rows'] / max(counts['stored'], 1):.2f} rows scored per prediction"
+        for service, counts in moved.items()
+    ]
+    return (
+        f"{case.name} ({case.connections} connections): {hits:,.0f} cache hits, "
+        f"{misses:,.0f} misses; " + "; ".join(parts)
+    )
 
 
 def answer(service: Service, target: Target) -> dict[str, Any]:
@@ -419,7 +570,7 @@ def _round(
     scratch: Path,
 ) -> Sample:
     """One service's round: wrk's numbers and the CPU it and its backends spent."""
-    table = "predictions" if target.service == OURS else "peer_predictions"
+    table = "predictions" if target.service in MODELQL_SERVICES else "peer_predictions"
     before_rows = stored_rows(db, table) if target.rows_per_request else 0
     url = f"http://127.0.0.1:{service.port}"
     seconds = max(options.seconds, case.read.min_seconds if case.read else 0)
@@ -498,7 +649,8 @@ def _write_table(results: list[Result]) -> str:
         for target in result.case.targets:
             median = medians[target.service]
             rows = median.requests_per_s * target.rows_per_request
-            ratio = "" if target.service == OURS else _ratio(medians[OURS], median)
+            subject = result.case.subject
+            ratio = "" if target.service == subject else _ratio(medians[subject], median)
             lines.append(
                 f"| {result.case.name} | {target.service} | {result.case.connections} "
                 f"| {_rate(median.requests_per_s)} | {f'{rows:,.0f}' if rows else ''} "

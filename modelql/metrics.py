@@ -1,6 +1,7 @@
-"""Prometheus metrics: requests, predictions, inference, the connection pool, the model cache and
-rate limiting; one process or, under `serve --workers N`, prometheus-client's multiprocess mode
-(PROMETHEUS_MULTIPROC_DIR is set by the CLI, before any worker imports this module)."""
+"""Prometheus metrics: requests, predictions, inference, the connection pool, the model cache, the
+inference cache and rate limiting; one process or, under `serve --workers N`, prometheus-client's
+multiprocess mode (PROMETHEUS_MULTIPROC_DIR is set by the CLI, before any worker imports this
+module)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,17 @@ MODEL_CACHE_SIZE = Gauge(
     "Model versions loaded in memory (the largest cache among workers).",
     multiprocess_mode="max",
 )
+INFERENCE_CACHE_LOOKUPS = Counter(
+    "modelql_inference_cache_lookups",
+    "Rows looked up in the inference cache (versions worth caching only), by outcome: hit "
+    "(the estimator skipped them) or miss (scored, then kept).",
+    ["outcome"],
+)
+INFERENCE_CACHE_ROWS = Gauge(
+    "modelql_inference_cache_rows",
+    "Scored rows kept by the inference cache (summed over live workers).",
+    multiprocess_mode="livesum",
+)
 
 RESPONSE_CACHE_LOOKUPS = Counter(
     "modelql_response_cache_lookups",
@@ -99,6 +111,23 @@ class PrometheusCacheMetrics:
     def resized(self, entries: int, size_bytes: int) -> None:
         RESPONSE_CACHE_ENTRIES.set(entries)
         RESPONSE_CACHE_BYTES.set(size_bytes)
+
+
+class PrometheusInferenceCacheMetrics:
+    """What the inference cache reports: its hits and misses, and its size after each change."""
+
+    def __init__(self) -> None:
+        self._hits = INFERENCE_CACHE_LOOKUPS.labels(outcome="hit")
+        self._misses = INFERENCE_CACHE_LOOKUPS.labels(outcome="miss")
+
+    def looked_up(self, hits: int, misses: int) -> None:
+        if hits:
+            self._hits.inc(hits)
+        if misses:
+            self._misses.inc(misses)
+
+    def resized(self, rows: int) -> None:
+        INFERENCE_CACHE_ROWS.set(rows)
 
 
 class PrometheusPredictionMetrics:

@@ -16,7 +16,7 @@ from modelql import schema_migrations
 from modelql.graph.context import GraphDependencies
 from modelql.graph.limits import Limits
 from modelql.live import live_feeds
-from modelql.metrics import PrometheusPredictionMetrics
+from modelql.metrics import PrometheusInferenceCacheMetrics, PrometheusPredictionMetrics
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
 from modelql.persistence.notifications import (
@@ -37,6 +37,7 @@ from modelql.services.estimated_performance import EstimationPolicy
 from modelql.services.freshness import Freshness
 from modelql.services.generations import Dataset, Generations
 from modelql.services.inference import ModelCache
+from modelql.services.inference_cache import InferenceCache
 from modelql.services.outcomes import OutcomeRecorder
 from modelql.services.prediction_pipeline import PredictionPipelines
 from modelql.services.predictions import PredictionService
@@ -117,6 +118,7 @@ class Runtime:
             observer=prediction_metrics,
             on_commit=lambda: generations.changed(Dataset.STORE),
             create_partitions=maintenance.ensure_partitions,
+            inference_cache=inference_cache(settings),
         )
         dependencies = GraphDependencies(
             sessionmaker=sessionmaker,
@@ -206,6 +208,14 @@ class Runtime:
             except ModelUnavailableError:  # the model cache has logged why, loudly
                 unloadable.append(str(version.id))
         return unloadable
+
+
+def inference_cache(settings: Settings) -> InferenceCache | None:
+    """The inference cache the settings ask for; None when its bound is 0."""
+    if not settings.inference_cache_rows:
+        return None
+    observer = PrometheusInferenceCacheMetrics() if settings.metrics else None
+    return InferenceCache(settings.inference_cache_rows, observer)
 
 
 def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance:

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     pipeline_max_wait_ms: float = Field(
         default=0.0, ge=0, description="Wait for more requests before a group leaves; 0: none."
     )
+    inference_cache_rows: int = Field(
+        default=10_000,
+        ge=0,
+        description="Scored rows kept per process (all versions together) so that a repeated "
+        "input skips the estimator, for versions worth it; 0: no inference cache.",
+    )
     gc_freeze: bool = Field(
         default=True,
         description="Leave start-up objects out of garbage collections once serving "

@@ -18,6 +18,9 @@ _NUMERIC = _NUMBERS | {FeatureType.BOOLEAN}
 
 T = TypeVar("T")
 
+RowScore = tuple[str | None, float | None, list[float] | None, float | None, bool]
+"""One row's outputs as `Scores` holds them: label, value, probabilities, confidence, finite."""
+
 
 @dataclass(frozen=True)
 class ModelOutput:
@@ -60,6 +63,29 @@ class Scores:
             finite=self.finite[start:end],
         )
 
+    def row(self, index: int) -> RowScore:
+        """Row `index`'s outputs, exactly as scored (the cells of each column)."""
+        return (
+            None if self.labels is None else self.labels[index],
+            None if self.values is None else self.values[index],
+            None if self.probabilities is None else self.probabilities[index],
+            None if self.confidences is None else self.confidences[index],
+            self.finite[index],
+        )
+
+    @classmethod
+    def of_rows(cls, rows: Sequence[RowScore], classes: tuple[str, ...] | None) -> Scores:
+        """Scores put together from rows of one version (every row has the same columns)."""
+        labels = _cells(rows, 0)
+        return cls(
+            labels=labels,
+            values=_cells(rows, 1),
+            probabilities=_cells(rows, 2),
+            confidences=_cells(rows, 3),
+            classes=None if labels is None else classes,
+            finite=[row[4] for row in rows],
+        )
+
     def output(self, row: int) -> ModelOutput:
         probabilities = self.probabilities[row] if self.probabilities is not None else None
         return ModelOutput(
@@ -73,6 +99,11 @@ class Scores:
 
     def outputs(self) -> list[ModelOutput]:
         return [self.output(row) for row in range(len(self))]
+
+
+def _cells(rows: Sequence[RowScore], index: int) -> list[Any] | None:
+    """Column `index` of the rows; None when the version's outputs have no such column."""
+    return None if rows[0][index] is None else [row[index] for row in rows]
 
 
 class Predictor:
@@ -115,7 +146,7 @@ class Predictor:
             empty: list[str] | None = None if self.labels is None else []
             return Scores(empty, [] if self.labels is None else None, None, None, None, [])
         if matrix is None:
-            matrix = self._matrix(rows)
+            matrix = self.matrix(rows)
         if self.labels is None:
             values = np.asarray(self.estimator.predict(matrix), dtype=np.float64)
             if values.size != len(matrix):
@@ -153,8 +184,9 @@ class Predictor:
             raise ValueError(f"expected {len(classes)} labels, got {len(labels)}")
         return tuple(labels)
 
-    def _matrix(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
-        """A 2-D array with one column per feature, in signature order."""
+    def matrix(self, rows: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """A 2-D array with one column per feature, in signature order: what the estimator
+        is given (float64 when every feature is numeric, else objects)."""
         numbers = all(spec.type in _NUMBERS for spec in self.signature)
         if numbers and (matrix := number_matrix(rows, self._names)) is not None:
             return matrix

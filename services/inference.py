@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelql.models.artifacts import ArtifactError, ArtifactStore
+from modelql.models.cacheability import InferenceProfile, inference_profile
 from modelql.models.predictor import Predictor, Scores
 from modelql.services.catalogue import Version
 from modelql.services.errors import ModelUnavailableError
@@ -29,11 +30,13 @@ class ScoredBatch:
 
 class ModelCache:
     """Predictors by version id: each artifact is read, verified and unpickled once, when first
-    needed, and kept (versions are immutable); a failed load is retried on the next request."""
+    needed, and kept (versions are immutable), with its inference profile (measured once, on
+    load); a failed load is retried on the next request."""
 
     def __init__(self, store: ArtifactStore, *, workers: int = 2) -> None:
         self._store = store
         self._predictors: dict[uuid.UUID, Predictor] = {}
+        self._profiles: dict[uuid.UUID, InferenceProfile] = {}
         self._loading: dict[uuid.UUID, asyncio.Lock] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="inference")
 
@@ -50,9 +53,17 @@ class ModelCache:
             if (ready := self._predictors.get(version.id)) is not None:
                 return ready
             loop = asyncio.get_running_loop()
-            predictor = await loop.run_in_executor(self._executor, self._load, version)
+            predictor, profile = await loop.run_in_executor(self._executor, self._load, version)
+            self._profiles[version.id] = profile
             self._predictors[version.id] = predictor
             return predictor
+
+    async def profile(self, version: Version) -> InferenceProfile:
+        """The version's inference profile (models/cacheability.py), loading it if needed."""
+        if (known := self._profiles.get(version.id)) is not None:
+            return known
+        await self.predictor(version)
+        return self._profiles[version.id]
 
     async def score(
         self,
@@ -69,7 +80,7 @@ class ModelCache:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _load(self, version: Version) -> Predictor:
+    def _load(self, version: Version) -> tuple[Predictor, InferenceProfile]:
         try:
             estimator = self._store.load(version.artifact_path, version.artifact_sha256)
         except ArtifactError as error:
@@ -83,8 +94,16 @@ class ModelCache:
                 f"Model version {version.number} cannot be loaded: its artifact failed the "
                 "integrity check or is missing. Operators have been alerted in the log."
             ) from error
-        logger.info("loaded model version %s from %s", version.id, version.artifact_path)
-        return Predictor(estimator, version.signature, version.labels)
+        predictor = Predictor(estimator, version.signature, version.labels)
+        profile = inference_profile(predictor)
+        logger.info(
+            "loaded model version %s from %s (%s, %s)",
+            version.id,
+            version.artifact_path,
+            "scores rows one by one" if profile.row_wise else "scores rows together",
+            "not timed" if profile.call_s is None else f"{profile.call_s * 1000:.2f} ms a call",
+        )
+        return predictor, profile
 
 
 def refusal_reason(error: ValueError) -> str:

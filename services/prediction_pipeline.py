@@ -2,7 +2,9 @@
 estimator call and stores it in one transaction, then answers each request after COMMIT.
 
 Natural batching, like PostgreSQL's group commit: a group leaves as soon as the previous one
-is done, so there is no wait at low load and large groups under high load."""
+is done, so there is no wait at low load and large groups under high load. With the inference
+cache, a version worth caching (services/inference_cache.py) scores only the rows it has not
+scored before, and no estimator call at all when the whole group was."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import logging
 import math
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -19,7 +21,7 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncEngine
 from uuid_utils.compat import uuid7
 
-from modelql.models.predictor import ModelOutput, Scores
+from modelql.models.predictor import ModelOutput, RowScore, Scores
 from modelql.persistence import prediction_writer
 from modelql.persistence.partitions import is_missing_partition
 from modelql.persistence.prediction_writer import KeyClaim, RequestRows
@@ -34,6 +36,7 @@ from modelql.services.errors import (
     is_rejected_value,
 )
 from modelql.services.inference import ModelCache, refusal_reason
+from modelql.services.inference_cache import InferenceCache, row_keys, worth_caching
 from modelql.services.predictions import (
     NoObserver,
     PredictionJob,
@@ -70,11 +73,14 @@ class PredictionPipelines:
         observer: PredictionObserver | None = None,
         on_commit: Callable[[], None] = lambda: None,
         create_partitions: Callable[[], Awaitable[object]] | None = None,
+        inference_cache: InferenceCache | None = None,
     ) -> None:
         """`on_commit` runs after each group's COMMIT, before its requests are answered;
         `create_partitions` when no partition of predictions covers now (then the group is
-        stored once more)."""
+        stored once more); `inference_cache`, when given, serves the rows a version worth
+        caching has scored before."""
         self._engine = engine
+        self._inference_cache = inference_cache
         self._on_commit = on_commit
         self._create_partitions = create_partitions
         self._model_cache = model_cache
@@ -103,6 +109,8 @@ class _VersionPipeline:
         self._version = version
         self._queue: deque[_Pending] = deque()
         self._dispatchers: set[asyncio.Task[None]] = set()
+        self._cached: bool | None = None
+        """Whether this version goes through the inference cache; decided on first use."""
 
     async def run(self, job: PredictionJob) -> PredictionOutcome:
         future: asyncio.Future[PredictionOutcome] = asyncio.get_running_loop().create_future()
@@ -159,6 +167,20 @@ class _VersionPipeline:
             await self._store(ready)
 
     async def _score(self, group: list[_Pending]) -> list[_Pending]:
+        """The group's scores, through the inference cache when this version is worth it."""
+        cache = self._owner._inference_cache
+        if cache is not None and self._cached is None:
+            try:
+                profile = await self._owner._model_cache.profile(self._version)
+            except ModelUnavailableError as error:
+                _fail_all(group, error)
+                return []
+            self._cached = worth_caching(profile)
+        if cache is not None and self._cached:
+            return await self._score_through(cache, group)
+        return await self._score_together(group)
+
+    async def _score_together(self, group: list[_Pending]) -> list[_Pending]:
         """Score the whole group in one estimator call; when the estimator refuses it, score
         each request apart so that only the requests it refuses fail."""
         rows = [row for pending in group for row in pending.job.rows]
@@ -170,10 +192,7 @@ class _VersionPipeline:
             _fail_all(group, error)
             return []
         except ValueError as error:
-            if len(group) > 1:
-                return [item for pending in group for item in await self._score([pending])]
-            _fail(group[0], _unscorable(group[0].job, error))
-            return []
+            return await self._score_apart(group, error)
         self._owner._observer.inference(batch.latency_ms / 1000, len(rows))
         per_row_ms = batch.latency_ms / len(rows)
         start = 0
@@ -182,6 +201,71 @@ class _VersionPipeline:
             pending.scores = batch.scores.slice(start, end)
             pending.latency_ms = per_row_ms
             start = end
+        return group
+
+    async def _score_apart(self, group: list[_Pending], error: ValueError) -> list[_Pending]:
+        """After the estimator refused a group: each request scored on its own (a request
+        alone fails with the refusal)."""
+        if len(group) > 1:
+            return [item for pending in group for item in await self._score([pending])]
+        _fail(group[0], _unscorable(group[0].job, error))
+        return []
+
+    async def _score_through(self, cache: InferenceCache, group: list[_Pending]) -> list[_Pending]:
+        """Rows this version scored before come from the cache; the others (each distinct row
+        once) are scored in one estimator call and kept. A row's output is the same in any
+        batch for a version worth caching, so it is what the estimator gives for it here."""
+        model_cache = self._owner._model_cache
+        try:
+            predictor = await model_cache.predictor(self._version)
+            matrices = [
+                pending.job.matrix
+                if pending.job.matrix is not None
+                else predictor.matrix(pending.job.rows)
+                for pending in group
+            ]
+        except ModelUnavailableError as error:
+            _fail_all(group, error)
+            return []
+        except ValueError:  # a row the matrix refuses: the estimator call reports it
+            return await self._score_together(group)
+        keys = [row_keys(matrix) for matrix in matrices]
+        found = cache.get(self._version.id, [key for job_keys in keys for key in job_keys])
+        missing: dict[Hashable, tuple[int, int]] = {}
+        position = 0
+        for number, job_keys in enumerate(keys):
+            for row, key in enumerate(job_keys):
+                if found[position] is None:
+                    missing.setdefault(key, (number, row))
+                position += 1
+        fresh: dict[Hashable, RowScore] = {}
+        per_row_ms = 0.0
+        if missing:
+            places = list(missing.values())
+            rows = [group[number].job.rows[row] for number, row in places]
+            matrix = np.stack([matrices[number][row] for number, row in places])
+            try:
+                batch = await model_cache.score(self._version, rows, matrix)
+            except ModelUnavailableError as error:
+                _fail_all(group, error)
+                return []
+            except ValueError as error:
+                return await self._score_apart(group, error)
+            self._owner._observer.inference(batch.latency_ms / 1000, len(rows))
+            scored = [batch.scores.row(index) for index in range(len(rows))]
+            cache.put(self._version.id, list(missing), scored)
+            fresh = dict(zip(missing, scored, strict=True))
+            per_row_ms = batch.latency_ms / found.count(None)
+        position = 0
+        for pending, job_keys in zip(group, keys, strict=True):
+            outputs: list[RowScore] = []
+            for key in job_keys:
+                output = found[position]
+                outputs.append(fresh[key] if output is None else output)
+                position += 1
+            pending.scores = Scores.of_rows(outputs, predictor.labels)
+            misses = found[position - len(job_keys) : position].count(None)
+            pending.latency_ms = per_row_ms * misses / len(job_keys)
         return group
 
     async def _store(self, group: list[_Pending], *, partitioned: bool = False) -> None:

@@ -531,7 +531,8 @@ class PredictionType(Node):
     )
     confidence: float | None = strawberry.field(description="The highest probability.")
     latency_ms: float = strawberry.field(
-        description="Inference time for this prediction (a batch's time divided by its size)."
+        description="Inference time for this prediction (a batch's time divided by its size; "
+        "a row the inference cache answered counts 0, averaged over its request)."
     )
     created_at: datetime = strawberry.field(
         description="Database time of the storing transaction; one request's predictions share it."

@@ -98,7 +98,8 @@ P95_DESCRIPTION = (
     "95th percentile of latencyMs (linear interpolation). Exact when the filter needs the raw "
     "table (requestId, confidence or outcome filters, times not on whole hours, MINUTE "
     "buckets); otherwise read off the roll-ups' log-scale histograms: within 5% of the "
-    "exact value."
+    "exact value (latencies under 0.001 ms, like the 0 of a row the inference cache answered, "
+    "count as 0.001 ms)."
 )
 
 

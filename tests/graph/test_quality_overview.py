@@ -67,6 +67,10 @@ async def test_one_query_shows_test_and_live_quality_drift_and_daily_statistics(
         )
         for g in stats["groups"]
     ] == [(1, today, 5, 3, 1.0), (2, today, 4, 3, 0.0)]  # a bucket: largest count first
-    assert all(g["meanLatencyMs"] > 0 and g["p95LatencyMs"] > 0 for g in stats["groups"])
+    # version 2 (the forest) may have scored these rows earlier in the session: the inference
+    # cache answers them, with a latency of 0; version 1 (the logistic regression) never uses it
+    first, second = stats["groups"]
+    assert first["meanLatencyMs"] > 0 and first["p95LatencyMs"] > 0
+    assert second["meanLatencyMs"] >= 0 and second["p95LatencyMs"] > 0
     assert {(g["model"], g["label"]) for g in stats["groups"]} == {(None, None)}
     assert stats["byLabel"] == [{"label": "virginica", "count": 6}, {"label": "setosa", "count": 3}]

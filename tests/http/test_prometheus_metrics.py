@@ -62,7 +62,9 @@ async def test_prediction_metrics_are_counted_per_model_and_version(settings: Se
 async def test_predictions_made_through_the_api_are_counted_by_the_pipeline(
     client: httpx.AsyncClient,
 ):
-    features = "{sepal_length: 5.1, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2}"
+    # an input never sent before in this session: the inference cache has not scored it
+    sepal = 5 + uuid.uuid4().int % 10**6 / 10**7
+    features = f"{{sepal_length: {sepal}, sepal_width: 3.5, petal_length: 1.4, petal_width: 0.2}}"
     good = (
         f'createPrediction(input: {{model: "iris-classifier", version: 2, features: {features}}})'
     )
@@ -79,7 +81,9 @@ async def test_predictions_made_through_the_api_are_counted_by_the_pipeline(
 
     assert delta("modelql_predictions_stored_total", model="iris-classifier", version="2") == 2
     assert delta("modelql_predictions_rejected_total", model="iris-classifier", version="2") == 1
-    assert delta("modelql_inference_duration_seconds_count") >= 1
+    assert delta("modelql_inference_duration_seconds_count") == 1  # the repeat was cached
+    lookups = "modelql_inference_cache_lookups_total"
+    assert (delta(lookups, outcome="miss"), delta(lookups, outcome="hit")) == (1, 1)
 
 
 async def test_requests_are_counted_by_operation_type_name_and_outcome(
