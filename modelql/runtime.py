@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +29,9 @@ from modelql.persistence.notifications import (
     Listener,
 )
 from modelql.persistence.partitions import PartitionInterval
+from modelql.services.alert_delivery import AlertDeliverer
+from modelql.services.alert_evaluation import AlertEvaluator
+from modelql.services.alerting import Alerting
 from modelql.services.api_keys import KeyCache
 from modelql.services.catalogue import Catalogue
 from modelql.services.catalogue_changes import CatalogueChanges
@@ -82,6 +87,7 @@ class Runtime:
     pipelines: PredictionPipelines
     graph_dependencies: GraphDependencies
     maintenance: StoreMaintenance
+    alerting: Alerting
     prediction_metrics: PrometheusPredictionMetrics | None = None
 
     @classmethod
@@ -165,6 +171,7 @@ class Runtime:
             pipelines=pipelines,
             graph_dependencies=dependencies,
             maintenance=maintenance,
+            alerting=alerting(settings, sessionmaker),
             prediction_metrics=prediction_metrics,
         )
 
@@ -173,6 +180,7 @@ class Runtime:
             self.engine, self.database_url, migrate=self.settings.should_auto_migrate
         )
         await self.maintenance.start()
+        await self.alerting.start()
         await self.listener.start()
         await self.load_default_versions()
 
@@ -180,6 +188,7 @@ class Runtime:
         """Answer what is queued, then let go of connections, threads and files."""
         try:
             await self.maintenance.stop()
+            await self.alerting.stop()
             await self.pipelines.drain()
         finally:
             await self.listener.stop()
@@ -210,6 +219,17 @@ def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance
         interval=PartitionInterval(settings.partition_interval),
         retention=None if days is None else timedelta(days=days),
     )
+
+
+def alerting(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Alerting:
+    """Alert evaluation and webhook delivery, in this replica's share."""
+    period = settings.alert_evaluation_s
+    evaluator = AlertEvaluator(sessionmaker, period_s=period, name=_replica_name())
+    return Alerting(evaluator, AlertDeliverer(sessionmaker), period_s=period)
+
+
+def _replica_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _freshness(settings: Settings, listener: Listener) -> Freshness:

@@ -122,6 +122,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Drop partitions of predictions entirely older than this; unset: keep all.",
     )
+    alert_evaluation_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Alert rules are evaluated once per this period (by one replica).",
+    )
+    alert_allow_private_webhooks: bool = Field(
+        default=False,
+        description="Let alert webhooks reach loopback and private addresses.",
+    )
     subscriber_queue_size: int = Field(
         default=100, ge=1, description="Messages a subscription may fall behind before it ends."
     )

@@ -1,0 +1,200 @@
+"""Alert rules: states move ok -> pending -> firing -> resolved as predictions arrive (the
+evaluator driven with an injected clock), each period is evaluated once across evaluators,
+webhook deliveries survive a receiver that is down and verify, and bad input stores nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from modelql.persistence.tables import AlertPeriod, AlertRule, Model, ModelVersion, Prediction
+from modelql.services.alert_delivery import SIGNATURE_HEADER, AlertDeliverer
+from modelql.services.alert_evaluation import AlertEvaluator
+from modelql.services.alert_rules import AlertRuleInput, AlertRules, Comparison, Signal
+from modelql.services.errors import ErrorCode, UserInputError
+
+PERIOD_S = 15.0
+
+
+def _start() -> datetime:
+    """A period start a little in the past (the store has partitions there)."""
+    now = datetime.now(UTC).timestamp()
+    return datetime.fromtimestamp(now - now % PERIOD_S - 3600, UTC)
+
+
+async def _predict(
+    sessionmaker: async_sessionmaker[AsyncSession], model: str, at: datetime, count: int
+) -> None:
+    async with sessionmaker.begin() as session:
+        row = (
+            await session.execute(
+                select(Model.id, ModelVersion.id.label("version"))
+                .join(ModelVersion, ModelVersion.model_id == Model.id)
+                .where(Model.name == model)
+                .limit(1)
+            )
+        ).one()
+        await session.execute(
+            insert(Prediction),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "model_id": row.id,
+                    "model_version_id": row.version,
+                    "inputs": {},
+                    "value": 1.0,
+                    "latency_ms": 2.0,
+                    "request_id": f"alerts-{n}",
+                    "routed_by": "DEFAULT",
+                    "created_at": at,
+                }
+                for n in range(count)
+            ],
+        )
+
+
+def _volume_rule(**overrides: object) -> AlertRuleInput:
+    given: dict[str, object] = {
+        "name": "busy",
+        "model": "diabetes-regressor",
+        "signal": Signal.VOLUME,
+        "comparison": Comparison.GTE,
+        "threshold": 3.0,
+        "window_s": 60.0,
+        "for_s": 30.0,
+    }
+    return AlertRuleInput(**(given | overrides))  # type: ignore[arg-type]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: list[tuple[bytes, str]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((body, self.headers[SIGNATURE_HEADER]))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver_port() -> int:
+    """A free port nobody listens on (yet)."""
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    port = server.server_address[1]
+    server.server_close()
+    return port
+
+
+async def test_pending_then_firing_then_resolved(sessionmaker, demo_catalogue):
+    rules = AlertRules(sessionmaker, allow_private=True)
+    created = await rules.create(_volume_rule())
+    evaluator = AlertEvaluator(sessionmaker, period_s=PERIOD_S, name="a")
+    start = _start()
+
+    async def state_at(offset_s: float) -> str:
+        assert await evaluator.evaluate(start + timedelta(seconds=offset_s)) is not None
+        (rule,) = [r for r in await rules.rules() if r.id == created.rule.id]
+        return rule.state
+
+    assert await state_at(0) == "ok"
+    await _predict(sessionmaker, "diabetes-regressor", start + timedelta(seconds=5), 3)
+    assert await state_at(15) == "pending"
+    assert await state_at(30) == "pending"
+    assert await state_at(45) == "firing"  # the condition has held for 30 s
+    assert await state_at(60) == "firing"
+    assert await state_at(75) == "resolved"  # the window has slid past the predictions
+    assert await state_at(90) == "ok"
+
+
+async def test_each_period_is_evaluated_once_across_evaluators(sessionmaker, demo_catalogue):
+    await AlertRules(sessionmaker, allow_private=True).create(_volume_rule(for_s=0.0))
+    start = _start()
+    await _predict(sessionmaker, "diabetes-regressor", start - timedelta(seconds=1), 5)
+    evaluators = [AlertEvaluator(sessionmaker, period_s=PERIOD_S, name=n) for n in "ab"]
+    for offset in (0.0, 1.0, 15.0, 16.0):  # two periods, each evaluator twice in each
+        outcomes = await asyncio.gather(
+            *(e.evaluate(start + timedelta(seconds=offset)) for e in evaluators)
+        )
+        assert sum(o is not None for o in outcomes) == (1 if offset % 15 == 0 else 0)
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(AlertPeriod)) == 2
+
+
+async def test_a_receiver_that_was_down_gets_every_delivery_signed(
+    sessionmaker, demo_catalogue, receiver_port
+):
+    url = f"http://127.0.0.1:{receiver_port}/hook"
+    created = await AlertRules(sessionmaker, allow_private=True).create(
+        _volume_rule(for_s=0.0, webhook_url=url)
+    )
+    evaluator = AlertEvaluator(sessionmaker, period_s=PERIOD_S, name="a")
+    deliverer = AlertDeliverer(sessionmaker, first_backoff_s=1.0)
+    start = _start()
+    await _predict(sessionmaker, "diabetes-regressor", start - timedelta(seconds=1), 5)
+    await evaluator.evaluate(start)  # firing
+    await evaluator.evaluate(start + timedelta(seconds=90))  # resolved
+    now = start + timedelta(seconds=90)
+    assert await deliverer.deliver_due(now) == 0  # nobody listens
+    assert await deliverer.deliver_due(now) == 0  # not due again yet: backoff
+    log = await AlertRules(sessionmaker, allow_private=True).deliveries(created.rule.id, 10)
+    assert [(d.attempts, d.delivered_at, d.status_code) for d in log] == [(1, None, None)] * 2
+    assert all(d.error for d in log)
+
+    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", receiver_port), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert await deliverer.deliver_due(now + timedelta(seconds=1)) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    states = []
+    for body, signature in _Receiver.received:
+        fields = dict(part.split("=", 1) for part in signature.split(","))
+        expected = hmac.new(
+            created.secret.encode(), f"{fields['t']}.".encode() + body, hashlib.sha256
+        ).hexdigest()
+        assert hmac.compare_digest(expected, fields["v1"])
+        states.append(json.loads(body)["state"])
+    assert states == ["firing", "resolved"]
+    log = await AlertRules(sessionmaker, allow_private=True).deliveries(created.rule.id, 10)
+    assert [(d.attempts, d.status_code) for d in log] == [(2, 204)] * 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"signal": Signal.ACCURACY}, ErrorCode.UNSUPPORTED_SIGNAL),
+        ({"model": "no-such-model"}, ErrorCode.MODEL_NOT_FOUND),
+        ({"threshold": math.nan}, ErrorCode.INVALID_THRESHOLD),
+        ({"threshold": math.inf}, ErrorCode.INVALID_THRESHOLD),
+        ({"window_s": -1.0}, ErrorCode.INVALID_DURATION),
+        ({"for_s": -1.0}, ErrorCode.INVALID_DURATION),
+        ({"webhook_url": "ftp://example.com/x"}, ErrorCode.INVALID_WEBHOOK),
+        ({"webhook_url": "http://127.0.0.1:9/x"}, ErrorCode.INVALID_WEBHOOK),
+        ({"webhook_url": "http://10.1.2.3/x"}, ErrorCode.INVALID_WEBHOOK),
+        ({"version": 999}, ErrorCode.VERSION_NOT_FOUND),
+    ],
+)
+async def test_bad_input_stores_nothing(sessionmaker, demo_catalogue, overrides, code):
+    rules = AlertRules(sessionmaker, allow_private=False)
+    with pytest.raises(UserInputError) as refused:
+        await rules.create(_volume_rule(**overrides))
+    assert [p.code for p in refused.value.problems] == [code]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(AlertRule)) == 0
