@@ -20,6 +20,7 @@ from modelql.graph.limits import Limits
 from modelql.live import live_feeds
 from modelql.metrics import PrometheusPredictionMetrics
 from modelql.models.artifacts import ArtifactStore
+from modelql.persistence.alert_repository import ALERTS_CHANNEL
 from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
 from modelql.persistence.notifications import (
     CATALOGUE_CHANNEL,
@@ -29,8 +30,10 @@ from modelql.persistence.notifications import (
     Listener,
 )
 from modelql.persistence.partitions import PartitionInterval
+from modelql.services.alert_changes import AlertChanges
 from modelql.services.alert_delivery import AlertDeliverer
 from modelql.services.alert_evaluation import AlertEvaluator
+from modelql.services.alert_rules import AlertRules
 from modelql.services.alerting import Alerting
 from modelql.services.api_keys import KeyCache
 from modelql.services.catalogue import Catalogue
@@ -111,6 +114,8 @@ class Runtime:
             generations.changed(Dataset.CATALOGUE)
 
         _invalidate_on_notifications(listener, catalogue_changed, keys, generations)
+        alert_changes = AlertChanges(queue_size=settings.subscriber_queue_size)
+        listener.on(ALERTS_CHANNEL, alert_changes.publish)
         prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
         maintenance = store_maintenance(settings, database_url)
         pipelines = PredictionPipelines(
@@ -148,6 +153,12 @@ class Runtime:
             ),
             limits=Limits(max_page_size=settings.max_page_size),
             feeds=live_feeds(settings, sessionmaker, listener, keys),
+            alert_rules=AlertRules(
+                sessionmaker,
+                allow_private=settings.alert_allow_private_webhooks,
+                changed=lambda: generations.changed(Dataset.STORE),
+            ),
+            alert_changes=alert_changes,
             auth_required=settings.auth_mode is AuthMode.REQUIRED,
             rate_limiter=RateLimiter(
                 settings.rate_limit_storage, default=settings.rate_limit or None
@@ -171,7 +182,7 @@ class Runtime:
             pipelines=pipelines,
             graph_dependencies=dependencies,
             maintenance=maintenance,
-            alerting=alerting(settings, sessionmaker),
+            alerting=alerting(settings, sessionmaker, generations),
             prediction_metrics=prediction_metrics,
         )
 
@@ -221,10 +232,19 @@ def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance
     )
 
 
-def alerting(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Alerting:
+def alerting(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    generations: Generations,
+) -> Alerting:
     """Alert evaluation and webhook delivery, in this replica's share."""
     period = settings.alert_evaluation_s
-    evaluator = AlertEvaluator(sessionmaker, period_s=period, name=_replica_name())
+    evaluator = AlertEvaluator(
+        sessionmaker,
+        period_s=period,
+        name=_replica_name(),
+        changed=lambda: generations.changed(Dataset.STORE),
+    )
     return Alerting(evaluator, AlertDeliverer(sessionmaker), period_s=period)
 
 
@@ -251,6 +271,7 @@ def _invalidate_on_notifications(
     listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
     listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
+    listener.on(ALERTS_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on_connect(keys.forget)
     listener.on_connect(catalogue_changed)
     listener.on_connect(generations.everything_changed)

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Integer, cast, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from modelql.persistence.tables import (
     AlertDelivery,
@@ -97,6 +98,7 @@ async def series_value(
     until: datetime,
 ) -> float | None:
     """The rule's series over (since, until]; None when the window holds nothing to judge."""
+    measure: ColumnElement[Any]
     if signal in ("ACCURACY", "MAE"):
         versions = select(ModelVersion.id).where(ModelVersion.model_id == model_id)
         measure = (

@@ -5,6 +5,7 @@ replicas each period is evaluated, and each change delivered, exactly once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,8 +57,14 @@ class AlertEvaluator:
     """Evaluates the period of `now` unless another evaluator has; `name` says who did."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, period_s: float, name: str
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        period_s: float,
+        name: str,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
+        self._changed = changed
         self._sessionmaker = sessionmaker
         self._period_s = period_s
         self._name = name
@@ -72,8 +79,10 @@ class AlertEvaluator:
                 for rule in await repo.enabled_rules_locked(session)
                 if (change := await self._evaluate(session, rule, now)) is not None
             ]
-            if changes:
-                await notify(session, repo.ALERTS_CHANNEL, ",".join(c.rule_id for c in changes))
+            # Every evaluated period, since the rules' last values moved; the payload names
+            # the rules whose state changed (possibly none).
+            await notify(session, repo.ALERTS_CHANNEL, ",".join(c.rule_id for c in changes))
+        self._changed()
         return changes
 
     async def _evaluate(

@@ -9,6 +9,7 @@ import math
 import secrets
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
@@ -95,10 +96,16 @@ class AlertRules:
     """The use cases on rules; `allow_private` lets webhooks reach loopback/private hosts."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], *, allow_private: bool
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        allow_private: bool,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._allow_private = allow_private
+        self._changed = changed
+        """Called after each COMMIT of a change (moves the store's generation)."""
 
     async def create(self, given: AlertRuleInput) -> CreatedRule:
         problems = []
@@ -161,6 +168,7 @@ class AlertRules:
                 ),
             )
             await notify(session, repo.ALERTS_CHANNEL, str(rule.id))
+        self._changed()
         return CreatedRule(rule, secret)
 
     async def set_enabled(self, rule_id: uuid.UUID, enabled: bool) -> AlertRule:
@@ -172,6 +180,7 @@ class AlertRules:
             if not enabled:
                 found.state, found.pending_since = "ok", None
             await notify(session, repo.ALERTS_CHANNEL, str(rule_id))
+        self._changed()
         return found
 
     async def delete(self, rule_id: uuid.UUID) -> None:
