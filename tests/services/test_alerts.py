@@ -22,6 +22,7 @@ from modelql.persistence.tables import AlertPeriod, AlertRule, Model, ModelVersi
 from modelql.services.alert_delivery import SIGNATURE_HEADER, AlertDeliverer
 from modelql.services.alert_evaluation import AlertEvaluator
 from modelql.services.alert_rules import AlertRuleInput, AlertRules, Comparison, Signal
+from modelql.services.alerting import Alerting
 from modelql.services.errors import ErrorCode, UserInputError
 
 PERIOD_S = 15.0
@@ -198,3 +199,47 @@ async def test_bad_input_stores_nothing(sessionmaker, demo_catalogue, overrides,
     assert [p.code for p in refused.value.problems] == [code]
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(AlertRule)) == 0
+
+
+async def test_two_replicas_running_deliver_each_change_once(
+    sessionmaker, demo_catalogue, receiver_port
+):
+    """Two replicas' rounds, on the real clock with a short period, race for every period:
+    the rule fires once and its webhook gets one delivery."""
+    url = f"http://127.0.0.1:{receiver_port}/hook"
+    await AlertRules(sessionmaker, allow_private=True).create(
+        _volume_rule(
+            model="iris-classifier",
+            comparison=Comparison.LT,
+            threshold=1.0,
+            for_s=0.0,
+            webhook_url=url,
+        )
+    )
+    _Receiver.received = []
+    server = HTTPServer(("127.0.0.1", receiver_port), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    replicas = [
+        Alerting(
+            AlertEvaluator(sessionmaker, period_s=0.2, name=name),
+            AlertDeliverer(sessionmaker),
+            period_s=0.2,
+        )
+        for name in ("one", "two")
+    ]
+    try:
+        for replica in replicas:
+            await replica.start()
+        await asyncio.sleep(1.5)
+    finally:
+        for replica in replicas:
+            await replica.stop()
+        server.shutdown()
+        server.server_close()
+    assert [json.loads(body)["state"] for body, _ in _Receiver.received] == ["firing"]
+    async with sessionmaker() as session:
+        evaluated_by = set((await session.scalars(select(AlertPeriod.evaluated_by))).all())
+        periods = await session.scalar(select(func.count()).select_from(AlertPeriod))
+    assert periods >= 2  # each period once (the primary key), by whichever replica came first
+    assert evaluated_by <= {"one", "two"}
