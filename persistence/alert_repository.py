@@ -60,6 +60,15 @@ async def rules(session: AsyncSession) -> list[AlertRule]:
     return list((await session.scalars(select(AlertRule).order_by(AlertRule.created_at))).all())
 
 
+async def rules_with_models(session: AsyncSession) -> list[tuple[AlertRule, str]]:
+    query = (
+        select(AlertRule, Model.name)
+        .join(Model, Model.id == AlertRule.model_id)
+        .order_by(AlertRule.created_at)
+    )
+    return [(row[0], row[1]) for row in (await session.execute(query)).all()]
+
+
 async def rule(session: AsyncSession, rule_id: uuid.UUID) -> AlertRule | None:
     return await session.get(AlertRule, rule_id, with_for_update=True)
 

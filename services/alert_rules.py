@@ -193,6 +193,11 @@ class AlertRules:
         async with self._sessionmaker() as session:
             return await repo.rules(session)
 
+    async def watched(self) -> list[tuple[AlertRule, str]]:
+        """Every rule with its model's name (for /metrics)."""
+        async with self._sessionmaker() as session:
+            return await repo.rules_with_models(session)
+
     async def deliveries(self, rule_id: uuid.UUID | None, limit: int) -> list[AlertDelivery]:
         async with self._sessionmaker() as session:
             return await repo.deliveries(session, rule_id, limit)

@@ -73,6 +73,12 @@ async def test_created_listed_and_changes_sent_to_subscribers(server: Served, se
         assert message["payload"]["data"]["alertsChanged"] == [
             {"id": rule["id"], "name": "no traffic", "state": "firing"}
         ]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        scraped = (await http.get("/metrics")).text
+    labels = 'rule="no traffic",model="iris-classifier",signal="VOLUME"'
+    assert f"modelql_alert_rule_value{{{labels}}} 0.0" in scraped
+    assert f'modelql_alert_rule_state{{{labels},state="firing"}} 1' in scraped
+    assert f'modelql_alert_rule_state{{{labels},state="ok"}} 0' in scraped
     listed = (await _post(server, RULES))["alertRules"]
     assert listed == [{"id": rule["id"], "state": "firing", "lastValue": 0.0, "deliveries": []}]
 
