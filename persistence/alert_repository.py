@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, cast, func, insert, select, update
+from sqlalchemy import Integer, cast, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
@@ -91,6 +91,11 @@ async def claim_period(session: AsyncSession, period_start: datetime, by: str) -
         .returning(AlertPeriod.period_start)
     )
     return claimed.first() is not None
+
+
+async def forget_periods_before(session: AsyncSession, before: datetime) -> None:
+    """Drop old claims (only the latest ones can still be contended)."""
+    await session.execute(delete(AlertPeriod).where(AlertPeriod.period_start < before))
 
 
 async def enabled_rules_locked(session: AsyncSession) -> list[AlertRule]:

@@ -17,6 +17,9 @@ from modelql.persistence.notifications import notify
 from modelql.persistence.tables import AlertRule
 from modelql.services.alert_rules import holds
 
+KEPT_PERIODS = 100
+"""Claims older than this many periods are deleted by the next claim."""
+
 
 def period_start(now: datetime, period_s: float) -> datetime:
     """The start of the period `now` falls in (periods aligned on the epoch)."""
@@ -67,13 +70,16 @@ class AlertEvaluator:
         self._changed = changed
         self._sessionmaker = sessionmaker
         self._period_s = period_s
+        self._period_s_delta = timedelta(seconds=period_s)
         self._name = name
 
     async def evaluate(self, now: datetime) -> list[Transition] | None:
         """The state changes of this period; None when it was evaluated elsewhere."""
         async with self._sessionmaker() as session, session.begin():
-            if not await repo.claim_period(session, period_start(now, self._period_s), self._name):
+            start = period_start(now, self._period_s)
+            if not await repo.claim_period(session, start, self._name):
                 return None
+            await repo.forget_periods_before(session, start - KEPT_PERIODS * self._period_s_delta)
             changes = [
                 change
                 for rule in await repo.enabled_rules_locked(session)
