@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import asyncpg
 from sqlalchemy import insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql import schema_migrations
 from modelql.persistence.database import create_engine, create_sessionmaker
@@ -28,8 +29,25 @@ from modelql.services.alert_delivery import AlertDeliverer
 from modelql.services.alert_evaluation import AlertEvaluator
 from modelql.services.alert_rules import AlertRuleInput, AlertRules, Comparison, Signal
 from modelql.services.alerting import Alerting
+from modelql.services.catalogue import Catalogue
+from modelql.services.drift import DriftPolicy
+from modelql.services.freshness import Freshness
 
 SERVER = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def new_evaluator(
+    sessionmaker: async_sessionmaker[AsyncSession], period_s: float, name: str
+) -> AlertEvaluator:
+    """An evaluator with a catalogue of its own (no listener: it re-reads every 0 s)."""
+    catalogue = Catalogue(Freshness(max_staleness_s=0.0, listening_since=lambda: None))
+    return AlertEvaluator(
+        sessionmaker,
+        period_s=period_s,
+        name=name,
+        catalogue=catalogue,
+        drift_policy=DriftPolicy(),
+    )
 
 
 async def _database() -> str:
@@ -58,7 +76,7 @@ async def main(period_s: float, trials: int) -> None:
         sessionmaker = create_sessionmaker(engine)
         replicas = [
             Alerting(
-                AlertEvaluator(sessionmaker, period_s=period_s, name=name),
+                new_evaluator(sessionmaker, period_s, name),
                 AlertDeliverer(sessionmaker),
                 period_s=period_s,
             )

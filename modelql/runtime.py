@@ -182,7 +182,7 @@ class Runtime:
             pipelines=pipelines,
             graph_dependencies=dependencies,
             maintenance=maintenance,
-            alerting=alerting(settings, sessionmaker, generations),
+            alerting=alerting(settings, sessionmaker, generations, dependencies),
             prediction_metrics=prediction_metrics,
         )
 
@@ -236,6 +236,7 @@ def alerting(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     generations: Generations,
+    dependencies: GraphDependencies,
 ) -> Alerting:
     """Alert evaluation and webhook delivery, in this replica's share."""
     period = settings.alert_evaluation_s
@@ -243,6 +244,8 @@ def alerting(
         sessionmaker,
         period_s=period,
         name=_replica_name(),
+        catalogue=dependencies.catalogue,
+        drift_policy=dependencies.drift_policy,
         changed=lambda: generations.changed(Dataset.STORE),
     )
     return Alerting(evaluator, AlertDeliverer(sessionmaker), period_s=period)

@@ -144,6 +144,11 @@ async def series_value(
     return None if value is None else float(value)
 
 
+async def version_ids(session: AsyncSession, model_id: uuid.UUID) -> list[uuid.UUID]:
+    query = select(ModelVersion.id).where(ModelVersion.model_id == model_id)
+    return list((await session.scalars(query)).all())
+
+
 async def add_delivery(
     session: AsyncSession, rule_id: uuid.UUID, url: str, payload: dict[str, Any], due: datetime
 ) -> None:

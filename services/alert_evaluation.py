@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modelql.persistence import alert_repository as repo
 from modelql.persistence.notifications import notify
 from modelql.persistence.tables import AlertRule
-from modelql.services.alert_rules import holds
+from modelql.services.alert_rules import Signal, holds
+from modelql.services.catalogue import Catalogue
+from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
 
 KEPT_PERIODS = 100
 """Claims older than this many periods are deleted by the next claim."""
@@ -45,6 +47,13 @@ def next_state(rule: AlertRule, condition: bool, now: datetime) -> tuple[str, da
     return ("resolved" if rule.state == "firing" else "ok"), None
 
 
+def _worst_score(report: DriftReport) -> float | None:
+    """The report's highest drift score (features and prediction); None: none computed."""
+    drifts = [*report.features, *([report.prediction] if report.prediction else [])]
+    scores = [drift.score for drift in drifts if drift.score is not None]
+    return max(scores, default=None)
+
+
 def _payload(rule: AlertRule, state: str, value: float | None, now: datetime) -> dict[str, Any]:
     return {
         "rule": {"id": str(rule.id), "name": rule.name, "signal": rule.signal},
@@ -65,8 +74,12 @@ class AlertEvaluator:
         *,
         period_s: float,
         name: str,
+        catalogue: Catalogue,
+        drift_policy: DriftPolicy,
         changed: Callable[[], None] = lambda: None,
     ) -> None:
+        self._catalogue = catalogue
+        self._drift_policy = drift_policy
         self._changed = changed
         self._sessionmaker = sessionmaker
         self._period_s = period_s
@@ -94,18 +107,17 @@ class AlertEvaluator:
     async def _evaluate(
         self, session: AsyncSession, rule: AlertRule, now: datetime
     ) -> Transition | None:
-        value = await repo.series_value(
-            session,
-            rule.signal,
-            rule.model_id,
-            rule.version_id,
-            now - timedelta(seconds=rule.window_s),
-            now,
-        )
+        window_start = now - timedelta(seconds=rule.window_s)
+        if rule.signal == Signal.DRIFT:
+            value = await self._drift(session, rule, window_start, now)
+        else:
+            value = await repo.series_value(
+                session, rule.signal, rule.model_id, rule.version_id, window_start, now
+            )
         condition = value is not None and holds(rule.comparison, value, rule.threshold)
-        state, since = next_state(rule, condition, now)
+        state, pending_since = next_state(rule, condition, now)
         changed = state != rule.state
-        rule.last_value, rule.evaluated_at, rule.pending_since = value, now, since
+        rule.last_value, rule.evaluated_at, rule.pending_since = value, now, pending_since
         if not changed:
             return None
         rule.state, rule.changed_at = state, now
@@ -114,3 +126,24 @@ class AlertEvaluator:
                 session, rule.id, rule.webhook_url, _payload(rule, state, value, now), now
             )
         return Transition(str(rule.id), state, value)
+
+    async def _drift(
+        self, session: AsyncSession, rule: AlertRule, since: datetime, until: datetime
+    ) -> float | None:
+        """The highest drift score of the rule's version (or of any of the model's versions)
+        over the window; None when no version has enough predictions for one."""
+        versions = (
+            [rule.version_id]
+            if rule.version_id is not None
+            else await repo.version_ids(session, rule.model_id)
+        )
+        reports = await drift_reports(
+            session,
+            self._catalogue,
+            versions,
+            since=since,
+            until=until,
+            policy=self._drift_policy,
+        )
+        scores = [s for r in reports.values() if (s := _worst_score(r)) is not None]
+        return max(scores, default=None)

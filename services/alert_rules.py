@@ -29,6 +29,7 @@ class Signal(StrEnum):
     LATENCY_P99 = "LATENCY_P99"
     ACCURACY = "ACCURACY"
     MAE = "MAE"
+    DRIFT = "DRIFT"
 
 
 class Comparison(StrEnum):

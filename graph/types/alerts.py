@@ -20,7 +20,8 @@ AlertSignal = strawberry.enum(
     Signal,
     name="AlertSignal",
     description="VOLUME: predictions in the window; LATENCY_P*: a latency percentile (ms); "
-    "ACCURACY (classifiers) and MAE (regressors): of the window's predictions with outcomes.",
+    "ACCURACY (classifiers) and MAE (regressors): of the window's predictions with outcomes; "
+    "DRIFT: the highest drift score (as inputDrift).",
 )
 AlertComparison = strawberry.enum(Comparison, name="AlertComparison")
 

@@ -15,6 +15,9 @@ from live_support import Served, Subscriptions, served
 from support import make_settings
 
 from modelql.services.alert_evaluation import AlertEvaluator
+from modelql.services.catalogue import Catalogue
+from modelql.services.drift import DriftPolicy
+from modelql.services.freshness import Freshness
 
 CREATE = """mutation($input: CreateAlertRuleInput!) {
   createAlertRule(input: $input) {
@@ -31,6 +34,18 @@ VOLUME = {
     "windowSeconds": 60.0,
     "forSeconds": 0.0,
 }
+
+
+def new_evaluator(sessionmaker, period_s: float, name: str) -> AlertEvaluator:
+    """An evaluator with a catalogue of its own (no listener: it re-reads every 0 s)."""
+    catalogue = Catalogue(Freshness(max_staleness_s=0.0, listening_since=lambda: None))
+    return AlertEvaluator(
+        sessionmaker,
+        period_s=period_s,
+        name=name,
+        catalogue=catalogue,
+        drift_policy=DriftPolicy(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +82,7 @@ async def test_created_listed_and_changes_sent_to_subscribers(server: Served, se
             {"id": rule["id"], "name": "no traffic", "state": "ok"}
         ]
 
-        evaluator = AlertEvaluator(sessionmaker, period_s=15.0, name="test")
+        evaluator = new_evaluator(sessionmaker, 15.0, "test")
         assert await evaluator.evaluate(datetime(2100, 1, 1, tzinfo=UTC)) is not None
         message = await connection.receive()
         assert message["payload"]["data"]["alertsChanged"] == [

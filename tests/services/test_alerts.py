@@ -7,25 +7,48 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import threading
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import create_database, drop_database
 
+from modelql import schema_migrations
+from modelql.models.artifacts import ArtifactStore
+from modelql.models.demo import train_demo
+from modelql.persistence.database import create_engine, create_sessionmaker
 from modelql.persistence.tables import AlertPeriod, AlertRule, Model, ModelVersion, Prediction
+from modelql.services import registration
 from modelql.services.alert_delivery import SIGNATURE_HEADER, AlertDeliverer
 from modelql.services.alert_evaluation import AlertEvaluator
 from modelql.services.alert_rules import AlertRuleInput, AlertRules, Comparison, Signal
 from modelql.services.alerting import Alerting
+from modelql.services.catalogue import Catalogue
+from modelql.services.drift import DriftPolicy
 from modelql.services.errors import ErrorCode, UserInputError
+from modelql.services.freshness import Freshness
 
 PERIOD_S = 15.0
+
+
+def new_evaluator(sessionmaker, period_s: float, name: str) -> AlertEvaluator:
+    """An evaluator with a catalogue of its own (no listener: it re-reads every 0 s)."""
+    catalogue = Catalogue(Freshness(max_staleness_s=0.0, listening_since=lambda: None))
+    return AlertEvaluator(
+        sessionmaker,
+        period_s=period_s,
+        name=name,
+        catalogue=catalogue,
+        drift_policy=DriftPolicy(),
+    )
 
 
 def _start() -> datetime:
@@ -34,8 +57,51 @@ def _start() -> datetime:
     return datetime.fromtimestamp(now - now % PERIOD_S - 3600, UTC)
 
 
+@pytest.fixture(scope="module")
+async def own_store(server_url: str, artifact_store: ArtifactStore) -> AsyncIterator[str]:
+    """A database of this module's own, with the demo catalogue: no running app of the test
+    session evaluates its rules behind the injected clock's back."""
+    url = await create_database(server_url)
+    try:
+        await asyncio.to_thread(schema_migrations.upgrade_to_head, url)
+        engine = create_engine(url)
+        trained = await asyncio.to_thread(train_demo)
+        async with create_sessionmaker(engine).begin() as session:
+            for version in trained:
+                await registration.register_version(
+                    session,
+                    artifact_store,
+                    registration.VersionRegistration.from_trained(version),
+                    estimator=version.estimator,
+                    actor="tests",
+                )
+        await engine.dispose()
+        yield url
+    finally:
+        await drop_database(server_url, url)
+
+
+@pytest.fixture
+async def sessionmaker(own_store: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on the module's database, emptied of rules and predictions after each test."""
+    engine = create_engine(own_store)
+    try:
+        yield create_sessionmaker(engine)
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("TRUNCATE alert_deliveries, alert_periods, alert_rules, predictions CASCADE")
+            )
+    finally:
+        await engine.dispose()
+
+
 async def _predict(
-    sessionmaker: async_sessionmaker[AsyncSession], model: str, at: datetime, count: int
+    sessionmaker: async_sessionmaker[AsyncSession],
+    model: str,
+    at: datetime,
+    count: int,
+    inputs: dict[str, float] | None = None,
+    label: str | None = None,
 ) -> None:
     async with sessionmaker.begin() as session:
         row = (
@@ -53,8 +119,9 @@ async def _predict(
                     "id": uuid.uuid4(),
                     "model_id": row.id,
                     "model_version_id": row.version,
-                    "inputs": {},
-                    "value": 1.0,
+                    "inputs": inputs or {},
+                    "value": None if label else 1.0,
+                    "label": label,
                     "latency_ms": 2.0,
                     "request_id": f"alerts-{n}",
                     "routed_by": "DEFAULT",
@@ -100,10 +167,10 @@ def receiver_port() -> int:
     return port
 
 
-async def test_pending_then_firing_then_resolved(sessionmaker, demo_catalogue):
+async def test_pending_then_firing_then_resolved(sessionmaker):
     rules = AlertRules(sessionmaker, allow_private=True)
     created = await rules.create(_volume_rule())
-    evaluator = AlertEvaluator(sessionmaker, period_s=PERIOD_S, name="a")
+    evaluator = new_evaluator(sessionmaker, PERIOD_S, "a")
     start = _start()
 
     async def state_at(offset_s: float) -> str:
@@ -121,11 +188,11 @@ async def test_pending_then_firing_then_resolved(sessionmaker, demo_catalogue):
     assert await state_at(90) == "ok"
 
 
-async def test_each_period_is_evaluated_once_across_evaluators(sessionmaker, demo_catalogue):
+async def test_each_period_is_evaluated_once_across_evaluators(sessionmaker):
     await AlertRules(sessionmaker, allow_private=True).create(_volume_rule(for_s=0.0))
     start = _start()
     await _predict(sessionmaker, "diabetes-regressor", start - timedelta(seconds=1), 5)
-    evaluators = [AlertEvaluator(sessionmaker, period_s=PERIOD_S, name=n) for n in "ab"]
+    evaluators = [new_evaluator(sessionmaker, PERIOD_S, n) for n in "ab"]
     for offset in (0.0, 1.0, 15.0, 16.0):  # two periods, each evaluator twice in each
         outcomes = await asyncio.gather(
             *(e.evaluate(start + timedelta(seconds=offset)) for e in evaluators)
@@ -135,14 +202,12 @@ async def test_each_period_is_evaluated_once_across_evaluators(sessionmaker, dem
         assert await session.scalar(select(func.count()).select_from(AlertPeriod)) == 2
 
 
-async def test_a_receiver_that_was_down_gets_every_delivery_signed(
-    sessionmaker, demo_catalogue, receiver_port
-):
+async def test_a_receiver_that_was_down_gets_every_delivery_signed(sessionmaker, receiver_port):
     url = f"http://127.0.0.1:{receiver_port}/hook"
     created = await AlertRules(sessionmaker, allow_private=True).create(
         _volume_rule(for_s=0.0, webhook_url=url)
     )
-    evaluator = AlertEvaluator(sessionmaker, period_s=PERIOD_S, name="a")
+    evaluator = new_evaluator(sessionmaker, PERIOD_S, "a")
     deliverer = AlertDeliverer(sessionmaker, first_backoff_s=1.0)
     start = _start()
     await _predict(sessionmaker, "diabetes-regressor", start - timedelta(seconds=1), 5)
@@ -177,6 +242,21 @@ async def test_a_receiver_that_was_down_gets_every_delivery_signed(
     assert [(d.attempts, d.status_code) for d in log] == [(2, 204)] * 2
 
 
+async def test_a_drift_rule_fires_on_inputs_unlike_the_reference(sessionmaker):
+    rules = AlertRules(sessionmaker, allow_private=True)
+    created = await rules.create(
+        _volume_rule(model="iris-classifier", signal=Signal.DRIFT, threshold=0.2, for_s=0.0)
+    )
+    evaluator = new_evaluator(sessionmaker, PERIOD_S, "a")
+    start = _start()
+    assert await evaluator.evaluate(start) == []  # no predictions: no score, no condition
+    far = dict.fromkeys(["sepal_length", "sepal_width", "petal_length", "petal_width"], 50.0)
+    await _predict(sessionmaker, "iris-classifier", start + timedelta(seconds=1), 40, far, "setosa")
+    (change,) = await evaluator.evaluate(start + timedelta(seconds=15)) or []
+    assert (change.rule_id, change.state) == (str(created.rule.id), "firing")
+    assert change.value is not None and change.value > 0.2
+
+
 @pytest.mark.parametrize(
     ("overrides", "code"),
     [
@@ -192,7 +272,7 @@ async def test_a_receiver_that_was_down_gets_every_delivery_signed(
         ({"version": 999}, ErrorCode.VERSION_NOT_FOUND),
     ],
 )
-async def test_bad_input_stores_nothing(sessionmaker, demo_catalogue, overrides, code):
+async def test_bad_input_stores_nothing(sessionmaker, overrides, code):
     rules = AlertRules(sessionmaker, allow_private=False)
     with pytest.raises(UserInputError) as refused:
         await rules.create(_volume_rule(**overrides))
@@ -201,11 +281,9 @@ async def test_bad_input_stores_nothing(sessionmaker, demo_catalogue, overrides,
         assert await session.scalar(select(func.count()).select_from(AlertRule)) == 0
 
 
-async def test_two_replicas_running_deliver_each_change_once(
-    sessionmaker, demo_catalogue, receiver_port
-):
+async def test_two_replicas_running_deliver_each_change_once(sessionmaker, receiver_port):
     """Two replicas' rounds, on the real clock with a short period, race for every period:
-    the rule fires once and its webhook gets one delivery."""
+    the rule fires once and its webhook gets one delivery, three periods later still."""
     url = f"http://127.0.0.1:{receiver_port}/hook"
     await AlertRules(sessionmaker, allow_private=True).create(
         _volume_rule(
@@ -222,7 +300,7 @@ async def test_two_replicas_running_deliver_each_change_once(
     thread.start()
     replicas = [
         Alerting(
-            AlertEvaluator(sessionmaker, period_s=0.2, name=name),
+            new_evaluator(sessionmaker, 0.2, name),
             AlertDeliverer(sessionmaker),
             period_s=0.2,
         )
@@ -231,7 +309,10 @@ async def test_two_replicas_running_deliver_each_change_once(
     try:
         for replica in replicas:
             await replica.start()
-        await asyncio.sleep(1.5)
+        async with asyncio.timeout(30):  # a bound for a stuck run, not a measurement
+            await _until(lambda: _received(1))
+            seen = await _periods(sessionmaker)
+            await _until(lambda: _more_periods(sessionmaker, seen + 3))
     finally:
         for replica in replicas:
             await replica.stop()
@@ -240,6 +321,25 @@ async def test_two_replicas_running_deliver_each_change_once(
     assert [json.loads(body)["state"] for body, _ in _Receiver.received] == ["firing"]
     async with sessionmaker() as session:
         evaluated_by = set((await session.scalars(select(AlertPeriod.evaluated_by))).all())
-        periods = await session.scalar(select(func.count()).select_from(AlertPeriod))
-    assert periods >= 2  # each period once (the primary key), by whichever replica came first
     assert evaluated_by <= {"one", "two"}
+
+
+async def _received(count: int) -> bool:
+    return len(_Receiver.received) >= count
+
+
+async def _more_periods(sessionmaker: async_sessionmaker[AsyncSession], count: int) -> bool:
+    return await _periods(sessionmaker) >= count
+
+
+async def _until(check: Callable[[], Awaitable[bool]]) -> None:
+    """Poll `check` every 50 ms until it holds."""
+    for _ in itertools.count():
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _periods(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+    async with sessionmaker() as session:
+        return await session.scalar(select(func.count()).select_from(AlertPeriod)) or 0
