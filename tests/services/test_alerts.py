@@ -35,6 +35,8 @@ from modelql.services.catalogue import Catalogue
 from modelql.services.drift import DriftPolicy
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.freshness import Freshness
+from modelql.services.generations import Generations
+from modelql.services.outcomes import OutcomeRecorder, OutcomeRequest
 
 PERIOD_S = 15.0
 
@@ -102,7 +104,7 @@ async def _predict(
     count: int,
     inputs: dict[str, float] | None = None,
     label: str | None = None,
-) -> None:
+) -> list[uuid.UUID]:
     async with sessionmaker.begin() as session:
         row = (
             await session.execute(
@@ -112,24 +114,26 @@ async def _predict(
                 .limit(1)
             )
         ).one()
+        ids = [uuid.uuid4() for _ in range(count)]
         await session.execute(
             insert(Prediction),
             [
                 {
-                    "id": uuid.uuid4(),
+                    "id": ids[n],
                     "model_id": row.id,
                     "model_version_id": row.version,
                     "inputs": inputs or {},
                     "value": None if label else 1.0,
                     "label": label,
                     "latency_ms": 2.0,
-                    "request_id": f"alerts-{n}",
+                    "request_id": f"alerts-{ids[n]}",
                     "routed_by": "DEFAULT",
                     "created_at": at,
                 }
                 for n in range(count)
             ],
         )
+    return ids
 
 
 def _volume_rule(**overrides: object) -> AlertRuleInput:
@@ -240,6 +244,48 @@ async def test_a_receiver_that_was_down_gets_every_delivery_signed(sessionmaker,
     assert states == ["firing", "resolved"]
     log = await AlertRules(sessionmaker, allow_private=True).deliveries(created.rule.id, 10)
     assert [(d.attempts, d.status_code) for d in log] == [(2, 204)] * 2
+
+
+async def test_an_accuracy_rule_follows_the_outcomes_as_they_arrive(sessionmaker):
+    rules = AlertRules(sessionmaker, allow_private=True)
+    created = await rules.create(
+        _volume_rule(
+            model="iris-classifier",
+            signal=Signal.ACCURACY,
+            comparison=Comparison.LT,
+            threshold=0.8,
+            window_s=600.0,
+            for_s=15.0,
+        )
+    )
+    recorder = OutcomeRecorder(
+        sessionmaker=sessionmaker,
+        catalogue=Catalogue(Freshness(max_staleness_s=0.0, listening_since=lambda: None)),
+        generations=Generations(listening_since=lambda: None),
+        max_batch_size=100,
+    )
+    evaluator = new_evaluator(sessionmaker, PERIOD_S, "a")
+    start = _start()
+    ids = await _predict(
+        sessionmaker, "iris-classifier", start + timedelta(seconds=1), 10, label="setosa"
+    )
+
+    async def state_at(offset_s: float) -> tuple[str, float | None]:
+        await evaluator.evaluate(start + timedelta(seconds=offset_s))
+        (rule,) = [r for r in await rules.rules() if r.id == created.rule.id]
+        return rule.state, rule.last_value
+
+    assert await state_at(15) == ("ok", None)  # no outcomes yet: nothing to judge
+    wrong = [OutcomeRequest(prediction_id=i, label="virginica") for i in ids[:5]]
+    await recorder.record(wrong, caller=None)
+    assert await state_at(30) == ("pending", 0.0)
+    assert await state_at(45) == ("firing", 0.0)
+    right = [OutcomeRequest(prediction_id=i, label="setosa") for i in ids[5:]]
+    await recorder.record(right, caller=None)
+    assert await state_at(60) == ("firing", 0.5)
+    corrected = [OutcomeRequest(prediction_id=i, label="setosa") for i in ids[:5]]
+    await recorder.record(corrected, caller=None)  # corrections count as the truth
+    assert await state_at(75) == ("resolved", 1.0)
 
 
 async def test_a_drift_rule_fires_on_inputs_unlike_the_reference(sessionmaker):
