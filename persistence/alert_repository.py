@@ -166,26 +166,43 @@ class DueDelivery:
     attempts: int
 
 
-async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> list[DueDelivery]:
-    """The deliveries due, locked (SKIP LOCKED: another replica takes the others)."""
-    query = (
-        select(
-            AlertDelivery.id,
-            AlertDelivery.url,
-            AlertDelivery.payload,
-            AlertDelivery.attempts,
-            AlertRule.secret,
-        )
-        .join(AlertRule, AlertRule.id == AlertDelivery.rule_id)
+async def lease_due_deliveries(
+    session: AsyncSession, now: datetime, lease_until: datetime, limit: int
+) -> list[DueDelivery]:
+    """Lease the deliveries due (their next attempt moved to `lease_until`, so no other
+    replica takes them meanwhile; SKIP LOCKED: concurrent leases take different rows)."""
+    due = (
+        select(AlertDelivery.id)
         .where(AlertDelivery.delivered_at.is_(None), AlertDelivery.next_attempt_at <= now)
         .order_by(AlertDelivery.id)
         .limit(limit)
-        .with_for_update(of=AlertDelivery, skip_locked=True)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
     )
-    return [
-        DueDelivery(row.id, row.url, row.payload, row.secret, row.attempts)
-        for row in (await session.execute(query)).all()
-    ]
+    leased = (
+        update(AlertDelivery)
+        .where(AlertDelivery.id.in_(due))
+        .values(next_attempt_at=lease_until)
+        .returning(
+            AlertDelivery.id,
+            AlertDelivery.rule_id,
+            AlertDelivery.url,
+            AlertDelivery.payload,
+            AlertDelivery.attempts,
+        )
+    )
+    rows = (await session.execute(leased)).all()
+    keys = select(AlertRule.id, AlertRule.secret).where(
+        AlertRule.id.in_({row.rule_id for row in rows})
+    )
+    secret_of = {row.id: row.secret for row in (await session.execute(keys)).all()}
+    return sorted(
+        (
+            DueDelivery(row.id, row.url, row.payload, secret_of[row.rule_id], row.attempts)
+            for row in rows
+        ),
+        key=lambda delivery: delivery.id,
+    )
 
 
 async def record_attempt(
