@@ -27,7 +27,7 @@ from modelql.models.demo import train_demo
 from modelql.persistence.database import create_engine, create_sessionmaker
 from modelql.persistence.tables import AlertPeriod, AlertRule, Model, ModelVersion, Prediction
 from modelql.services import registration
-from modelql.services.alert_delivery import SIGNATURE_HEADER, AlertDeliverer
+from modelql.services.alert_delivery import DELIVERY_HEADER, SIGNATURE_HEADER, AlertDeliverer
 from modelql.services.alert_evaluation import AlertEvaluator
 from modelql.services.alert_rules import AlertRuleInput, AlertRules, Comparison, Signal
 from modelql.services.alerting import Alerting
@@ -151,10 +151,12 @@ def _volume_rule(**overrides: object) -> AlertRuleInput:
 
 class _Receiver(BaseHTTPRequestHandler):
     received: list[tuple[bytes, str]] = []
+    delivery_ids: list[str] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((body, self.headers[SIGNATURE_HEADER]))
+        self.delivery_ids.append(self.headers[DELIVERY_HEADER])
         self.send_response(204)
         self.end_headers()
 
@@ -224,7 +226,7 @@ async def test_a_receiver_that_was_down_gets_every_delivery_signed(sessionmaker,
     assert [(d.attempts, d.delivered_at, d.status_code) for d in log] == [(1, None, None)] * 2
     assert all(d.error for d in log)
 
-    _Receiver.received = []
+    _Receiver.received, _Receiver.delivery_ids = [], []
     server = HTTPServer(("127.0.0.1", receiver_port), _Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -244,6 +246,7 @@ async def test_a_receiver_that_was_down_gets_every_delivery_signed(sessionmaker,
     assert states == ["firing", "resolved"]
     log = await AlertRules(sessionmaker, allow_private=True).deliveries(created.rule.id, 10)
     assert [(d.attempts, d.status_code) for d in log] == [(2, 204)] * 2
+    assert sorted(_Receiver.delivery_ids) == sorted(str(d.id) for d in log)
 
 
 async def test_an_accuracy_rule_follows_the_outcomes_as_they_arrive(sessionmaker):
