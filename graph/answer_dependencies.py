@@ -42,6 +42,7 @@ FIELD_READS: dict[str, dict[str, Reads]] = {
         "prediction": Reads.STORE,
         "predictionStats": Reads.STORE,
         "compareVersions": Reads.STORE,
+        "alertRules": Reads.STORE,  # alert states move the store's generation
     },
     "Model": {
         **dict.fromkeys(
@@ -146,6 +147,10 @@ TYPE_READS: dict[str, Reads] = {
             "RecordOutcomesPayload",
             "UserError",
             "CatalogueEvent",
+            "AlertRule",
+            "AlertDelivery",
+            "CreateAlertRulePayload",
+            "AlertRulePayload",
         ],
         Reads.STORE,
     ),

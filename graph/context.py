@@ -17,6 +17,8 @@ from modelql.graph.limits import Limits
 from modelql.graph.loaders import Loaders
 from modelql.graph.request_database import RequestDatabase
 from modelql.graph.request_log import RequestLog
+from modelql.services.alert_changes import AlertChanges
+from modelql.services.alert_rules import AlertRules
 from modelql.services.api_keys import Caller, KeyCache, Scope
 from modelql.services.catalogue import Catalogue
 from modelql.services.catalogue_changes import CatalogueChanges
@@ -43,6 +45,8 @@ class GraphDependencies:
     comparisons: VersionComparisons
     limits: Limits
     feeds: LiveFeeds
+    alert_rules: AlertRules
+    alert_changes: AlertChanges
     auth_required: bool = False
     rate_limiter: RateLimiter | None = None
     max_batch_size: int = 1_000

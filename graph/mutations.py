@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 from modelql.graph.context import GraphContext
 from modelql.graph.errors import ClientError, ErrorCode, bad_input
 from modelql.graph.permissions import CanAdmin, CanGiveFeedback, CanPredict
+from modelql.graph.types.alerts import AlertRuleType, CreateAlertRuleInput
 from modelql.graph.types.node import from_global_id
 from modelql.graph.types.nodes import ModelType, PredictionType
 from modelql.graph.types.predictions import OutcomeType
@@ -250,6 +251,30 @@ DIRECT_MUTATIONS = {
 
 
 @strawberry.type
+class CreateAlertRulePayload:
+    rule: AlertRuleType | None
+    secret: str | None = strawberry.field(
+        description="The key of the webhook signatures (HMAC-SHA256): shown this once."
+    )
+    user_errors: list[UserError]
+
+
+@strawberry.type
+class AlertRulePayload:
+    rule: AlertRuleType | None
+    user_errors: list[UserError]
+
+
+def _rule_id(value: strawberry.ID) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise UserInputError.single(
+            ("id",), DomainCode.ALERT_RULE_NOT_FOUND, "Not an alert rule id."
+        ) from None
+
+
+@strawberry.type
 class Mutation:
     @strawberry.mutation(
         description="Validate, score and store one instance.", permission_classes=[CanPredict]
@@ -318,3 +343,43 @@ class Mutation:
         except UserInputError as error:
             return RecordOutcomesPayload(outcomes=[], user_errors=UserError.from_error(error))
         return RecordOutcomesPayload(outcomes=[OutcomeType.of(row) for row in rows], user_errors=[])
+
+    @strawberry.mutation(
+        description="Create an alert rule; its webhook secret is in the payload, only there.",
+        permission_classes=[CanAdmin],
+    )
+    async def create_alert_rule(
+        self, info: Info, input: CreateAlertRuleInput
+    ) -> CreateAlertRulePayload:
+        try:
+            created = await info.context.dependencies.alert_rules.create(input.request())
+        except UserInputError as error:
+            return CreateAlertRulePayload(
+                rule=None, secret=None, user_errors=UserError.from_error(error)
+            )
+        return CreateAlertRulePayload(
+            rule=AlertRuleType.of(created.rule), secret=created.secret, user_errors=[]
+        )
+
+    @strawberry.mutation(
+        description="Switch a rule on or off (off: its state goes back to ok).",
+        permission_classes=[CanAdmin],
+    )
+    async def set_alert_rule_enabled(
+        self, info: Info, id: strawberry.ID, enabled: bool
+    ) -> AlertRulePayload:
+        try:
+            row = await info.context.dependencies.alert_rules.set_enabled(_rule_id(id), enabled)
+        except UserInputError as error:
+            return AlertRulePayload(rule=None, user_errors=UserError.from_error(error))
+        return AlertRulePayload(rule=AlertRuleType.of(row), user_errors=[])
+
+    @strawberry.mutation(
+        description="Delete a rule with its delivery log.", permission_classes=[CanAdmin]
+    )
+    async def delete_alert_rule(self, info: Info, id: strawberry.ID) -> AlertRulePayload:
+        try:
+            await info.context.dependencies.alert_rules.delete(_rule_id(id))
+        except UserInputError as error:
+            return AlertRulePayload(rule=None, user_errors=UserError.from_error(error))
+        return AlertRulePayload(rule=None, user_errors=[])

@@ -8,6 +8,7 @@ from modelql.graph.context import GraphContext
 from modelql.graph.errors import ClientError, ErrorCode
 from modelql.graph.paging import model_page, prediction_page, select_version
 from modelql.graph.permissions import CanAudit, CanRead
+from modelql.graph.types.alerts import AlertRuleType
 from modelql.graph.types.comparison import VersionComparison, VersionSelector
 from modelql.graph.types.connection import Connection
 from modelql.graph.types.enums import ModelTask
@@ -70,6 +71,14 @@ class Query:
     )
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         return await _node(info, id)
+
+    @strawberry.field(
+        description="Alert rules with their states, oldest first.", permission_classes=[CanRead]
+    )
+    async def alert_rules(self, info: Info) -> list[AlertRuleType]:
+        return [
+            AlertRuleType.of(row) for row in await info.context.dependencies.alert_rules.rules()
+        ]
 
     @strawberry.field(description="Models ordered by name.", permission_classes=[CanRead])
     async def models(

@@ -16,6 +16,7 @@ import strawberry
 from modelql.graph.context import GraphContext
 from modelql.graph.errors import ClientError, ErrorCode
 from modelql.graph.permissions import CanAudit, CanRead
+from modelql.graph.types.alerts import AlertRuleType
 from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
 from modelql.graph.types.predictions import PredictionFilter
 from modelql.services import catalogue_feed, prediction_feed
@@ -112,3 +113,19 @@ class Subscription:
                     version_id=change.version_id,
                 )
                 await info.context.release()
+
+    @strawberry.subscription(
+        description="Alert rules whose state changed (or that were created, switched or "
+        "deleted: a deleted rule is absent), one message per change. Needs the `read` scope.",
+        permission_classes=[CanRead],
+    )
+    async def alerts_changed(self, info: Info) -> AsyncGenerator[list[AlertRuleType], None]:
+        dependencies = info.context.dependencies
+        try:
+            async for ids in dependencies.alert_changes.changes():
+                rules = await dependencies.alert_rules.rules()
+                yield [AlertRuleType.of(row) for row in rules if str(row.id) in ids]
+                await info.context.release()
+        except SubscriptionEndedError as error:
+            info.context.end_connection(error)
+            raise ClientError(str(error), ErrorCode(error.code)) from None

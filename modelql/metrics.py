@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from modelql.graph.request_log import RequestLog
+from modelql.persistence.tables import AlertRule
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_NAMES = 200  # distinct names kept as labels per process; later ones are "other"
@@ -200,9 +201,40 @@ def exposition() -> bytes:
     return generate_latest(registry)
 
 
+ALERT_STATES = ("ok", "pending", "firing", "resolved")
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def alert_series(rules: list[tuple[AlertRule, str]]) -> bytes:
+    """The alert rules' series as last evaluated (read from the database, so the same from
+    every replica and worker): the value each rule watches and its state."""
+    lines = [
+        "# HELP modelql_alert_rule_value The series an alert rule watches, as last evaluated.",
+        "# TYPE modelql_alert_rule_value gauge",
+    ]
+    states = [
+        "# HELP modelql_alert_rule_state 1 for the alert rule's current state, else 0.",
+        "# TYPE modelql_alert_rule_state gauge",
+    ]
+    for rule, model in rules:
+        labels = f'rule="{_label(rule.name)}",model="{_label(model)}",signal="{rule.signal}"'
+        if rule.last_value is not None:
+            lines.append(f"modelql_alert_rule_value{{{labels}}} {rule.last_value!r}")
+        states.extend(
+            f'modelql_alert_rule_state{{{labels},state="{state}"}} {int(rule.state == state)}'
+            for state in ALERT_STATES
+        )
+    return ("\n".join(lines + states) + "\n").encode()
+
+
 async def metrics_endpoint(request: Request) -> Response:
     """GET /metrics."""
     runtime = getattr(request.app.state, "runtime", None)
+    body = b""
     if runtime is not None:
         sample(runtime.engine, runtime.model_cache)
-    return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
+        body = alert_series(await runtime.graph_dependencies.alert_rules.watched())
+    return Response(exposition() + body, media_type=CONTENT_TYPE_LATEST)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +20,7 @@ from modelql.graph.limits import Limits
 from modelql.live import live_feeds
 from modelql.metrics import PrometheusInferenceCacheMetrics, PrometheusPredictionMetrics
 from modelql.models.artifacts import ArtifactStore
+from modelql.persistence.alert_repository import ALERTS_CHANNEL
 from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
 from modelql.persistence.notifications import (
     CATALOGUE_CHANNEL,
@@ -27,6 +30,11 @@ from modelql.persistence.notifications import (
     Listener,
 )
 from modelql.persistence.partitions import PartitionInterval
+from modelql.services.alert_changes import AlertChanges
+from modelql.services.alert_delivery import AlertDeliverer
+from modelql.services.alert_evaluation import AlertEvaluator
+from modelql.services.alert_rules import AlertRules
+from modelql.services.alerting import Alerting
 from modelql.services.api_keys import KeyCache
 from modelql.services.catalogue import Catalogue
 from modelql.services.catalogue_changes import CatalogueChanges
@@ -84,6 +92,7 @@ class Runtime:
     pipelines: PredictionPipelines
     graph_dependencies: GraphDependencies
     maintenance: StoreMaintenance
+    alerting: Alerting
     prediction_metrics: PrometheusPredictionMetrics | None = None
 
     @classmethod
@@ -107,6 +116,8 @@ class Runtime:
             generations.changed(Dataset.CATALOGUE)
 
         _invalidate_on_notifications(listener, catalogue_changed, keys, generations)
+        alert_changes = AlertChanges(queue_size=settings.subscriber_queue_size)
+        listener.on(ALERTS_CHANNEL, alert_changes.publish)
         prediction_metrics = PrometheusPredictionMetrics() if settings.metrics else None
         maintenance = store_maintenance(settings, database_url)
         pipelines = PredictionPipelines(
@@ -145,6 +156,12 @@ class Runtime:
             ),
             limits=Limits(max_page_size=settings.max_page_size),
             feeds=live_feeds(settings, sessionmaker, listener, keys),
+            alert_rules=AlertRules(
+                sessionmaker,
+                allow_private=settings.alert_allow_private_webhooks,
+                changed=lambda: generations.changed(Dataset.STORE),
+            ),
+            alert_changes=alert_changes,
             auth_required=settings.auth_mode is AuthMode.REQUIRED,
             rate_limiter=RateLimiter(
                 settings.rate_limit_storage, default=settings.rate_limit or None
@@ -173,6 +190,7 @@ class Runtime:
             pipelines=pipelines,
             graph_dependencies=dependencies,
             maintenance=maintenance,
+            alerting=alerting(settings, sessionmaker, generations, dependencies),
             prediction_metrics=prediction_metrics,
         )
 
@@ -181,6 +199,7 @@ class Runtime:
             self.engine, self.database_url, migrate=self.settings.should_auto_migrate
         )
         await self.maintenance.start()
+        await self.alerting.start()
         await self.listener.start()
         await self.load_default_versions()
 
@@ -188,6 +207,7 @@ class Runtime:
         """Answer what is queued, then let go of connections, threads and files."""
         try:
             await self.maintenance.stop()
+            await self.alerting.stop()
             await self.pipelines.drain()
         finally:
             await self.listener.stop()
@@ -236,6 +256,29 @@ def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance
     )
 
 
+def alerting(
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    generations: Generations,
+    dependencies: GraphDependencies,
+) -> Alerting:
+    """Alert evaluation and webhook delivery, in this replica's share."""
+    period = settings.alert_evaluation_s
+    evaluator = AlertEvaluator(
+        sessionmaker,
+        period_s=period,
+        name=_replica_name(),
+        catalogue=dependencies.catalogue,
+        drift_policy=dependencies.drift_policy,
+        changed=lambda: generations.changed(Dataset.STORE),
+    )
+    return Alerting(evaluator, AlertDeliverer(sessionmaker), period_s=period)
+
+
+def _replica_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _freshness(settings: Settings, listener: Listener) -> Freshness:
     return Freshness(
         max_staleness_s=settings.catalogue_max_staleness_s,
@@ -255,6 +298,7 @@ def _invalidate_on_notifications(
     listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
     listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
+    listener.on(ALERTS_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on_connect(keys.forget)
     listener.on_connect(catalogue_changed)
     listener.on_connect(generations.everything_changed)

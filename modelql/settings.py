@@ -147,6 +147,15 @@ class Settings(BaseSettings):
         description="Archive each partition to Parquet here (a directory or an S3-compatible "
         "URL) before it is dropped; one whose archive fails is kept.",
     )
+    alert_evaluation_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Alert rules are evaluated once per this period (by one replica).",
+    )
+    alert_allow_private_webhooks: bool = Field(
+        default=False,
+        description="Let alert webhooks reach loopback and private addresses.",
+    )
     subscriber_queue_size: int = Field(
         default=100, ge=1, description="Messages a subscription may fall behind before it ends."
     )

@@ -484,3 +484,64 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column()
     rate_limit: Mapped[str | None] = mapped_column(String(100))  # e.g. "100/second"
+
+
+class AlertRule(Base):
+    """A condition on a model's live series, with its evaluated state (ok, pending, firing,
+    resolved) and the webhook its changes are delivered to, signed with its secret."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(Text)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    version_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE")
+    )
+    signal: Mapped[str] = mapped_column(String(30))
+    comparison: Mapped[str] = mapped_column(String(10))
+    threshold: Mapped[float] = mapped_column(Double)
+    window_s: Mapped[float] = mapped_column(Double)
+    for_s: Mapped[float] = mapped_column(Double)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    state: Mapped[str] = mapped_column(String(10), server_default=text("'ok'"))
+    pending_since: Mapped[datetime | None] = mapped_column()
+    changed_at: Mapped[datetime | None] = mapped_column()
+    last_value: Mapped[float | None] = mapped_column(Double)
+    evaluated_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AlertPeriod(Base):
+    """One evaluation period claimed by the replica that evaluated it (exactly once: the
+    claim commits with the states and deliveries it produced)."""
+
+    __tablename__ = "alert_periods"
+
+    period_start: Mapped[datetime] = mapped_column(primary_key=True)
+    evaluated_by: Mapped[str] = mapped_column(Text)
+    evaluated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class AlertDelivery(Base):
+    """The webhook outbox and its log: kept until delivered, retried with backoff."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        Index(
+            "ix_alert_deliveries_due", "next_attempt_at", postgresql_where="delivered_at IS NULL"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    rule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)

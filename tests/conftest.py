@@ -38,6 +38,9 @@ from modelql.settings import Settings
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PER_TEST_TABLES = (
+    "alert_deliveries",
+    "alert_periods",
+    "alert_rules",
     "prediction_commits",
     "latest_outcomes",
     "prediction_outcomes",
