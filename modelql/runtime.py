@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,8 +20,10 @@ from modelql.live import live_feeds
 from modelql.metrics import PrometheusPredictionMetrics
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
+from modelql.persistence.job_queue import SCORE, VALIDATE, JobConsumer
 from modelql.persistence.notifications import (
     CATALOGUE_CHANNEL,
+    JOBS_CHANNEL,
     KEYS_CHANNEL,
     OUTCOMES_CHANNEL,
     PREDICTIONS_CHANNEL,
@@ -37,6 +40,7 @@ from modelql.services.freshness import Freshness
 from modelql.services.generations import Dataset, Generations
 from modelql.services.inference import ModelCache
 from modelql.services.outcomes import OutcomeRecorder
+from modelql.services.prediction_jobs import JobPolicy, PredictionJobs
 from modelql.services.prediction_pipeline import PredictionPipelines
 from modelql.services.predictions import PredictionService
 from modelql.services.rate_limits import RateLimiter
@@ -82,6 +86,8 @@ class Runtime:
     pipelines: PredictionPipelines
     graph_dependencies: GraphDependencies
     maintenance: StoreMaintenance
+    jobs: PredictionJobs
+    job_consumer: JobConsumer | None = None
     prediction_metrics: PrometheusPredictionMetrics | None = None
 
     @classmethod
@@ -117,16 +123,27 @@ class Runtime:
             on_commit=lambda: generations.changed(Dataset.STORE),
             create_partitions=maintenance.ensure_partitions,
         )
+        predictions = PredictionService(
+            sessionmaker=sessionmaker,
+            catalogue=catalogue,
+            pipelines=pipelines,
+            max_batch_size=settings.max_batch_size,
+            observer=prediction_metrics,
+        )
+        jobs = PredictionJobs(
+            engine=engine,
+            sessionmaker=sessionmaker,
+            catalogue=catalogue,
+            predictions=predictions,
+            model_cache=model_cache,
+            policy=job_policy(settings),
+            on_commit=lambda: generations.changed(Dataset.STORE),
+        )
         dependencies = GraphDependencies(
             sessionmaker=sessionmaker,
             catalogue=catalogue,
-            predictions=PredictionService(
-                sessionmaker=sessionmaker,
-                catalogue=catalogue,
-                pipelines=pipelines,
-                max_batch_size=settings.max_batch_size,
-                observer=prediction_metrics,
-            ),
+            predictions=predictions,
+            jobs=jobs,
             outcomes=OutcomeRecorder(
                 sessionmaker=sessionmaker,
                 catalogue=catalogue,
@@ -165,6 +182,8 @@ class Runtime:
             pipelines=pipelines,
             graph_dependencies=dependencies,
             maintenance=maintenance,
+            jobs=jobs,
+            job_consumer=job_consumer(settings, database_url, jobs),
             prediction_metrics=prediction_metrics,
         )
 
@@ -175,10 +194,14 @@ class Runtime:
         await self.maintenance.start()
         await self.listener.start()
         await self.load_default_versions()
+        if self.job_consumer is not None:
+            await self.job_consumer.start()
 
     async def stop(self) -> None:
         """Answer what is queued, then let go of connections, threads and files."""
         try:
+            if self.job_consumer is not None:
+                await self.job_consumer.stop()
             await self.maintenance.stop()
             await self.pipelines.drain()
         finally:
@@ -212,6 +235,31 @@ def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance
     )
 
 
+def job_policy(settings: Settings) -> JobPolicy:
+    return JobPolicy(
+        source_dir=settings.job_source_dir,
+        max_bytes=settings.job_max_bytes,
+        chunk_rows=settings.job_chunk_rows,
+        part_rows=settings.job_part_rows,
+    )
+
+
+def job_consumer(settings: Settings, database_url: str, jobs: PredictionJobs) -> JobConsumer | None:
+    """What works queued job tasks in this process, if it works any."""
+    if settings.job_workers == 0:
+        return None
+
+    async def validate(job_id: uuid.UUID, _part: int) -> None:
+        await jobs.validate(job_id)
+
+    return JobConsumer(
+        libpq_url(database_url),
+        {VALIDATE: validate, SCORE: jobs.score},
+        concurrency=settings.job_workers,
+        heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
+    )
+
+
 def _freshness(settings: Settings, listener: Listener) -> Freshness:
     return Freshness(
         max_staleness_s=settings.catalogue_max_staleness_s,
@@ -230,6 +278,7 @@ def _invalidate_on_notifications(
     listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue_changed())
     listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
     listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
+    listener.on(JOBS_CHANNEL, lambda _job: generations.changed(Dataset.STORE))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
     listener.on_connect(keys.forget)
     listener.on_connect(catalogue_changed)

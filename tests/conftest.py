@@ -38,6 +38,10 @@ from modelql.settings import Settings
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PER_TEST_TABLES = (
+    "prediction_job_parts",
+    "prediction_job_sources",
+    "prediction_jobs",
+    "pgqueuer",
     "prediction_commits",
     "latest_outcomes",
     "prediction_outcomes",
