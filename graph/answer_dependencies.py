@@ -42,7 +42,31 @@ FIELD_READS: dict[str, dict[str, Reads]] = {
         "prediction": Reads.STORE,
         "predictionStats": Reads.STORE,
         "compareVersions": Reads.STORE,
+        "predictionJob": Reads.STORE,  # moves with every job transaction (modelql_jobs)
     },
+    "PredictionJob": {
+        **dict.fromkeys(
+            [
+                "id",
+                "state",
+                "progress",
+                "counts",
+                "errors",
+                "partial",
+                "source",
+                "message",
+                "submitter",
+                "createdAt",
+                "startedAt",
+                "finishedAt",
+            ],
+            Reads.STORE,
+        ),
+        "model": Reads.CATALOGUE,
+        "version": Reads.CATALOGUE,
+    },
+    "PredictionJobCounts": dict.fromkeys(["total", "scored", "failed"], Reads.STORE),
+    "PredictionJobError": dict.fromkeys(["row", "reason"], Reads.STORE),
     "Model": {
         **dict.fromkeys(
             [
@@ -141,6 +165,7 @@ TYPE_READS: dict[str, Reads] = {
             "SetAliasPayload",
             "SetTrafficSplitPayload",
             "RecordOutcomesPayload",
+            "PredictionJobPayload",
             "UserError",
             "CatalogueEvent",
         ],

@@ -208,6 +208,7 @@ class Runtime:
             await self.listener.stop()
             await self.graph_dependencies.feeds.predictions.stop()
             await self.graph_dependencies.feeds.catalogue.stop()
+            await self.graph_dependencies.feeds.jobs.stop()
             self.model_cache.close()
             await self.engine.dispose()
 

@@ -159,7 +159,8 @@ class PredictionJobs:
         policy: JobPolicy,
         on_commit: Callable[[], None] = lambda: None,
     ) -> None:
-        """`on_commit` runs after each transaction that stored predictions."""
+        """`on_commit` runs after each transaction that changed a job or stored predictions
+        (kept answers that read them are then stale in this process at once)."""
         self._engine = engine
         self._sessionmaker = sessionmaker
         self._catalogue = catalogue
@@ -225,6 +226,7 @@ class PredictionJobs:
             )
             await job_queue.enqueue(connection, job_queue.VALIDATE, [(job.id, -1)])
             record = await job_repository.get(connection, job.id)
+        self._on_commit()
         assert record is not None
         return JobView.of(record, 0)
 
@@ -241,6 +243,7 @@ class PredictionJobs:
         async with self._connection() as connection:
             async with connection.transaction():
                 record = await job_repository.cancel(connection, job_id)
+            self._on_commit()
             if record is None:
                 raise UserInputError.single(
                     ("id",), ErrorCode.JOB_NOT_FOUND, "No prediction job has this id."
@@ -259,16 +262,16 @@ class PredictionJobs:
         if submission.upload is not None:
             upload = submission.upload
             if upload.size is not None and upload.size > limit:
-                raise _too_large(("file",), upload.size, limit)
+                raise _too_large(("source", "file"), upload.size, limit)
             content = await upload.read(limit + 1)
             if len(content) > limit:
-                raise _too_large(("file",), len(content), limit)
+                raise _too_large(("source", "file"), len(content), limit)
             return upload.name or "upload", content, len(content), content[:HEAD_BYTES]
         assert submission.path is not None
         path = self._allowed_path(submission.path)
         size = path.stat().st_size
         if size > limit:
-            raise _too_large(("path",), size, limit)
+            raise _too_large(("source", "path"), size, limit)
         with path.open("rb") as file:
             head = file.read(HEAD_BYTES)
         return path.name, path, size, head
@@ -277,26 +280,26 @@ class PredictionJobs:
         root = self._policy.source_dir
         if root is None:
             raise UserInputError.single(
-                ("path",),
+                ("source", "path"),
                 ErrorCode.PATH_NOT_ALLOWED,
                 "Server-side files are not allowed here (MODELQL_JOB_SOURCE_DIR is unset); "
                 "upload the file instead.",
             )
         if "\x00" in text:
             raise UserInputError.single(
-                ("path",), ErrorCode.INVALID_SOURCE, "The path holds a NUL character."
+                ("source", "path"), ErrorCode.INVALID_SOURCE, "The path holds a NUL character."
             )
         base = root.resolve()
         path = (base / text).resolve()
         if not path.is_relative_to(base):
             raise UserInputError.single(
-                ("path",),
+                ("source", "path"),
                 ErrorCode.PATH_NOT_ALLOWED,
                 f"{text!r} is outside the directory jobs may read ({base}).",
             )
         if not path.is_file():
             raise UserInputError.single(
-                ("path",), ErrorCode.INVALID_SOURCE, f"No file {text!r} in {base}."
+                ("source", "path"), ErrorCode.INVALID_SOURCE, f"No file {text!r} in {base}."
             )
         return path
 
@@ -308,6 +311,7 @@ class PredictionJobs:
         async with self._connection() as connection:
             async with connection.transaction():
                 record = await job_repository.start(connection, job_id)
+            self._on_commit()
             if record is None or record["validated"]:
                 return
             try:
@@ -317,40 +321,52 @@ class PredictionJobs:
                 await self._fail(connection, job_id, f"The job cannot run: {error}")
                 return
             failed, errors = await asyncio.to_thread(self._validate_all, table, version)
-            total = len(table)
-            size = self._policy.part_rows
-            parts = [(first, min(first + size, total)) for first in range(0, total, size)]
-            async with connection.transaction():
-                if failed and not record["partial"]:
-                    stored = await job_repository.record_validation(
-                        connection,
-                        job_id,
-                        rows_total=total,
-                        rows_failed=failed,
-                        errors=errors,
-                        parts=[],
-                    )
-                    if stored:
-                        await job_repository.fail(
-                            connection,
-                            job_id,
-                            f"{failed} of {total} rows failed validation; nothing was stored "
-                            "(submit with `partial: true` to store the valid rows).",
-                        )
-                    return
+            await self._queue_parts(connection, record, len(table), failed, errors)
+            self._on_commit()
+
+    async def _queue_parts(
+        self,
+        connection: asyncpg.Connection,
+        record: asyncpg.Record,
+        total: int,
+        failed: int,
+        errors: list[dict[str, Any]],
+    ) -> None:
+        """Record what validation found; fail the job, or queue its parts (one transaction)."""
+        job_id: uuid.UUID = record["id"]
+        size = self._policy.part_rows
+        parts = [(first, min(first + size, total)) for first in range(0, total, size)]
+        async with connection.transaction():
+            if failed and not record["partial"]:
                 stored = await job_repository.record_validation(
                     connection,
                     job_id,
                     rows_total=total,
                     rows_failed=failed,
                     errors=errors,
-                    parts=parts,
+                    parts=[],
                 )
                 if stored:
-                    await job_queue.enqueue(
-                        connection, job_queue.SCORE, [(job_id, n) for n in range(len(parts))]
+                    await job_repository.fail(
+                        connection,
+                        job_id,
+                        f"{failed} of {total} rows failed validation; nothing was stored "
+                        "(submit with `partial: true` to store the valid rows).",
                     )
-                    await job_repository.finish_if_done(connection, job_id)
+                return
+            stored = await job_repository.record_validation(
+                connection,
+                job_id,
+                rows_total=total,
+                rows_failed=failed,
+                errors=errors,
+                parts=parts,
+            )
+            if stored:
+                await job_queue.enqueue(
+                    connection, job_queue.SCORE, [(job_id, n) for n in range(len(parts))]
+                )
+                await job_repository.finish_if_done(connection, job_id)
 
     async def score(self, job_id: uuid.UUID, part_number: int) -> None:
         """Score one part of a job from its cursor on, a chunk per transaction."""
@@ -382,6 +398,7 @@ class PredictionJobs:
                     return  # cancelled, or another worker took this part over
             async with connection.transaction():
                 await job_repository.finish_if_done(connection, job_id)
+            self._on_commit()
 
     async def _store_chunk(
         self,
@@ -469,6 +486,7 @@ class PredictionJobs:
     async def _fail(self, connection: asyncpg.Connection, job_id: uuid.UUID, message: str) -> None:
         async with connection.transaction():
             await job_repository.fail(connection, job_id, message)
+        self._on_commit()
 
     def _connection(self) -> _RawConnection:
         return _RawConnection(self._engine)
@@ -574,7 +592,7 @@ def _kept(scores: Scores, keep: list[int]) -> Scores:
 
 
 def _source_field(submission: JobSubmission) -> tuple[str, ...]:
-    return ("file",) if submission.upload is not None else ("path",)
+    return ("source", "file") if submission.upload is not None else ("source", "path")
 
 
 def _too_large(path: tuple[str, ...], size: int, limit: int) -> UserInputError:

@@ -63,7 +63,9 @@ def submission(file: UploadedFile | None = None, **overrides: object) -> JobSubm
 
 
 @pytest.fixture
-async def runtime(database_url: str, data_dir: Path, demo_catalogue: None) -> AsyncIterator[Runtime]:
+async def runtime(
+    database_url: str, data_dir: Path, demo_catalogue: None
+) -> AsyncIterator[Runtime]:
     settings = make_settings(database_url, data_dir, job_chunk_rows=40, job_part_rows=100)
     runtime = Runtime.build(settings, database_url=database_url)
     await runtime.start()
@@ -117,9 +119,7 @@ async def test_parquet_is_read_like_csv(runtime: Runtime, engine: AsyncEngine):
     table = pa.table({name: [5.1, 6.3, 5.8] for name in IRIS})
     sink = io.BytesIO()
     pq.write_table(table, sink)
-    job = await runtime.jobs.submit(
-        submission(upload(sink.getvalue(), "rows.parquet")), REQUESTER
-    )
+    job = await runtime.jobs.submit(submission(upload(sink.getvalue(), "rows.parquet")), REQUESTER)
     await work(runtime.jobs, job.id)
     assert [number for number, _, _ in await stored(engine, job.id)] == [1, 2, 3]
 
@@ -194,9 +194,7 @@ async def test_failing_rows_fail_the_job_and_store_nothing(runtime: Runtime, eng
 async def test_a_partial_job_stores_the_valid_rows(runtime: Runtime, engine: AsyncEngine):
     jobs = runtime.jobs
     bad = {7: "abc", 61: "nan"}
-    job = await jobs.submit(
-        submission(upload(iris_csv(90, bad=bad)), partial=True), REQUESTER
-    )
+    job = await jobs.submit(submission(upload(iris_csv(90, bad=bad)), partial=True), REQUESTER)
     await work(jobs, job.id)
     done = await jobs.get(job.id)
     assert done is not None
@@ -237,7 +235,9 @@ async def test_bad_input_is_refused_with_a_code_and_stores_nothing(
         await runtime.stop()
     assert {problem.code for problem in refused.value.problems} == {code}
     async with engine.connect() as connection:
-        assert (await connection.execute(text("SELECT count(*) FROM prediction_jobs"))).scalar() == 0
+        assert (
+            await connection.execute(text("SELECT count(*) FROM prediction_jobs"))
+        ).scalar() == 0
         assert (await connection.execute(text("SELECT count(*) FROM pgqueuer"))).scalar() == 0
 
 
