@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from job_support import iris_csv
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import make_settings
@@ -27,17 +28,6 @@ from modelql.services.predictions import Requester
 
 IRIS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 REQUESTER = Requester(request_id="submit-1", caller="batch-team")
-
-
-def iris_csv(rows: int, *, bad: dict[int, str] | None = None, extra: bool = True) -> bytes:
-    """`rows` data rows; `bad` maps a row number (1-based) to a sepal_length text."""
-    header = ",".join((*IRIS, "species")) if extra else ",".join(IRIS)
-    lines = [header]
-    for number in range(1, rows + 1):
-        first = (bad or {}).get(number, f"{4.3 + (number % 36) / 10:.1f}")
-        cells = [first, "3.1", f"{1 + number % 6}.2", "0.4"]
-        lines.append(",".join([*cells, "setosa"] if extra else cells))
-    return ("\n".join(lines) + "\n").encode()
 
 
 def upload(content: bytes, name: str = "iris.csv") -> UploadedFile:
