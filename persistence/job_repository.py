@@ -231,3 +231,12 @@ async def cancel(connection: asyncpg.Connection, job_id: uuid.UUID) -> asyncpg.R
         return await get(connection, job_id)
     await notify(connection, job_id)
     return record
+
+
+async def results(connection: asyncpg.Connection, job_id: uuid.UUID) -> list[asyncpg.Record]:
+    """The predictions a job stored, by row number."""
+    return await connection.fetch(
+        "SELECT batch_index AS row, label, value, confidence, probabilities FROM predictions "
+        "WHERE request_id = $1 ORDER BY batch_index",
+        str(job_id),
+    )

@@ -146,3 +146,38 @@ def _number(text: str) -> int | float | str | None:
 
 def _readable(source: Source) -> Any:
     return io.BytesIO(source) if isinstance(source, bytes) else str(source)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """One stored prediction of a job."""
+
+    row: int
+    label: str | None
+    value: float | None
+    confidence: float | None
+    probabilities: list[dict[str, Any]] | None
+
+
+def write_results(results: Sequence[JobResult], path: Path) -> None:
+    """A job's predictions as Parquet (a `.parquet` or `.pq` name) or CSV: the row number,
+    the label or value, the confidence and one `probability_<label>` column per class; the
+    columns no row has are left out."""
+    columns: dict[str, list[Any]] = {
+        "row": [result.row for result in results],
+        "label": [result.label for result in results],
+        "value": [result.value for result in results],
+        "confidence": [result.confidence for result in results],
+    }
+    classes = [item["label"] for item in next((r.probabilities for r in results), None) or []]
+    for index, name in enumerate(classes):
+        columns[f"probability_{name}"] = [
+            None if r.probabilities is None else r.probabilities[index]["probability"]
+            for r in results
+        ]
+    kept = {name: values for name, values in columns.items() if any(v is not None for v in values)}
+    table = pa.table(kept or {"row": []})
+    if path.suffix.lower() in (".parquet", ".pq"):
+        pq.write_table(table, str(path))
+    else:
+        pa_csv.write_csv(table, str(path))

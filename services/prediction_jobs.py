@@ -250,6 +250,21 @@ class PredictionJobs:
                 )
             return JobView.of(record, _rows_done(await job_repository.parts(connection, job_id)))
 
+    async def results(self, job_id: uuid.UUID) -> list[job_files.JobResult]:
+        """The predictions the job stored, by row number."""
+        async with self._connection() as connection:
+            records = await job_repository.results(connection, job_id)
+        return [
+            job_files.JobResult(
+                row=record["row"],
+                label=record["label"],
+                value=record["value"],
+                confidence=record["confidence"],
+                probabilities=record["probabilities"],
+            )
+            for record in records
+        ]
+
     async def _source(self, submission: JobSubmission) -> tuple[str, job_files.Source, int, bytes]:
         """The file's name, content or path, size and first bytes."""
         limit = self._policy.max_bytes
