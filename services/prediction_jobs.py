@@ -145,6 +145,17 @@ class _Checked:
     errors: list[RowError]
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A chunk ready to store: rows `start` to `end`, the predictions of its valid rows (None:
+    there are none) and the rows that failed scoring."""
+
+    start: int
+    end: int
+    rows: RequestRows | None
+    errors: list[RowError]
+
+
 class PredictionJobs:
     """Submit, read, cancel and work prediction jobs."""
 
@@ -398,53 +409,79 @@ class PredictionJobs:
                 return
             requester = Requester(request_id=str(job_id), caller=record["submitter"])
             chunk = self._policy.chunk_rows
-            for start in range(part["next_row"], part["end_row"], chunk):
-                end = min(start + chunk, part["end_row"])
-                checked = await asyncio.to_thread(_check, table, version, start, end)
-                try:
-                    stored = await self._store_chunk(
-                        connection, record, version, requester, part_number, start, end, checked
-                    )
-                except (ValueError, ModelUnavailableError) as error:
-                    reason = refusal_reason(error) if isinstance(error, ValueError) else error
-                    await self._fail(connection, job_id, f"The model cannot score rows: {reason}")
-                    return
-                if not stored:
-                    return  # cancelled, or another worker took this part over
+            ranges = [
+                (start, min(start + chunk, part["end_row"]))
+                for start in range(part["next_row"], part["end_row"], chunk)
+            ]
+            try:
+                done = await self._store_chunks(
+                    connection, record, version, requester, part_number, table, ranges
+                )
+            except (ValueError, ModelUnavailableError) as error:
+                reason = refusal_reason(error) if isinstance(error, ValueError) else error
+                await self._fail(connection, job_id, f"The model cannot score rows: {reason}")
+                return
+            if not done:
+                return  # cancelled, or another worker took this part over
             async with connection.transaction():
                 await job_repository.finish_if_done(connection, job_id)
             self._on_commit()
 
-    async def _store_chunk(
+    async def _store_chunks(
         self,
         connection: asyncpg.Connection,
         job: asyncpg.Record,
         version: Version,
         requester: Requester,
         part: int,
-        start: int,
-        end: int,
-        checked: _Checked,
+        table: job_files.RowTable,
+        ranges: list[tuple[int, int]],
     ) -> bool:
-        """Score a chunk's valid rows and store them with the part's cursor; False when the
-        cursor moved or the job stopped meanwhile (nothing is stored then)."""
-        rows: RequestRows | None = None
-        errors: list[RowError] = []
-        if checked.rows:
+        """Store the chunks in order, each in its own transaction, preparing the next one
+        (validated, scored, laid out) while PostgreSQL stores the current one; False when a
+        chunk found the cursor moved or the job stopped (nothing more is stored)."""
+
+        async def prepare(start: int, end: int) -> _Prepared:
+            checked = await asyncio.to_thread(_check, table, version, start, end)
+            if not checked.rows:
+                return _Prepared(start, end, None, [])
             batch = await self._model_cache.score(version, checked.rows, checked.matrix)
-            rows, errors = _request_rows(
-                checked, batch.scores, version, requester, job, batch.latency_ms / len(checked.rows)
+            per_row_ms = batch.latency_ms / len(checked.rows)
+            rows, errors = await asyncio.to_thread(
+                _request_rows, checked, batch.scores, version, requester, job, per_row_ms
             )
+            return _Prepared(start, end, rows, errors)
+
+        upcoming = [asyncio.ensure_future(prepare(*ranges[0]))] if ranges else []
+        try:
+            for index in range(len(ranges)):
+                prepared = await upcoming[index]
+                if index + 1 < len(ranges):
+                    upcoming.append(asyncio.ensure_future(prepare(*ranges[index + 1])))
+                if not await self._store_chunk(connection, job["id"], part, prepared):
+                    return False
+            return True
+        finally:
+            for future in upcoming:
+                future.cancel()
+            await asyncio.gather(*upcoming, return_exceptions=True)
+
+    async def _store_chunk(
+        self, connection: asyncpg.Connection, job_id: uuid.UUID, part: int, prepared: _Prepared
+    ) -> bool:
+        """Store a chunk's predictions with the part's cursor; False when the cursor moved or
+        the job stopped meanwhile (nothing is stored then)."""
+        rows = prepared.rows
         async with connection.transaction():
             moved = await job_repository.advance(
                 connection,
-                job["id"],
+                job_id,
                 part=part,
-                start=start,
-                end=end,
+                start=prepared.start,
+                end=prepared.end,
                 scored=0 if rows is None else len(rows.ids),
-                failed=len(errors),
-                errors=[{"row": error.row, "reason": error.reason} for error in errors],
+                failed=len(prepared.errors),
+                errors=[{"row": error.row, "reason": error.reason} for error in prepared.errors],
                 max_errors=self._policy.max_errors,
             )
             if not moved:
@@ -508,19 +545,27 @@ class PredictionJobs:
 
 
 class _RawConnection:
-    """A pooled connection's asyncpg connection, for as long as the block runs."""
+    """A pooled connection's asyncpg connection, for as long as the block runs. One left in a
+    transaction (a task cancelled while its BEGIN, a statement or its ROLLBACK ran: at
+    shutdown, say) is closed, never handed back: SQLAlchemy's pool does not know of
+    transactions begun on the driver, and the next user would work inside that one, which
+    nobody commits."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
     async def __aenter__(self) -> asyncpg.Connection:
         self._context = self._engine.connect()
-        connection = await self._context.__aenter__()
-        raw = (await connection.get_raw_connection()).driver_connection
+        self._pooled = await self._context.__aenter__()
+        raw = (await self._pooled.get_raw_connection()).driver_connection
         assert isinstance(raw, asyncpg.Connection)
+        self._raw = raw
         return raw
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._raw.is_in_transaction():
+            self._raw.terminate()
+            await asyncio.shield(self._pooled.invalidate())
         await self._context.__aexit__(*exc)
 
 
