@@ -33,7 +33,7 @@ from modelql.services.errors import (
     ModelUnavailableError,
     UserInputError,
 )
-from modelql.services.features import rows_checked_in_bulk, validate_instance
+from modelql.services.features import matrix_passes, rows_checked_in_bulk, validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
 from modelql.services.prediction_pipeline import probability_rows
 from modelql.services.predictions import PredictionRequest, PredictionService, Requester
@@ -499,7 +499,7 @@ class PredictionJobs:
         errors: list[RowError] = []
         chunk = self._policy.chunk_rows
         for start in range(0, len(table), chunk):
-            checked = _check(table, version, start, min(start + chunk, len(table)))
+            checked = _check(table, version, start, min(start + chunk, len(table)), rows=False)
             failed += len(checked.errors)
             errors.extend(checked.errors[: self._policy.max_errors - len(errors)])
         return failed, [{"row": error.row, "reason": error.reason} for error in errors]
@@ -573,18 +573,24 @@ def _rows_done(parts: Sequence[asyncpg.Record]) -> int:
     return sum(part["next_row"] - part["first_row"] for part in parts)
 
 
-def _check(table: job_files.RowTable, version: Version, start: int, end: int) -> _Checked:
-    """Validate rows `start` to `end` (0-based): in bulk when they all pass, else row by row
-    with every problem of each failing row."""
-    rows = table.rows(start, end)
+def _check(
+    table: job_files.RowTable, version: Version, start: int, end: int, *, rows: bool = True
+) -> _Checked:
+    """Validate rows `start` to `end` (0-based): in bulk when they all pass (from the file's
+    columns when they are plain numbers), else row by row with every problem of each failing
+    row. Without `rows`, a chunk that passes in bulk lays out no rows (validation only)."""
     numbers = list(range(start + 1, end + 1))
-    bulk = rows_checked_in_bulk(rows, version.signature)
+    matrix = table.number_matrix(start, end)
+    if matrix is not None and matrix_passes(matrix, version.signature):
+        return _Checked(table.rows(start, end) if rows else [], numbers, matrix, [])
+    laid_out = table.rows(start, end)
+    bulk = rows_checked_in_bulk(laid_out, version.signature)
     if bulk is not None:
         return _Checked(bulk.rows, numbers, bulk.matrix, [])
     valid: list[dict[str, Any]] = []
     valid_numbers: list[int] = []
     errors: list[RowError] = []
-    for number, row in zip(numbers, rows, strict=True):
+    for number, row in zip(numbers, laid_out, strict=True):
         checked = validate_instance(row, version.signature, ("row", str(number)))
         if checked.problems:
             errors.append(RowError(number, "; ".join(p.message for p in checked.problems)))
