@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -63,16 +64,30 @@ PARTITIONS_SCHEMA = "prediction_partitions"
 """The schema holding the partitions of `predictions` (persistence/partitions.py makes them)."""
 
 
+QUEUE_TABLES = frozenset({"pgqueuer", "pgqueuer_log", "pgqueuer_schedules", "pgqueuer_statistics"})
+"""The job queue's tables: pgqueuer's own, made by migration 20261205_prediction_jobs from its
+DDL and used only through pgqueuer (persistence/job_queue.py), so not declared here."""
+
+
 def declared(
     item: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
     """Alembic's `include_object`: everything but the copies PostgreSQL makes, per partition,
-    of the foreign keys that reference `predictions` (they are not declared here)."""
+    of the foreign keys that reference `predictions`, and the job queue's tables (neither is
+    declared here)."""
+    if reflected and isinstance(item, Table | Index) and _table_name(item) in QUEUE_TABLES:
+        return False
     return not (
         reflected
         and isinstance(item, ForeignKeyConstraint)
         and item.referred_table.schema == PARTITIONS_SCHEMA
     )
+
+
+def _table_name(item: Table | Index) -> str | None:
+    if isinstance(item, Table):
+        return item.name
+    return None if item.table is None else item.table.name
 
 
 class Base(DeclarativeBase):
