@@ -43,7 +43,31 @@ FIELD_READS: dict[str, dict[str, Reads]] = {
         "predictionStats": Reads.STORE,
         "compareVersions": Reads.STORE,
         "alertRules": Reads.STORE,  # alert states move the store's generation
+        "predictionJob": Reads.STORE,  # moves with every job transaction (modelql_jobs)
     },
+    "PredictionJob": {
+        **dict.fromkeys(
+            [
+                "id",
+                "state",
+                "progress",
+                "counts",
+                "errors",
+                "partial",
+                "source",
+                "message",
+                "submitter",
+                "createdAt",
+                "startedAt",
+                "finishedAt",
+            ],
+            Reads.STORE,
+        ),
+        "model": Reads.CATALOGUE,
+        "version": Reads.CATALOGUE,
+    },
+    "PredictionJobCounts": dict.fromkeys(["total", "scored", "failed"], Reads.STORE),
+    "PredictionJobError": dict.fromkeys(["row", "reason"], Reads.STORE),
     "Model": {
         **dict.fromkeys(
             [
@@ -145,6 +169,7 @@ TYPE_READS: dict[str, Reads] = {
             "SetAliasPayload",
             "SetTrafficSplitPayload",
             "RecordOutcomesPayload",
+            "PredictionJobPayload",
             "UserError",
             "CatalogueEvent",
             "AlertRule",

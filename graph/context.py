@@ -27,6 +27,7 @@ from modelql.services.drift import DriftPolicy
 from modelql.services.estimated_performance import EstimationPolicy
 from modelql.services.feed import LiveFeeds
 from modelql.services.outcomes import OutcomeRecorder
+from modelql.services.prediction_jobs import PredictionJobs
 from modelql.services.predictions import PredictionService
 from modelql.services.rate_limits import RateLimiter
 from modelql.services.subscribers import SubscriptionEndedError
@@ -39,6 +40,7 @@ class GraphDependencies:
     sessionmaker: async_sessionmaker[AsyncSession]
     catalogue: Catalogue
     predictions: PredictionService
+    jobs: PredictionJobs
     outcomes: OutcomeRecorder
     catalogue_changes: CatalogueChanges
     keys: KeyCache

@@ -233,7 +233,15 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         )
 
     async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
-        """Strawberry's, with a persisted query's document looked up by its hash."""
+        """Strawberry's, with a persisted query's document looked up by its hash. A multipart
+        request (a file upload) must carry a header a plain HTML form cannot send, so that a
+        page elsewhere cannot submit jobs through a browser (CSRF)."""
+        if (request.content_type or "").startswith("multipart/") and not any(
+            name in request.headers for name in PREFLIGHT_HEADERS
+        ):
+            raise HTTPException(
+                400, "A multipart request needs a `GraphQL-Require-Preflight: 1` header."
+            )
         data = await super().parse_http_body(request)
         return data if isinstance(data, list) else self.persisted.resolve(data)
 
@@ -370,6 +378,14 @@ async def _http_context(
     )
 
 
+PREFLIGHT_HEADERS = (
+    "graphql-require-preflight",
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+)
+"""Headers a browser sends only after a CORS preflight; one is required on uploads."""
+
+
 def create_graphql_endpoint(
     schema: ModelQLSchema,
     *,
@@ -398,6 +414,7 @@ def create_graphql_endpoint(
         persisted=persisted,
         graphql_ide="graphiql" if graphiql else None,
         allow_queries_via_get=True,
+        multipart_uploads_enabled=True,
         execution_timeout_s=execution_timeout_s,
         max_query_length=max_query_length,
         ide_assets_url=ide_assets_url,

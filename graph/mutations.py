@@ -7,16 +7,18 @@ import uuid
 from datetime import datetime
 
 import strawberry
+from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
 from modelql.graph.context import GraphContext
 from modelql.graph.errors import ClientError, ErrorCode, bad_input
 from modelql.graph.permissions import CanAdmin, CanGiveFeedback, CanPredict
 from modelql.graph.types.alerts import AlertRuleType, CreateAlertRuleInput
+from modelql.graph.types.jobs import PredictionJob, job_id
 from modelql.graph.types.node import from_global_id
 from modelql.graph.types.nodes import ModelType, PredictionType
 from modelql.graph.types.predictions import OutcomeType
-from modelql.services import outcomes, predictions
+from modelql.services import outcomes, prediction_jobs, predictions
 from modelql.services.errors import ErrorCode as DomainCode
 from modelql.services.errors import ModelUnavailableError, UserInputError
 
@@ -250,6 +252,51 @@ DIRECT_MUTATIONS = {
 """The root fields the direct executor may run without graphql-core (see graph/direct.py)."""
 
 
+@strawberry.input(
+    description="Where a job's rows come from: exactly one of an uploaded file (GraphQL "
+    "multipart request) or a file on the server under MODELQL_JOB_SOURCE_DIR."
+)
+class PredictionJobSourceInput:
+    file: Upload | None = strawberry.field(default=None, description="A CSV or Parquet file.")
+    path: str | None = strawberry.field(
+        default=None, description="Relative to MODELQL_JOB_SOURCE_DIR (unset: refused)."
+    )
+
+
+@strawberry.input
+class SubmitPredictionJobInput:
+    model: str
+    version: int | None = strawberry.field(
+        default=None, description="Neither version nor alias: the model's default version."
+    )
+    alias: str | None = None
+    source: PredictionJobSourceInput
+    partial: bool = strawberry.field(
+        default=False,
+        description="false: any failing row fails the job and nothing is stored; true: the "
+        "valid rows are stored and the others reported.",
+    )
+
+    def submission(self) -> prediction_jobs.JobSubmission:
+        file = self.source.file
+        return prediction_jobs.JobSubmission(
+            model=self.model,
+            version=self.version,
+            alias=self.alias,
+            partial=self.partial,
+            upload=None
+            if file is None
+            else prediction_jobs.UploadedFile(name=file.filename, size=file.size, read=file.read),
+            path=self.source.path,
+        )
+
+
+@strawberry.type
+class PredictionJobPayload:
+    job: PredictionJob | None
+    user_errors: list[UserError]
+
+
 @strawberry.type
 class CreateAlertRulePayload:
     rule: AlertRuleType | None
@@ -383,3 +430,33 @@ class Mutation:
         except UserInputError as error:
             return AlertRulePayload(rule=None, user_errors=UserError.from_error(error))
         return AlertRulePayload(rule=None, user_errors=[])
+
+    @strawberry.mutation(
+        description="Queue a batch scoring job over a CSV or Parquet file; any `modelql serve` "
+        "or `modelql worker` process works it. The file is checked at once (format, columns, "
+        "size, place); its rows are validated and scored by the worker.",
+        permission_classes=[CanPredict],
+    )
+    async def submit_prediction_job(
+        self, info: Info, input: SubmitPredictionJobInput
+    ) -> PredictionJobPayload:
+        requester = predictions.Requester(
+            request_id=info.context.request_id, caller=info.context.caller
+        )
+        try:
+            job = await info.context.dependencies.jobs.submit(input.submission(), requester)
+        except UserInputError as error:
+            return PredictionJobPayload(job=None, user_errors=UserError.from_error(error))
+        return PredictionJobPayload(job=PredictionJob.of(job), user_errors=[])
+
+    @strawberry.mutation(
+        description="Cancel a queued or running job: no further chunk is stored (chunks stored "
+        "before stay). A finished job is returned unchanged.",
+        permission_classes=[CanPredict],
+    )
+    async def cancel_prediction_job(self, info: Info, id: strawberry.ID) -> PredictionJobPayload:
+        try:
+            job = await info.context.dependencies.jobs.cancel(job_id(id))
+        except UserInputError as error:
+            return PredictionJobPayload(job=None, user_errors=UserError.from_error(error))
+        return PredictionJobPayload(job=PredictionJob.of(job), user_errors=[])

@@ -12,6 +12,7 @@ from modelql.graph.types.alerts import AlertRuleType
 from modelql.graph.types.comparison import VersionComparison, VersionSelector
 from modelql.graph.types.connection import Connection
 from modelql.graph.types.enums import ModelTask
+from modelql.graph.types.jobs import PredictionJob, job_id
 from modelql.graph.types.node import Node, from_global_id
 from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
 from modelql.graph.types.predictions import PredictionFilter, PredictionStatsType
@@ -121,6 +122,13 @@ class Query:
     ) -> Connection[PredictionType]:
         page = await prediction_page(info, first, after, PredictionFilter.query(filter))
         return Connection.of(page, PredictionType.from_row)
+
+    @strawberry.field(
+        description="A prediction job by id; null when unknown.", permission_classes=[CanRead]
+    )
+    async def prediction_job(self, info: Info, id: strawberry.ID) -> PredictionJob | None:
+        job = await info.context.dependencies.jobs.get(job_id(id))
+        return PredictionJob.of(job) if job else None
 
     @strawberry.field(
         description="A stored prediction by id; null when unknown.", permission_classes=[CanAudit]

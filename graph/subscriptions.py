@@ -17,9 +17,10 @@ from modelql.graph.context import GraphContext
 from modelql.graph.errors import ClientError, ErrorCode
 from modelql.graph.permissions import CanAudit, CanRead
 from modelql.graph.types.alerts import AlertRuleType
+from modelql.graph.types.jobs import PredictionJob, job_id
 from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
 from modelql.graph.types.predictions import PredictionFilter
-from modelql.services import catalogue_feed, prediction_feed
+from modelql.services import catalogue_feed, job_feed, prediction_feed
 from modelql.services.feed import Feed
 from modelql.services.subscribers import Subscriber, SubscriptionEndedError
 
@@ -129,3 +130,28 @@ class Subscription:
         except SubscriptionEndedError as error:
             info.context.end_connection(error)
             raise ClientError(str(error), ErrorCode(error.code)) from None
+
+    @strawberry.subscription(
+        description="A prediction job as it moves: its state now, then again after each of "
+        "its transactions (started, validated, each chunk stored, finished), from any process; "
+        "changes arriving faster than they are read are merged into the latest. Ends after "
+        "the job finishes; null at once for an unknown job. Needs the `read` scope.",
+        permission_classes=[CanRead],
+    )
+    async def prediction_job_updated(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[PredictionJob | None, None]:
+        jobs = info.context.dependencies.jobs
+        wanted = job_id(id)
+        feed = info.context.dependencies.feeds.jobs
+        async with _subscription(info, feed, job_feed.selector(wanted)) as subscriber:
+            job = await jobs.get(wanted)
+            yield PredictionJob.of(job) if job else None
+            if job is None or job.state.finished:
+                return
+            async for _ in subscriber.messages():
+                job = await jobs.get(wanted)
+                yield PredictionJob.of(job) if job else None
+                await info.context.release()
+                if job is None or job.state.finished:
+                    return

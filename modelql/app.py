@@ -71,6 +71,10 @@ def schema_options(settings: Settings) -> SchemaOptions:
     )
 
 
+UPLOAD_OVERHEAD_BYTES = 1024 * 1024
+"""What a multipart request carries besides its file (the document, the variables, the map)."""
+
+
 def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     """The ASGI application; `database_url` is the external or the started embedded database."""
 
@@ -135,7 +139,12 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     app.add_api_route("/readyz", readyz, methods=["GET"])
     if settings.metrics:
         app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"])
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # an upload a little over the job limit reaches the use case, which names the limit
+        max_upload_bytes=settings.job_max_bytes + UPLOAD_OVERHEAD_BYTES,
+    )
     if settings.loopback_hosts_only:
         app.add_middleware(LoopbackHostMiddleware)
     observe = metrics.RequestMetrics().observe if settings.metrics else None

@@ -237,5 +237,40 @@ def store_archive(
     commands.store_archive(to=to, retention_days=retention_days)
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(min=1, help="Job tasks worked at once (default: MODELQL_JOB_WORKERS)."),
+    ] = None,
+) -> None:
+    """Work queued prediction jobs (as every `serve` process also does) until stopped."""
+    from modelql import job_commands
+
+    job_commands.worker(concurrency=concurrency)
+
+
+@app.command()
+def predict(
+    file: Annotated[Path, typer.Argument(help="A CSV or Parquet file with the model's features.")],
+    model: Annotated[str, typer.Option(help="The model's name.")],
+    version: Annotated[int | None, typer.Option(help="A version number.")] = None,
+    alias: Annotated[str | None, typer.Option(help="An alias, e.g. production.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write the results (.csv, or .parquet).")
+    ] = None,
+    partial: Annotated[
+        bool, typer.Option(help="Store the valid rows when some fail (default: none).")
+    ] = False,
+) -> None:
+    """Score a file as a prediction job in this process, with a progress bar; its predictions
+    are stored like any other, and written to --output."""
+    from modelql import job_commands
+
+    job_commands.predict(
+        file, model=model, version=version, alias=alias, output=output, partial=partial
+    )
+
+
 if __name__ == "__main__":
     app()

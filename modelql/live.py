@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.persistence.notifications import (
     CATALOGUE_CHANNEL,
+    JOBS_CHANNEL,
     KEYS_CHANNEL,
     PREDICTIONS_CHANNEL,
     Listener,
@@ -17,6 +18,7 @@ from modelql.persistence.notifications import (
 from modelql.services.api_keys import KeyCache
 from modelql.services.catalogue_feed import CatalogueFeed
 from modelql.services.feed import LiveFeeds
+from modelql.services.job_feed import JobFeed
 from modelql.services.prediction_feed import PredictionFeed
 from modelql.services.subscribers import Subscriptions
 from modelql.settings import Settings
@@ -35,6 +37,7 @@ def live_feeds(
     subscriptions = Subscriptions(max_per_key=settings.max_subscriptions_per_key)
     predictions = PredictionFeed(sessionmaker, subscriptions)
     catalogue = CatalogueFeed(sessionmaker, subscriptions)
+    jobs = JobFeed(sessionmaker, subscriptions)
     checks: set[asyncio.Task[None]] = set()
 
     async def end_revoked(name: str | None) -> None:
@@ -50,13 +53,16 @@ def live_feeds(
 
     listener.on(PREDICTIONS_CHANNEL, predictions.wake)
     listener.on(CATALOGUE_CHANNEL, catalogue.wake)
+    listener.on(JOBS_CHANNEL, jobs.wake)
     listener.on(KEYS_CHANNEL, check_keys)
     listener.on_connect(predictions.wake)
     listener.on_connect(catalogue.wake)
+    listener.on_connect(jobs.wake)
     listener.on_connect(check_keys)
     return LiveFeeds(
         predictions=predictions,
         catalogue=catalogue,
         subscriptions=subscriptions,
         queue_size=settings.subscriber_queue_size,
+        jobs=jobs,
     )

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -22,8 +23,10 @@ from modelql.metrics import PrometheusInferenceCacheMetrics, PrometheusPredictio
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence.alert_repository import ALERTS_CHANNEL
 from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
+from modelql.persistence.job_queue import SCORE, VALIDATE, JobConsumer
 from modelql.persistence.notifications import (
     CATALOGUE_CHANNEL,
+    JOBS_CHANNEL,
     KEYS_CHANNEL,
     OUTCOMES_CHANNEL,
     PREDICTIONS_CHANNEL,
@@ -47,6 +50,7 @@ from modelql.services.generations import Dataset, Generations
 from modelql.services.inference import ModelCache
 from modelql.services.inference_cache import InferenceCache
 from modelql.services.outcomes import OutcomeRecorder
+from modelql.services.prediction_jobs import JobPolicy, PredictionJobs
 from modelql.services.prediction_pipeline import PredictionPipelines
 from modelql.services.predictions import PredictionService
 from modelql.services.rate_limits import RateLimiter
@@ -93,6 +97,8 @@ class Runtime:
     graph_dependencies: GraphDependencies
     maintenance: StoreMaintenance
     alerting: Alerting
+    jobs: PredictionJobs
+    job_consumer: JobConsumer | None = None
     prediction_metrics: PrometheusPredictionMetrics | None = None
 
     @classmethod
@@ -131,16 +137,27 @@ class Runtime:
             create_partitions=maintenance.ensure_partitions,
             inference_cache=inference_cache(settings),
         )
+        predictions = PredictionService(
+            sessionmaker=sessionmaker,
+            catalogue=catalogue,
+            pipelines=pipelines,
+            max_batch_size=settings.max_batch_size,
+            observer=prediction_metrics,
+        )
+        jobs = PredictionJobs(
+            engine=engine,
+            sessionmaker=sessionmaker,
+            catalogue=catalogue,
+            predictions=predictions,
+            model_cache=model_cache,
+            policy=job_policy(settings),
+            on_commit=lambda: generations.changed(Dataset.STORE),
+        )
         dependencies = GraphDependencies(
             sessionmaker=sessionmaker,
             catalogue=catalogue,
-            predictions=PredictionService(
-                sessionmaker=sessionmaker,
-                catalogue=catalogue,
-                pipelines=pipelines,
-                max_batch_size=settings.max_batch_size,
-                observer=prediction_metrics,
-            ),
+            predictions=predictions,
+            jobs=jobs,
             outcomes=OutcomeRecorder(
                 sessionmaker=sessionmaker,
                 catalogue=catalogue,
@@ -191,6 +208,8 @@ class Runtime:
             graph_dependencies=dependencies,
             maintenance=maintenance,
             alerting=alerting(settings, sessionmaker, generations, dependencies),
+            jobs=jobs,
+            job_consumer=job_consumer(settings, database_url, jobs),
             prediction_metrics=prediction_metrics,
         )
 
@@ -202,10 +221,14 @@ class Runtime:
         await self.alerting.start()
         await self.listener.start()
         await self.load_default_versions()
+        if self.job_consumer is not None:
+            await self.job_consumer.start()
 
     async def stop(self) -> None:
         """Answer what is queued, then let go of connections, threads and files."""
         try:
+            if self.job_consumer is not None:
+                await self.job_consumer.stop()
             await self.maintenance.stop()
             await self.alerting.stop()
             await self.pipelines.drain()
@@ -213,6 +236,7 @@ class Runtime:
             await self.listener.stop()
             await self.graph_dependencies.feeds.predictions.stop()
             await self.graph_dependencies.feeds.catalogue.stop()
+            await self.graph_dependencies.feeds.jobs.stop()
             self.model_cache.close()
             await self.engine.dispose()
 
@@ -279,6 +303,31 @@ def _replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def job_policy(settings: Settings) -> JobPolicy:
+    return JobPolicy(
+        source_dir=settings.job_source_dir,
+        max_bytes=settings.job_max_bytes,
+        chunk_rows=settings.job_chunk_rows,
+        part_rows=settings.job_part_rows,
+    )
+
+
+def job_consumer(settings: Settings, database_url: str, jobs: PredictionJobs) -> JobConsumer | None:
+    """What works queued job tasks in this process, if it works any."""
+    if settings.job_workers == 0:
+        return None
+
+    async def validate(job_id: uuid.UUID, _part: int) -> None:
+        await jobs.validate(job_id)
+
+    return JobConsumer(
+        libpq_url(database_url),
+        {VALIDATE: validate, SCORE: jobs.score},
+        concurrency=settings.job_workers,
+        heartbeat_timeout_s=settings.job_heartbeat_timeout_s,
+    )
+
+
 def _freshness(settings: Settings, listener: Listener) -> Freshness:
     return Freshness(
         max_staleness_s=settings.catalogue_max_staleness_s,
@@ -297,6 +346,7 @@ def _invalidate_on_notifications(
     listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue_changed())
     listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
     listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
+    listener.on(JOBS_CHANNEL, lambda _job: generations.changed(Dataset.STORE))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
     listener.on(ALERTS_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on_connect(keys.forget)

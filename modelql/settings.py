@@ -136,6 +136,17 @@ class Settings(BaseSettings):
     partition_interval: Literal["day", "week"] = Field(
         default="week", description="The time one partition of the predictions covers."
     )
+    job_source_dir: Path | None = Field(
+        default=None,
+        description="Directory prediction jobs may read server-side files from; unset: none.",
+    )
+    job_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    job_chunk_rows: int = Field(default=10_000, ge=1, le=100_000)
+    job_part_rows: int = Field(default=100_000, ge=1)
+    job_workers: int = Field(
+        default=1, ge=0, description="Job tasks a process works at once; 0: this process none."
+    )
+    job_heartbeat_timeout_s: float = Field(default=30.0, gt=0)
     retention_days: int | None = Field(
         default=None,
         ge=1,

@@ -52,3 +52,24 @@ class RoutingReason(StrEnum):
     """Neither: the model's default version (alias `production`, else the newest)."""
     SPLIT = "SPLIT"
     """Neither, and the model has a traffic split: drawn by its weights."""
+
+
+class JobState(StrEnum):
+    """Where a prediction job is: waiting for a worker, being worked, or done one way."""
+
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+class SourceFormat(StrEnum):
+    """The file formats a prediction job reads."""
+
+    CSV = "csv"
+    PARQUET = "parquet"

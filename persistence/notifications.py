@@ -25,6 +25,8 @@ PREDICTIONS_CHANNEL = "modelql_predictions"
 """Predictions committed; the payload is their `prediction_commits` ids, comma-separated."""
 OUTCOMES_CHANNEL = "modelql_outcomes"
 """Outcomes recorded (once per transaction; no payload)."""
+JOBS_CHANNEL = "modelql_jobs"
+"""A prediction job changed (and maybe stored predictions); the payload is its id."""
 
 
 async def notify(session: AsyncSession, channel: str, payload: str) -> None:

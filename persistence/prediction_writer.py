@@ -155,6 +155,9 @@ class RequestRows:
     idempotency_key: str | None
     idempotency_record_id: uuid.UUID | None
     routed_by: str
+    batch_indexes: Sequence[int] | None = None
+    """Each row's `batch_index`; None: its position in the request (a job's rows: their row
+    numbers in its file)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +235,7 @@ def _parameters(requests: Sequence[RequestRows]) -> list[Any]:
         count = len(request.ids)
         ids.extend(request.ids)
         numbers.extend([number] * count)
-        positions.extend(range(count))
+        positions.extend(range(count) if request.batch_indexes is None else request.batch_indexes)
         inputs.extend(request.inputs)
     probabilities = _joined(requests, "probabilities")
     return [

@@ -20,9 +20,11 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -33,7 +35,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import SchemaItem
 
-from modelql.models.vocabulary import STORED_SPLITS, RoutingReason, Task
+from modelql.models.vocabulary import STORED_SPLITS, JobState, RoutingReason, SourceFormat, Task
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -62,16 +64,30 @@ PARTITIONS_SCHEMA = "prediction_partitions"
 """The schema holding the partitions of `predictions` (persistence/partitions.py makes them)."""
 
 
+QUEUE_TABLES = frozenset({"pgqueuer", "pgqueuer_log", "pgqueuer_schedules", "pgqueuer_statistics"})
+"""The job queue's tables: pgqueuer's own, made by migration 20261205_prediction_jobs from its
+DDL and used only through pgqueuer (persistence/job_queue.py), so not declared here."""
+
+
 def declared(
     item: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
     """Alembic's `include_object`: everything but the copies PostgreSQL makes, per partition,
-    of the foreign keys that reference `predictions` (they are not declared here)."""
+    of the foreign keys that reference `predictions`, and the job queue's tables (neither is
+    declared here)."""
+    if reflected and isinstance(item, Table | Index) and _table_name(item) in QUEUE_TABLES:
+        return False
     return not (
         reflected
         and isinstance(item, ForeignKeyConstraint)
         and item.referred_table.schema == PARTITIONS_SCHEMA
     )
+
+
+def _table_name(item: Table | Index) -> str | None:
+    if isinstance(item, Table):
+        return item.name
+    return None if item.table is None else item.table.name
 
 
 class Base(DeclarativeBase):
@@ -545,3 +561,71 @@ class AlertDelivery(Base):
     delivered_at: Mapped[datetime | None] = mapped_column()
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class PredictionJob(Base):
+    """A batch scoring job: its source, where it is (`next_row`, moved in the same transaction
+    as each chunk's predictions) and what it found (counts, the first errors)."""
+
+    __tablename__ = "prediction_jobs"
+    __table_args__ = (
+        CheckConstraint(one_of("state", JobState), name="state_known"),
+        CheckConstraint(one_of("source_format", SourceFormat), name="source_format_known"),
+        ForeignKeyConstraint(
+            ["model_version_id", "model_id"],
+            ["model_versions.id", "model_versions.model_id"],
+            ondelete="RESTRICT",
+        ),
+        Index(None, "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
+    model_version_id: Mapped[uuid.UUID] = mapped_column()
+    routed_by: Mapped[str] = mapped_column(Text)
+    submitter: Mapped[str | None] = mapped_column(Text)
+    partial: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(Text)
+    source_name: Mapped[str] = mapped_column(Text)
+    source_format: Mapped[str] = mapped_column(Text)
+    source_path: Mapped[str | None] = mapped_column(Text)
+    """A server-side file; null: the upload is in prediction_job_sources."""
+    source_bytes: Mapped[int] = mapped_column(BigInteger)
+    validated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    next_row: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rows_scored: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rows_failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class PredictionJobSource(Base):
+    """An uploaded job file, kept in the database so that any replica can work the job."""
+
+    __tablename__ = "prediction_job_sources"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("prediction_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class PredictionJobPart(Base):
+    """A range of a job's rows that one worker scores at a time; `next_row` moves in the
+    transaction that stores each chunk, so a crash resumes after the last committed chunk."""
+
+    __tablename__ = "prediction_job_parts"
+    __table_args__ = (CheckConstraint("next_row BETWEEN first_row AND end_row", name="cursor"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("prediction_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_row: Mapped[int] = mapped_column(Integer)
+    end_row: Mapped[int] = mapped_column(Integer)
+    next_row: Mapped[int] = mapped_column(Integer)

@@ -163,6 +163,15 @@ class CheckedRows:
     matrix: np.ndarray
 
 
+def matrix_passes(matrix: np.ndarray, signature: Sequence[FeatureSpec]) -> bool:
+    """Whether every value of a numeric signature's matrix (one column per feature, in
+    signature order) is valid: finite, within 64 bits, whole where the feature is an integer."""
+    if not np.isfinite(matrix).all() or (np.abs(matrix) >= 2**63).any():
+        return False
+    whole = [index for index, spec in enumerate(signature) if spec.type is FeatureType.INTEGER]
+    return not whole or bool((matrix[:, whole] == np.floor(matrix[:, whole])).all())
+
+
 def rows_checked_in_bulk(
     instances: Sequence[Any], signature: Sequence[FeatureSpec]
 ) -> CheckedRows | None:
@@ -175,12 +184,7 @@ def rows_checked_in_bulk(
         return None
     names = [spec.name for spec in signature]
     matrix = number_matrix(instances, names)
-    if matrix is None:
-        return None
-    if not np.isfinite(matrix).all() or (np.abs(matrix) >= 2**63).any():
-        return None
-    whole = [index for index, spec in enumerate(signature) if spec.type is FeatureType.INTEGER]
-    if whole and not (matrix[:, whole] == np.floor(matrix[:, whole])).all():
+    if matrix is None or not matrix_passes(matrix, signature):
         return None
     if all(list(instance) == names for instance in instances):
         return CheckedRows(list(instances), matrix)  # features already in signature order

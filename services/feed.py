@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -118,3 +119,4 @@ class LiveFeeds:
     catalogue: Feed[CatalogueChange]
     subscriptions: Subscriptions
     queue_size: int
+    jobs: Feed[uuid.UUID]

@@ -15,6 +15,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -459,19 +460,12 @@ def _request_rows(pending: _Pending, version: Version, record_id: uuid.UUID | No
     probabilities as the stored JSON shape)."""
     job, scores = pending.job, pending.scores
     assert scores is not None
-    probabilities = None
-    if scores.probabilities is not None:
-        classes = scores.classes or ()
-        probabilities = [
-            [{"label": label, "probability": p} for label, p in zip(classes, row, strict=True)]
-            for row in scores.probabilities
-        ]
     return RequestRows(
         ids=[uuid7() for _ in job.rows],
         inputs=job.rows,
         labels=scores.labels,
         values=scores.values,
-        probabilities=probabilities,
+        probabilities=probability_rows(scores),
         confidences=scores.confidences,
         model_id=version.model_id,
         model_version_id=version.id,
@@ -482,6 +476,17 @@ def _request_rows(pending: _Pending, version: Version, record_id: uuid.UUID | No
         idempotency_record_id=record_id,
         routed_by=job.routed_by,
     )
+
+
+def probability_rows(scores: Scores) -> list[list[dict[str, Any]]] | None:
+    """Each row's probabilities in the stored JSON shape (label, probability), or None."""
+    if scores.probabilities is None:
+        return None
+    classes = scores.classes or ()
+    return [
+        [{"label": label, "probability": p} for label, p in zip(classes, row, strict=True)]
+        for row in scores.probabilities
+    ]
 
 
 def _from_record(row: asyncpg.Record) -> StoredPrediction:

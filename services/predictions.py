@@ -251,6 +251,17 @@ class PredictionService:
         job = PredictionJob(request, requester, version, rows, fingerprint, routed_by, matrix)
         return await self._pipelines.run(job)
 
+    async def choose_version(
+        self, request: PredictionRequest, requester: Requester
+    ) -> tuple[Version, RoutingReason]:
+        """The version that answers the request (from memory when the catalogue holds it);
+        a UserInputError naming the model, version or alias that names none."""
+        chosen = self._version_in_memory(request, requester)
+        if chosen is not None:
+            return chosen
+        async with self._sessionmaker() as session:
+            return await self._version(session, request, requester)
+
     def _check_size(self, request: PredictionRequest) -> None:
         if request.batch and len(request.instances) > self._max_batch_size:
             raise UserInputError.single(

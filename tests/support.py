@@ -35,6 +35,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "auto_migrate": False,
         "log_json": False,
         "gc_freeze": False,  # one test process starts hundreds of apps; see test_startup.py
+        "job_workers": 0,  # tests of prediction jobs ask for a worker
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -16,9 +16,9 @@ from support import create_database, drop_database
 
 from modelql import schema_migrations
 from modelql.persistence.database import create_engine
-from modelql.persistence.tables import Base, declared
+from modelql.persistence.tables import QUEUE_TABLES, Base, declared
 
-EXPECTED_TABLES = set(Base.metadata.tables)
+EXPECTED_TABLES = set(Base.metadata.tables) | QUEUE_TABLES
 
 
 @pytest.fixture
