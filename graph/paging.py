@@ -74,6 +74,8 @@ async def version_page(
     """A model's versions, newest first."""
     size = info.context.limits.page_size(first, default=20)
     before = decode_cursor(VERSION_CURSOR, after, types=(int,))[0] if after is not None else None
+    if before is not None and not -(2**31) <= before < 2**31:
+        raise bad_input("`after` names no version number (a 32-bit integer).", "after")
     rows = await info.context.loaders.versions_page.load((model_id, size + 1, before))
     return page_of(
         rows, size=size, after=after, cursor=lambda row: encode_cursor(VERSION_CURSOR, row.number)

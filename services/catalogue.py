@@ -247,7 +247,7 @@ class Catalogue:
 
     async def models_by_name(self, session: AsyncSession, names: Sequence[str]) -> dict[str, Model]:
         directory = await self._models(session)
-        if directory.complete:
+        if directory.complete and not any("\x00" in name for name in names):
             return directory.by_name(names)
         return await catalogue_repository.models_by_name(session, names)
 

@@ -47,8 +47,8 @@ class ModelDirectory:
 
     def page(self, *, limit: int, after_name: str | None, where: ModelFilter) -> list[Model] | None:
         """`list_models`'s answer, or None when memory cannot give it exactly: a cursor naming
-        a model that is gone (its place in the collation is unknown) or a search where case
-        folding could differ from PostgreSQL's."""
+        a model that is gone (its place in the collation is unknown), a search where case
+        folding could differ from PostgreSQL's, or a NUL character (an error of the query's)."""
         if not self.complete:
             return None
         start = 0
@@ -59,6 +59,8 @@ class ModelDirectory:
         search = where.search.lower() if where.search else None
         if search is not None and not (self.plain_text and search.isascii()):
             return None
+        if "\x00" in (where.tag or "") + (search or ""):
+            return None  # PostgreSQL refuses the text: the query reports it as bad input
         found: list[Model] = []
         for row in self.rows[start:]:
             if len(found) == limit:

@@ -102,7 +102,7 @@ async def test_unexpected_errors_are_masked_and_carry_the_request_id(
     async def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("SELECT secret FROM /srv/modelql/internal.py line 42")
 
-    monkeypatch.setattr(catalogue, "list_models", broken)
+    monkeypatch.setattr(catalogue.Catalogue, "model_page", broken)
     response = await client.post(
         "/graphql",
         json={"query": "{ models { nodes { name } } }"},
