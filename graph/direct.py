@@ -26,7 +26,6 @@ import strawberry
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
     GraphQLField,
     GraphQLList,
@@ -34,7 +33,6 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
-    InlineFragmentNode,
     ListValueNode,
     ObjectValueNode,
     OperationDefinitionNode,
@@ -66,6 +64,7 @@ from modelql.graph.executor_internals import (
     strawberry_field,
 )
 from modelql.graph.input_conversion import UnsupportedInputError, copy_json, plan_arguments
+from modelql.graph.selections import UnplannableError, collect_fields
 
 logger = logging.getLogger("modelql.graph")
 
@@ -82,10 +81,6 @@ _Path = tuple[Any, ...] | None
 
 class _NullError(Exception):
     """A non-null position got null (its error is recorded): the parent becomes null too."""
-
-
-class _UnplannableError(Exception):
-    """The document needs the general executor."""
 
 
 def _listed(path: _Path) -> list[str | int]:
@@ -194,7 +189,7 @@ class DirectExecutor:
         self._core = core_schema(schema)
         self._prepare = prepare
         self._handlers = dict(handlers)
-        self._refusal = _unreproduced_extensions(schema)
+        self._refusal = unreproduced_extensions(schema)
         if self._refusal is not None:
             _log_once(self._refusal)
         self.plan = lru_cache(maxsize=cache_size)(self._plan)
@@ -301,12 +296,12 @@ class DirectExecutor:
         mutation_type = self._core.mutation_type
         try:
             if operation.directives:
-                raise _UnplannableError
+                raise UnplannableError
             fields = planner.collect(mutation_type, (operation.selection_set,))
             roots = tuple(
                 self._root(planner, mutation_type, key, nodes) for key, nodes in fields.items()
             )
-        except _UnplannableError:
+        except UnplannableError:
             return None
         return _Plan(operation, roots)
 
@@ -320,20 +315,20 @@ class DirectExecutor:
         name = nodes[0].name.value
         handler = self._handlers.get(name)
         if handler is None or len(nodes) != 1:
-            raise _UnplannableError
+            raise UnplannableError
         definition = parent.fields[name]
         field = strawberry_field(definition)
         if not isinstance(field, StrawberryField):
-            raise _UnplannableError
+            raise UnplannableError
         coordinate = f"{parent.name}.{name}"
         try:
             convert = plan_arguments(
                 field.arguments, scalar_registry(self._schema), self._schema.config
             )
         except UnsupportedInputError as error:
-            raise _UnplannableError from error
+            raise UnplannableError from error
         literal_values = None
-        if not any(_uses_variables(argument.value) for argument in nodes[0].arguments):
+        if not any(uses_variables(argument.value) for argument in nodes[0].arguments):
             literal_values = get_argument_values(definition, nodes[0])
         return _RootPlan(
             key=key,
@@ -348,7 +343,7 @@ class DirectExecutor:
 
 
 class _Planner:
-    """Turns selections into field plans; raises _UnplannableError at anything it does not do."""
+    """Turns selections into field plans; raises UnplannableError at anything it does not do."""
 
     def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
         self._fragments = fragments
@@ -356,45 +351,7 @@ class _Planner:
     def collect(
         self, parent: GraphQLObjectType, selection_sets: tuple[SelectionSetNode, ...]
     ) -> dict[str, tuple[FieldNode, ...]]:
-        """Field nodes by response key, in order, through fragments (as graphql-core does)."""
-        fields: dict[str, tuple[FieldNode, ...]] = {}
-        for selection_set in selection_sets:
-            self._collect_into(parent, selection_set, fields, set())
-        return fields
-
-    def _collect_into(
-        self,
-        parent: GraphQLObjectType,
-        selection_set: SelectionSetNode,
-        fields: dict[str, tuple[FieldNode, ...]],
-        visited: set[str],
-    ) -> None:
-        for selection in selection_set.selections:
-            if selection.directives:
-                raise _UnplannableError
-            if isinstance(selection, FieldNode):
-                key = selection.alias.value if selection.alias else selection.name.value
-                fields[key] = (*fields.get(key, ()), selection)
-            elif isinstance(selection, InlineFragmentNode):
-                if selection.type_condition is not None:
-                    self._check_condition(parent, selection.type_condition.name.value)
-                self._collect_into(parent, selection.selection_set, fields, visited)
-            elif isinstance(selection, FragmentSpreadNode):
-                name = selection.name.value
-                if name in visited:
-                    continue
-                visited.add(name)
-                fragment = self._fragments[name]
-                if fragment.variable_definitions or selection.arguments:
-                    raise _UnplannableError
-                self._check_condition(parent, fragment.type_condition.name.value)
-                self._collect_into(parent, fragment.selection_set, fields, visited)
-
-    @staticmethod
-    def _check_condition(parent: GraphQLObjectType, condition: str) -> None:
-        """Object types only: a condition either always or never applies; never is rare."""
-        if condition != parent.name and condition not in {i.name for i in parent.interfaces}:
-            raise _UnplannableError
+        return collect_fields(parent, selection_sets, self._fragments)
 
     def completer(
         self, type_: GraphQLOutputType, nodes: tuple[FieldNode, ...], coordinate: str
@@ -412,7 +369,7 @@ class _Planner:
         if is_leaf_type(type_):
             return _leaf_completer(type_)
         if not isinstance(type_, GraphQLObjectType):
-            raise _UnplannableError
+            raise UnplannableError
         selections = tuple(node.selection_set for node in nodes if node.selection_set)
         plans = tuple(
             self._field(type_, key, field_nodes)
@@ -434,7 +391,7 @@ class _Planner:
                 key, lambda _: typename, _same, _Slot(nodes, True, f"{typename}.{name}")
             )
         if any(node.arguments for node in nodes):
-            raise _UnplannableError
+            raise UnplannableError
         definition = parent.fields[name]
         coordinate = f"{parent.name}.{name}"
         return _FieldPlan(
@@ -445,7 +402,7 @@ class _Planner:
         )
 
 
-def _unreproduced_extensions(schema: strawberry.Schema) -> str | None:
+def unreproduced_extensions(schema: strawberry.Schema) -> str | None:
     """Why the schema's extensions are not exactly the ones the direct executor reproduces;
     None when they are."""
     running = [type(extension) for extension in schema.get_extensions()]
@@ -464,13 +421,13 @@ def _log_once(reason: str) -> None:
     logger.warning(reason)
 
 
-def _uses_variables(value: ValueNode) -> bool:
+def uses_variables(value: ValueNode) -> bool:
     if isinstance(value, VariableNode):
         return True
     if isinstance(value, ListValueNode):
-        return any(_uses_variables(item) for item in value.values)
+        return any(uses_variables(item) for item in value.values)
     if isinstance(value, ObjectValueNode):
-        return any(_uses_variables(field.value) for field in value.fields)
+        return any(uses_variables(field.value) for field in value.fields)
     return False
 
 
@@ -478,15 +435,15 @@ def _reader(field: Any) -> Callable[[Any], Any]:
     """How a plain Strawberry field is read: its attribute, or a synchronous resolver taking
     nothing but the object."""
     if not isinstance(field, StrawberryField) or field.extensions or field.arguments:
-        raise _UnplannableError
+        raise UnplannableError
     resolver = field.base_resolver
     if resolver is None:
         return operator.attrgetter(field.python_name)
     if resolver.is_async or resolver.info_parameter is not None:
-        raise _UnplannableError
+        raise UnplannableError
     own = resolver.self_parameter or resolver.root_parameter
     if own is None or len(resolver.signature.parameters) != 1:
-        raise _UnplannableError
+        raise UnplannableError
     return resolver.wrapped_func
 
 

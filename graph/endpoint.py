@@ -35,6 +35,7 @@ from modelql.graph.errors import (
 )
 from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.persisted_queries import PersistedQueries
+from modelql.graph.read_executor import ReadExecutor
 from modelql.graph.request_log import RequestLog
 from modelql.graph.response_cache import ResponseCache
 from modelql.graph.schema import ModelQLSchema
@@ -81,11 +82,13 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         max_query_length: int,
         ide_assets_url: str,
         direct: DirectExecutor | None,
+        reads: ReadExecutor | None,
         persisted: PersistedQueries,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.direct = direct
+        self.reads = reads
         self.persisted = persisted
         self.responses: ResponseCache | None = None
         """Set once the runtime is built (it needs the process's generations)."""
@@ -191,9 +194,25 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         root_value: None,
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
-        """A kept answer (or one kept now) for a query, the direct executor's answer when it
+        """A kept answer (or one kept now) for a query, the direct executors' answer when they
         can plan the document, else Strawberry's. A subscription is refused (400): it runs over
         WebSocket, and Strawberry would execute it once as a query, which fails."""
+
+        async def execute() -> ExecutionResult:
+            if self.reads is not None:
+                result = await self.reads.execute(
+                    request_data.query,
+                    request_data.operation_name,
+                    request_data.variables,
+                    context,
+                )
+                if result is not None:
+                    return result
+                await context.release()  # Strawberry starts afresh: no row loaded, no session
+            return await super(GraphQLEndpoint, self).execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+
         plan = (
             self.responses.plan(request_data.query, request_data.operation_name)
             if self.responses is not None and request_data.query
@@ -205,9 +224,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
                 plan,
                 request_data.variables,
                 context.scopes,
-                lambda: super(GraphQLEndpoint, self).execute_single(
-                    request, request_adapter, sub_response, context, root_value, request_data
-                ),
+                execute,
             )
             if request_adapter.method == "GET" and not result.errors:
                 _let_caches_keep(sub_response, shared=not context.dependencies.auth_required)
@@ -222,9 +239,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
             raise HTTPException(
                 400, "Subscriptions run over WebSocket on /graphql (graphql-transport-ws)."
             )
-        return await super().execute_single(
-            request, request_adapter, sub_response, context, root_value, request_data
-        )
+        return await execute()
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """Strawberry's, but not for a persisted query sent by hash (no `query` parameter)."""
@@ -408,9 +423,15 @@ def create_graphql_endpoint(
         if direct_execution
         else None
     )
+    reads = (
+        ReadExecutor(schema=schema, prepare=schema.documents, cache_size=plan_cache_size)
+        if direct_execution
+        else None
+    )
     return GraphQLEndpoint(
         schema,
         direct=direct,
+        reads=reads,
         persisted=persisted,
         graphql_ide="graphiql" if graphiql else None,
         allow_queries_via_get=True,

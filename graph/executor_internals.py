@@ -1,7 +1,7 @@
 """The Strawberry internals the direct executor relies on, in one place: `graph/direct.py` and
 `graph/input_conversion.py` reach Strawberry only through this module (besides
 `strawberry.Schema`, `ExecutionResult` and `SchemaExtension`), and graphql-core only through
-its public top-level API.
+its public top-level API (and `Path`, below).
 
 None of these is a documented API, so pyproject.toml pins strawberry-graphql and graphql-core to
 the minor versions the parity tests ran on (tests/graph/test_executor_contract.py fails outside
@@ -21,6 +21,10 @@ them); moving a pin means running tests/graph/test_direct_parity.py again. What 
   input's definition: `is_input`, `from_input`, `fields` with `default_value`,
   `default_factory`, `resolve_type`): the argument types walked as `convert_argument` walks them.
 - `UNSET`: an omitted value, passed through as `convert_argument` passes it.
+- `has_enum_definition`, `StrawberryEnumDefinition`: enum arguments, which convert as leaves.
+- `Path` (graphql-core's `graphql.pyutils.Path`): a response path, as resolvers' info holds it.
+- `PermissionExtension` (`permissions`, `fail_silently`): a field's permission classes, which
+  the read executor checks itself (`graph/read_executor.py`).
 
 What the executor mirrors of graphql-core's execution (field collection, `complete_value`'s null
 propagation and error messages) is imported from nowhere: the parity tests hold it to them.
@@ -33,6 +37,8 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLField, GraphQLSchema
+from graphql.pyutils import Path
+from strawberry.permission import PermissionExtension
 from strawberry.relay.types import GlobalID
 from strawberry.scalars import is_scalar
 from strawberry.schema.config import StrawberryConfig
@@ -44,19 +50,24 @@ from strawberry.types.base import (
     StrawberryOptional,
     has_object_definition,
 )
+from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 from strawberry.types.field import StrawberryField
 from strawberry.types.unset import UNSET
 
 __all__ = [
     "UNSET",
     "GlobalID",
+    "Path",
+    "PermissionExtension",
     "StrawberryArgument",
     "StrawberryConfig",
+    "StrawberryEnumDefinition",
     "StrawberryField",
     "StrawberryList",
     "StrawberryMaybe",
     "StrawberryOptional",
     "core_schema",
+    "has_enum_definition",
     "has_object_definition",
     "is_scalar",
     "scalar_registry",

@@ -1,5 +1,5 @@
 """Strawberry's argument conversion (graphql-core values to input dataclasses), planned once per
-argument type instead of inspected on every request. It covers inputs made of scalars, lists,
+argument type instead of inspected on every request. It covers inputs made of scalars, enums, lists,
 optionals and input objects, exactly as `strawberry.types.arguments.convert_argument` converts
 them; `plan_arguments` raises UnsupportedInputError for anything else."""
 
@@ -14,9 +14,11 @@ from modelql.graph.executor_internals import (
     GlobalID,
     StrawberryArgument,
     StrawberryConfig,
+    StrawberryEnumDefinition,
     StrawberryList,
     StrawberryMaybe,
     StrawberryOptional,
+    has_enum_definition,
     has_object_definition,
     is_scalar,
 )
@@ -25,7 +27,7 @@ Convert = Callable[[Any], Any]
 
 
 class UnsupportedInputError(Exception):
-    """An argument type this planner leaves to Strawberry (enums, Maybe, custom inputs...)."""
+    """An argument type this planner leaves to Strawberry (Maybe, custom inputs...)."""
 
 
 def plan_arguments(
@@ -76,15 +78,25 @@ class _Planner:
             return self(type_.of_type)
         if isinstance(type_, StrawberryList):
             return self._list(type_.of_type)
-        if type_ is not GlobalID and is_scalar(type_, self._scalars):
+        if self._is_leaf(type_):
             return _leaf
         if has_object_definition(type_):
             return self._input_object(type_)
         raise UnsupportedInputError(type_)
 
+    def _is_leaf(self, type_: Any) -> bool:
+        """Scalars (but a GlobalID, which is decoded) and enums: converted as they come."""
+        if type_ is GlobalID:
+            return False
+        return (
+            is_scalar(type_, self._scalars)
+            or has_enum_definition(type_)
+            or isinstance(type_, StrawberryEnumDefinition)
+        )
+
     def _list(self, item_type: Any) -> Convert:
         item_type = item_type.of_type if isinstance(item_type, StrawberryOptional) else item_type
-        if item_type is not GlobalID and is_scalar(item_type, self._scalars):
+        if self._is_leaf(item_type):
             return _leaf_list
         convert_item = self(item_type)
 

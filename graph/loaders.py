@@ -3,6 +3,7 @@ none when the in-memory catalogue already holds the answer)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
@@ -10,7 +11,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry.dataloader import DataLoader
+from strawberry.dataloader import DataLoader as StrawberryDataLoader
 
 from modelql.graph.request_database import RequestDatabase
 from modelql.models.metrics import PerformanceRecord
@@ -34,6 +35,17 @@ WindowKey = tuple[uuid.UUID, datetime | None, datetime | None]
 """(version id, since, until)."""
 EstimateKey = tuple[uuid.UUID, EstimateRequest]
 """(model id, page size + 1, exclusive upper bound on the version number)."""
+
+
+class DataLoader(StrawberryDataLoader[K, V]):
+    """Strawberry's DataLoader, whose `load` hands each caller its own future over the cached
+    one: graphql-core cancels the other fields' tasks when one fails, and a task cancelled
+    while awaiting the cached future would cancel it, failing every other field awaiting the
+    same key with CancelledError (which escapes the request). Done futures are returned as
+    they are."""
+
+    def load(self, key: K) -> Awaitable[V]:
+        return asyncio.shield(super().load(key))
 
 
 def _mapping_loader(

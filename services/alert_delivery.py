@@ -54,6 +54,8 @@ class AlertDeliverer:
         lease = timedelta(seconds=self._timeout_s * (self._batch + 1))
         async with self._sessionmaker() as session, session.begin():
             leased = await repo.lease_due_deliveries(session, now, now + lease, self._batch)
+        if not leased:
+            return 0  # an HTTP client costs an SSL context: none is made for an idle round
         delivered = 0
         async with httpx.AsyncClient(timeout=self._timeout_s, follow_redirects=False) as client:
             for due in leased:

@@ -46,7 +46,12 @@ def test_graph_depends_on_services_not_on_the_composition_root_or_storage():
 def test_the_direct_executor_reaches_library_internals_through_one_module():
     (
         archrule("direct executor", comment="internals: graph/executor_internals.py, pinned")
-        .match("modelql.graph.direct", "modelql.graph.input_conversion")
+        .match(
+            "modelql.graph.direct",
+            "modelql.graph.input_conversion",
+            "modelql.graph.read_executor",
+            "modelql.graph.selections",
+        )
         .should_not_import("strawberry.*", "graphql.*")
         .may_import("strawberry.types", "strawberry.extensions")
         .check("modelql.graph", only_direct_imports=True)

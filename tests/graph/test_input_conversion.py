@@ -9,7 +9,7 @@ import pytest
 from strawberry.types.arguments import convert_arguments
 
 from modelql.graph.executor_internals import core_schema, scalar_registry, strawberry_field
-from modelql.graph.input_conversion import UnsupportedInputError, plan_arguments
+from modelql.graph.input_conversion import plan_arguments
 from modelql.graph.schema import build_schema
 
 SCHEMA = build_schema()
@@ -85,9 +85,41 @@ def test_a_list_argument_is_copied_not_shared():
     assert converted["input"].instances is not instances
 
 
-def test_enum_arguments_are_left_to_strawberry():
-    performance = core_schema(SCHEMA).type_map["ModelVersion"].fields["performance"]  # DataSplit
-    arguments = strawberry_field(performance).arguments
+ENUM_CASES = [
+    ("ModelVersion", "performance", {"split": "LIVE_MEMBER", "slice": "overall"}),
+    ("ModelVersion", "performance", {"split": None}),
+    ("PredictionStats", "groups", {"by": ["FIRST_MEMBER", "LAST_MEMBER"]}),
+]
 
-    with pytest.raises(UnsupportedInputError):
-        plan_arguments(arguments, scalar_registry(SCHEMA), SCHEMA.config)
+
+@pytest.mark.parametrize(("type_name", "field", "values"), ENUM_CASES)
+def test_enum_arguments_convert_as_strawberry_converts_them(
+    type_name: str, field: str, values: dict[str, Any]
+):
+    """graphql-core coerces an enum literal to the Python member; conversion keeps it (and
+    copies a list of them)."""
+    definition = core_schema(SCHEMA).type_map[type_name].fields[field]
+    arguments = strawberry_field(definition).arguments
+    values = {name: _members(definition, name, value) for name, value in values.items()}
+    registry = scalar_registry(SCHEMA)
+
+    planned = plan_arguments(arguments, registry, SCHEMA.config)(values)
+
+    assert planned == convert_arguments(values, arguments, registry, SCHEMA.config)
+    for name, value in values.items():
+        if isinstance(value, list):
+            assert planned[name] is not value
+
+
+def _members(definition: Any, name: str, value: Any) -> Any:
+    """The enum members graphql-core would hand over for the placeholders."""
+    enum = definition.args[name].type
+    while hasattr(enum, "of_type"):
+        enum = enum.of_type
+    if not hasattr(enum, "values"):
+        return value
+    members = list(enum.values.values())
+    pick = {"LIVE_MEMBER": members[-1], "FIRST_MEMBER": members[0], "LAST_MEMBER": members[-1]}
+    if isinstance(value, list):
+        return [pick[item].value for item in value]
+    return None if value is None else pick[value].value
