@@ -197,7 +197,7 @@ class RequestRows:
             inputs=inputs,
             labels=scores.labels,
             values=scores.values,
-            probabilities=probability_rows(scores),
+            probabilities=_probability_rows(scores),
             confidences=scores.confidences,
             model_id=model_id,
             model_version_id=model_version_id,
@@ -211,7 +211,7 @@ class RequestRows:
         )
 
 
-def probability_rows(scores: ScoredColumns) -> list[list[dict[str, Any]]] | None:
+def _probability_rows(scores: ScoredColumns) -> list[list[dict[str, Any]]] | None:
     """Each row's probabilities in the stored JSON shape (label, probability), or None."""
     if scores.probabilities is None:
         return None
