@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Integer, cast, delete, func, insert, select, update
@@ -21,6 +21,7 @@ from modelql.persistence.tables import (
     Model,
     ModelVersion,
     Prediction,
+    PredictionFailureCount,
 )
 
 ALERTS_CHANNEL = "modelql_alerts"
@@ -112,6 +113,8 @@ async def series_value(
     until: datetime,
 ) -> float | None:
     """The rule's series over (since, until]; None when the window holds nothing to judge."""
+    if signal == "ERROR_RATE":
+        return await _error_rate(session, model_id, version, since, until)
     measure: ColumnElement[Any]
     if signal in ("ACCURACY", "MAE"):
         versions = select(ModelVersion.id).where(ModelVersion.model_id == model_id)
@@ -142,6 +145,34 @@ async def series_value(
             query = query.where(Prediction.model_version_id == version)
     value = (await session.execute(query)).scalar_one_or_none()
     return None if value is None else float(value)
+
+
+async def _error_rate(
+    session: AsyncSession,
+    model_id: uuid.UUID,
+    version: uuid.UUID | None,
+    since: datetime,
+    until: datetime,
+) -> float | None:
+    """Failed instances over failed and stored ones; a second of failures that overlaps the
+    window counts whole. None when the window holds neither."""
+    failed = select(func.coalesce(func.sum(PredictionFailureCount.failures), 0)).where(
+        PredictionFailureCount.model_id == model_id,
+        PredictionFailureCount.second > since - timedelta(seconds=1),
+        PredictionFailureCount.second <= until,
+    )
+    stored = select(func.count()).where(
+        Prediction.model_id == model_id,
+        Prediction.created_at > since,
+        Prediction.created_at <= until,
+    )
+    if version is not None:
+        failed = failed.where(PredictionFailureCount.model_version_id == version)
+        stored = stored.where(Prediction.model_version_id == version)
+    row = (await session.execute(select(failed.scalar_subquery(), stored.scalar_subquery()))).one()
+    failures, predictions = int(row[0]), int(row[1])
+    total = failures + predictions
+    return None if total == 0 else failures / total
 
 
 async def version_ids(session: AsyncSession, model_id: uuid.UUID) -> list[uuid.UUID]:

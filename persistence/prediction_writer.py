@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
+from uuid_utils.compat import uuid7
 
 from modelql.persistence.notifications import PREDICTIONS_CHANNEL
 from modelql.persistence.tables import (
@@ -136,6 +137,21 @@ _INSERT_AND_FEED = (
 )
 
 
+class ScoredColumns(Protocol):
+    """A batch's outputs column by column (the models layer's Scores): item i is row i's."""
+
+    @property
+    def labels(self) -> Sequence[str] | None: ...
+    @property
+    def values(self) -> Sequence[float] | None: ...
+    @property
+    def probabilities(self) -> Sequence[Sequence[float]] | None: ...
+    @property
+    def confidences(self) -> Sequence[float] | None: ...
+    @property
+    def classes(self) -> Sequence[str] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRows:
     """One request's new predictions: a list per column of its rows (None: all null), and
@@ -158,6 +174,52 @@ class RequestRows:
     batch_indexes: Sequence[int] | None = None
     """Each row's `batch_index`; None: its position in the request (a job's rows: their row
     numbers in its file)."""
+
+    @classmethod
+    def scored(
+        cls,
+        inputs: Sequence[Mapping[str, Any]],
+        scores: ScoredColumns,
+        *,
+        model_id: uuid.UUID,
+        model_version_id: uuid.UUID,
+        latency_ms: float,
+        request_id: str,
+        caller: str | None,
+        routed_by: str,
+        idempotency_key: str | None = None,
+        idempotency_record_id: uuid.UUID | None = None,
+        batch_indexes: Sequence[int] | None = None,
+    ) -> RequestRows:
+        """Scored inputs as new rows: new ids, the probabilities in the stored JSON shape."""
+        return cls(
+            ids=[uuid7() for _ in inputs],
+            inputs=inputs,
+            labels=scores.labels,
+            values=scores.values,
+            probabilities=_probability_rows(scores),
+            confidences=scores.confidences,
+            model_id=model_id,
+            model_version_id=model_version_id,
+            latency_ms=latency_ms,
+            request_id=request_id,
+            caller=caller,
+            idempotency_key=idempotency_key,
+            idempotency_record_id=idempotency_record_id,
+            routed_by=routed_by,
+            batch_indexes=batch_indexes,
+        )
+
+
+def _probability_rows(scores: ScoredColumns) -> list[list[dict[str, Any]]] | None:
+    """Each row's probabilities in the stored JSON shape (label, probability), or None."""
+    if scores.probabilities is None:
+        return None
+    classes = scores.classes or ()
+    return [
+        [{"label": label, "probability": p} for label, p in zip(classes, row, strict=True)]
+        for row in scores.probabilities
+    ]
 
 
 @dataclass(frozen=True, slots=True)

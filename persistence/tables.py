@@ -472,6 +472,22 @@ class OutcomeRollup(Base):
     observed_square_sum: Mapped[float] = mapped_column(Double)
 
 
+class PredictionFailureCount(Base):
+    """Prediction instances that failed (inputs refused, scoring errors) per version and UTC
+    second, each failure added in a short transaction of its own after its request failed
+    (never in the request's): what the ERROR_RATE alert signal reads."""
+
+    __tablename__ = "prediction_failure_counts"
+    __table_args__ = (Index(None, "model_id", "second"),)
+
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    second: Mapped[datetime] = mapped_column(primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    failures: Mapped[int] = mapped_column(BigInteger)
+
+
 class PredictionCommit(Base):
     """One stored group of predictions (one transaction): the live feed's position. Written by
     the same statement as the predictions, so a row exists exactly when they committed."""

@@ -30,6 +30,7 @@ class Signal(StrEnum):
     ACCURACY = "ACCURACY"
     MAE = "MAE"
     DRIFT = "DRIFT"
+    ERROR_RATE = "ERROR_RATE"
 
 
 class Comparison(StrEnum):

@@ -35,7 +35,6 @@ from modelql.services.errors import (
 )
 from modelql.services.features import matrix_passes, rows_checked_in_bulk, validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
-from modelql.services.prediction_pipeline import probability_rows
 from modelql.services.predictions import PredictionRequest, PredictionService, Requester
 
 logger = logging.getLogger(__name__)
@@ -622,20 +621,14 @@ def _request_rows(
             [checked.rows[i] for i in keep], [checked.numbers[i] for i in keep], None, []
         )
     return (
-        RequestRows(
-            ids=[uuid7() for _ in checked.rows],
-            inputs=checked.rows,
-            labels=scores.labels,
-            values=scores.values,
-            probabilities=probability_rows(scores),
-            confidences=scores.confidences,
+        RequestRows.scored(
+            checked.rows,
+            scores,
             model_id=version.model_id,
             model_version_id=version.id,
             latency_ms=latency_ms,
             request_id=requester.request_id,
             caller=requester.caller,
-            idempotency_key=None,
-            idempotency_record_id=None,
             routed_by=job["routed_by"],
             batch_indexes=checked.numbers,
         ),

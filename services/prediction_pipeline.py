@@ -15,7 +15,6 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import numpy as np
@@ -456,37 +455,21 @@ async def _earlier_claims(
 
 
 def _request_rows(pending: _Pending, version: Version, record_id: uuid.UUID | None) -> RequestRows:
-    """One request's new predictions as prediction_writer.insert takes them (new ids, the
-    probabilities as the stored JSON shape)."""
+    """One request's new predictions as prediction_writer.insert takes them."""
     job, scores = pending.job, pending.scores
     assert scores is not None
-    return RequestRows(
-        ids=[uuid7() for _ in job.rows],
-        inputs=job.rows,
-        labels=scores.labels,
-        values=scores.values,
-        probabilities=probability_rows(scores),
-        confidences=scores.confidences,
+    return RequestRows.scored(
+        job.rows,
+        scores,
         model_id=version.model_id,
         model_version_id=version.id,
         latency_ms=pending.latency_ms,
         request_id=job.requester.request_id,
         caller=job.requester.caller,
+        routed_by=job.routed_by,
         idempotency_key=job.request.idempotency_key,
         idempotency_record_id=record_id,
-        routed_by=job.routed_by,
     )
-
-
-def probability_rows(scores: Scores) -> list[list[dict[str, Any]]] | None:
-    """Each row's probabilities in the stored JSON shape (label, probability), or None."""
-    if scores.probabilities is None:
-        return None
-    classes = scores.classes or ()
-    return [
-        [{"label": label, "probability": p} for label, p in zip(classes, row, strict=True)]
-        for row in scores.probabilities
-    ]
 
 
 def _from_record(row: asyncpg.Record) -> StoredPrediction:

@@ -20,6 +20,7 @@ from modelql.persistence.prediction_writer import RequestRows
 from modelql.persistence.tables import Prediction
 from modelql.services.catalogue import Catalogue, ModelRoute, RouteChoice, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
+from modelql.services.failure_counts import count_failure, counts_as_failure
 from modelql.services.features import rows_checked_in_bulk, validate_instance
 
 MAX_INPUT_DEPTH = 64
@@ -243,6 +244,22 @@ class PredictionService:
                         return PredictionOutcome(replayed, replayed=True)
                 chosen = await self._version(session, request, requester)
         version, routed_by = chosen
+        try:
+            return await self._scored(request, requester, version, routed_by, fingerprint)
+        except Exception as error:
+            if counts_as_failure(error):
+                await count_failure(self._sessionmaker, version, len(request.instances))
+            raise
+
+    async def _scored(
+        self,
+        request: PredictionRequest,
+        requester: Requester,
+        version: Version,
+        routed_by: RoutingReason,
+        fingerprint: str | None,
+    ) -> PredictionOutcome:
+        """Validate the request against its version, then score and store it in a group."""
         try:
             rows, matrix = _validated_rows(request, version)
         except UserInputError:

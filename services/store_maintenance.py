@@ -4,8 +4,6 @@ each archived first, and kept when its archive failed)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ from modelql.persistence.partitions import (
     PartitionInUseError,
     PruneInterruptedError,
 )
+from modelql.services.periodic import PeriodicTask
 
 if TYPE_CHECKING:  # archiving imports pyarrow: only processes that archive pay for it
     from modelql.services.archiving import ArchivedPartition, PartitionArchiver
@@ -50,9 +49,13 @@ class StoreMaintenance:
         self._interval = interval
         self._retention = retention
         self._archiver = archiver
-        self._every_s = every_s
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._task = PeriodicTask(
+            self._upkeep,
+            pause=lambda: every_s,
+            name="modelql-store-maintenance",
+            failure="creating partitions of the prediction store failed",
+        )
 
     async def ensure_partitions(self) -> list[Partition]:
         """Create the partitions missing until a few periods ahead; the new ones."""
@@ -99,37 +102,28 @@ class StoreMaintenance:
     async def start(self) -> None:
         """Create what is missing now (failing loudly), then keep at it in the background."""
         await self.ensure_partitions()
-        self._task = asyncio.create_task(self._keep_up(), name="modelql-store-maintenance")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.stop()
 
-    async def _keep_up(self) -> None:
-        """Prune (with a retention) at once, then every period both prune and create ahead;
-        a failed round is logged and the next one tries again."""
-        while True:
-            try:
-                if self._retention is not None:
-                    dropped = await self.prune()
-                    if dropped:
-                        logger.info("pruned %s", ", ".join(p.name for p in dropped))
-            except PartitionInUseError as refused:
-                logger.warning("prune postponed: %s", refused)
-            except PruneInterruptedError as interrupted:
-                logger.error(
-                    "pruning stopped after %d partitions: %s",
-                    len(interrupted.dropped),
-                    interrupted,
-                    exc_info=interrupted.__cause__,
-                )
-            except Exception:
-                logger.exception("pruning the prediction store failed")
-            await asyncio.sleep(self._every_s)
-            try:
-                await self.ensure_partitions()
-            except Exception:
-                logger.exception("creating partitions of the prediction store failed")
+    async def _upkeep(self) -> None:
+        """One round: prune (with a retention; a failure is logged here), then create ahead
+        (a failure is the round's)."""
+        try:
+            if self._retention is not None:
+                dropped = await self.prune()
+                if dropped:
+                    logger.info("pruned %s", ", ".join(p.name for p in dropped))
+        except PartitionInUseError as refused:
+            logger.warning("prune postponed: %s", refused)
+        except PruneInterruptedError as interrupted:
+            logger.error(
+                "pruning stopped after %d partitions: %s",
+                len(interrupted.dropped),
+                interrupted,
+                exc_info=interrupted.__cause__,
+            )
+        except Exception:
+            logger.exception("pruning the prediction store failed")
+        await self.ensure_partitions()

@@ -53,6 +53,7 @@ PER_TEST_TABLES = (
     "prediction_daily_rollups",
     "prediction_latency_daily_rollups",
     "outcome_rollups",
+    "prediction_failure_counts",
     "predictions",
     "idempotency_records",
 )

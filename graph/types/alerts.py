@@ -21,7 +21,8 @@ AlertSignal = strawberry.enum(
     name="AlertSignal",
     description="VOLUME: predictions in the window; LATENCY_P*: a latency percentile (ms); "
     "ACCURACY (classifiers) and MAE (regressors): of the window's predictions with outcomes; "
-    "DRIFT: the highest drift score (as inputDrift).",
+    "DRIFT: the highest drift score (as inputDrift); ERROR_RATE: failed instances (inputs "
+    "refused, scoring errors) over failed and stored ones.",
 )
 AlertComparison = strawberry.enum(Comparison, name="AlertComparison")
 

@@ -143,3 +143,72 @@ async def test_an_unknown_rule_is_a_user_error(server: Served):
         assert answer["deleteAlertRule"]["userErrors"] == [
             {"field": ["id"], "code": "ALERT_RULE_NOT_FOUND"}
         ]
+
+
+PREDICT = """mutation($input: CreatePredictionInput!) {
+  createPrediction(input: $input) { prediction { id } userErrors { field code } } }"""
+DIABETES = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
+
+
+async def _predict(server: Served, **given: object) -> list[str]:
+    """The codes of the request's userErrors (none: stored)."""
+    payload = (await _post(server, PREDICT, {"input": given}))["createPrediction"]
+    return [error["code"] for error in payload["userErrors"]]
+
+
+async def test_an_error_rate_rule_fires_above_its_threshold_on_real_failed_requests(
+    server: Served, sessionmaker
+):
+    """Three stored predictions, one refused input and one non-finite output: 2 failed of 5,
+    0.4. Not counted: a request that names no version of the model (it fails before one is
+    known) and a reused idempotency key (answered before)."""
+    rules = {}
+    for name, threshold in (("errors above 0.3", 0.3), ("errors above 0.5", 0.5)):
+        created = await _post(
+            server,
+            CREATE,
+            {
+                "input": VOLUME
+                | {
+                    "name": name,
+                    "model": "diabetes-regressor",
+                    "signal": "ERROR_RATE",
+                    "comparison": "GT",
+                    "threshold": threshold,
+                    "windowSeconds": 3600.0,
+                }
+            },
+        )
+        rules[name] = created["createAlertRule"]["rule"]["id"]
+    ordinary = dict.fromkeys(DIABETES, 0.01)
+    for _ in range(2):
+        assert await _predict(server, model="diabetes-regressor", features=ordinary) == []
+    keyed = {"model": "diabetes-regressor", "idempotencyKey": "error-rate-1"}
+    assert await _predict(server, **keyed, features=ordinary) == []
+    reused = await _predict(server, **keyed, features=dict.fromkeys(DIABETES, 0.02))
+    assert reused == ["IDEMPOTENCY_CONFLICT"]
+    refused = await _predict(server, model="diabetes-regressor", features={"age": 0.01})
+    unscorable = await _predict(
+        server, model="diabetes-regressor", features=dict.fromkeys(DIABETES, 1e308)
+    )
+    no_version = await _predict(server, model="diabetes-regressor", version=99, features=ordinary)
+    assert refused and unscorable == ["MODEL_OUTPUT_INVALID"]
+    assert no_version == ["VERSION_NOT_FOUND"]
+
+    evaluator = new_evaluator(sessionmaker, 15.0, "test")
+    changes = await evaluator.evaluate(datetime.now(UTC))
+
+    assert changes is not None
+    states = {
+        rule["id"]: (rule["state"], rule["lastValue"])
+        for rule in (await _post(server, RULES))["alertRules"]
+    }
+    assert states == {
+        rules["errors above 0.3"]: ("firing", pytest.approx(0.4)),
+        rules["errors above 0.5"]: ("ok", pytest.approx(0.4)),
+    }
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        scraped = (await http.get("/metrics")).text
+    labels = 'rule="errors above 0.3",model="diabetes-regressor",signal="ERROR_RATE"'
+    assert f"modelql_alert_rule_value{{{labels}}} 0.4" in scraped
+    assert f'modelql_alert_rule_state{{{labels},state="firing"}} 1' in scraped
