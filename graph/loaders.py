@@ -14,7 +14,7 @@ from strawberry.dataloader import DataLoader
 
 from modelql.graph.request_database import RequestDatabase
 from modelql.models.metrics import PerformanceRecord
-from modelql.services import audit, catalogue, outcomes
+from modelql.services import catalogue, outcomes, prediction_audit
 from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
 from modelql.services.estimated_performance import (
     Estimate,
@@ -62,11 +62,11 @@ class Loaders:
         self.model_by_name = _mapping_loader(db, memory.models_by_name)
         self.version_by_id = _mapping_loader(db, memory.versions)
         self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
-        self.alias_events_by_model = _mapping_loader(db, catalogue.alias_events_for_models, list)
-        self.split_events_by_model = _mapping_loader(db, catalogue.split_events_for_models, list)
+        self.alias_events_by_model = _mapping_loader(db, catalogue.alias_histories, list)
+        self.split_events_by_model = _mapping_loader(db, catalogue.split_histories, list)
         self.training_arguments = _mapping_loader(db, memory.training_arguments, list)
         self.metrics = _mapping_loader(db, memory.metrics, list)
-        self.prediction_by_id = _mapping_loader(db, audit.predictions_by_id)
+        self.prediction_by_id = _mapping_loader(db, prediction_audit.predictions_by_id)
         self.outcome_history = _mapping_loader(db, outcomes.histories, list)
         self.live_performance: DataLoader[LiveKey, list[PerformanceRecord]] = DataLoader(
             load_fn=lambda keys: self._load_live(db, memory, keys)

@@ -49,11 +49,11 @@ from modelql.registration_files import (
 from modelql.runtime import NotMigratedError, ensure_migrated, store_maintenance
 from modelql.services import api_keys, outcomes, registration
 from modelql.services.api_keys import ApiKeyError
-from modelql.services.audit import PredictionQuery
 from modelql.services.catalogue import Catalogue
 from modelql.services.errors import RegistrationError, UserInputError, is_connection_failure
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache
+from modelql.services.prediction_audit import PredictionQuery
 from modelql.services.verification import VerificationReport, Verifier
 from modelql.settings import Settings, UnsafeExposureError, check_exposure
 from modelql.workers import worker_environment

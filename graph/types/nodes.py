@@ -38,7 +38,7 @@ from modelql.graph.types.predictions import (
 )
 from modelql.models import signature_changes
 from modelql.persistence import tables
-from modelql.services import audit
+from modelql.services import prediction_audit
 from modelql.services.api_keys import Scope
 from modelql.services.catalogue import Version, version_at
 from modelql.services.estimated_performance import Estimate, EstimateRequest, Window
@@ -427,7 +427,7 @@ class ModelVersionType(Node):
     async def estimated_performance(
         self,
         info: Info,
-        interval: Interval | None = audit.Interval.DAY,
+        interval: Interval | None = prediction_audit.Interval.DAY,
         since: datetime | None = None,
         until: datetime | None = None,
         reference_since: datetime | None = None,
@@ -438,7 +438,7 @@ class ModelVersionType(Node):
         request = EstimateRequest(
             window=Window(since, until),
             reference=Window(reference_since, reference_until),
-            interval=audit.Interval(interval or "DAY"),
+            interval=prediction_audit.Interval(interval or "DAY"),
         )
         found = await info.context.loaders.estimates.load((self.version.id, request))
         return EstimatedPerformanceType.of(found, limit)
