@@ -220,10 +220,11 @@ class DirectExecutor:
         name = plan.operation.name
         record_operation(context, name.value if name else None, "mutation")
         errors: list[GraphQLError] = []
-        data: dict[str, Any] | None = {}
+        fields: dict[str, Any] = {}
+        data: dict[str, Any] | None = fields
         for root, kwargs in zip(plan.roots, arguments, strict=True):
             try:
-                data[root.key] = await self._run(root, kwargs, context, errors)
+                fields[root.key] = await self._run(root, kwargs, context, errors)
             except _NullError:
                 data = None
                 break
@@ -299,6 +300,8 @@ class DirectExecutor:
         }
         planner = _Planner(fragments)
         mutation_type = self._core.mutation_type
+        if mutation_type is None:
+            return None
         try:
             if operation.directives:
                 raise _UnplannableError
@@ -333,7 +336,7 @@ class DirectExecutor:
         except UnsupportedInputError as error:
             raise _UnplannableError from error
         literal_values = None
-        if not any(_uses_variables(argument.value) for argument in nodes[0].arguments):
+        if not any(_uses_variables(argument.value) for argument in nodes[0].arguments or ()):
             literal_values = get_argument_values(definition, nodes[0])
         return _RootPlan(
             key=key,
@@ -485,9 +488,12 @@ def _reader(field: Any) -> Callable[[Any], Any]:
     if resolver.is_async or resolver.info_parameter is not None:
         raise _UnplannableError
     own = resolver.self_parameter or resolver.root_parameter
+    function = resolver.wrapped_func
     if own is None or len(resolver.signature.parameters) != 1:
         raise _UnplannableError
-    return resolver.wrapped_func
+    if isinstance(function, staticmethod | classmethod):
+        raise _UnplannableError
+    return function
 
 
 def _same(value: Any, path: _Path, errors: list[GraphQLError]) -> Any:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.nodes import SelectedField, Selection
 
 from modelql.graph.context import GraphContext
@@ -16,6 +18,7 @@ from modelql.services import prediction_audit
 from modelql.services.outcomes import OutcomeRow
 
 Info = strawberry.Info[GraphContext, None]
+T = TypeVar("T")
 MAX_GROUPS = 1_000
 """Most groups one `groups` field returns."""
 
@@ -87,9 +90,12 @@ class LabelCountType:
     count: int
 
 
-StatsDimension = strawberry.enum(prediction_audit.Dimension, name="StatsDimension")
-Interval = strawberry.enum(
-    prediction_audit.Interval,
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+StatsDimension = prediction_audit.Dimension
+strawberry.enum(StatsDimension, name="StatsDimension")
+Interval = prediction_audit.Interval
+strawberry.enum(
+    Interval,
     name="Interval",
     description="Time buckets start on whole UTC units; weeks on Mondays.",
 )
@@ -159,14 +165,21 @@ class PredictionStatsType:
     def of(cls, query: prediction_audit.PredictionQuery) -> PredictionStatsType:
         return cls(query=query, cache={})
 
-    async def _once(self, info: Info, name: str, work: Any) -> Any:
-        """`work(session, query)` run once per object, whichever fields ask for it."""
+    async def _once(
+        self,
+        info: Info,
+        name: str,
+        work: Callable[[AsyncSession, prediction_audit.PredictionQuery], Awaitable[T]],
+    ) -> T:
+        """`work(session, query)` run once per object, whichever fields ask for it (`name` is
+        the work's: each name is always given the same work)."""
         if name not in self.cache:
             query = self.query
             self.cache[name] = asyncio.ensure_future(
                 info.context.db.run(lambda session: work(session, query))
             )
-        return await self.cache[name]
+        result: asyncio.Future[T] = self.cache[name]
+        return await result
 
     async def _totals(self, info: Info) -> prediction_audit.Totals:
         return await self._once(info, "totals", prediction_audit.totals)
