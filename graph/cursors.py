@@ -22,10 +22,10 @@ def decode_cursor(
     error naming the argument."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        decoded = json.loads(raw)
+        decoded: object = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         decoded = None
-    valid = (
+    if not (
         isinstance(decoded, list)
         and len(decoded) == len(types) + 1
         and decoded[0] == kind
@@ -33,8 +33,7 @@ def decode_cursor(
             isinstance(value, expected) and not isinstance(value, bool)
             for value, expected in zip(decoded[1:], types, strict=True)
         )
-    )
-    if not valid:
+    ):
         raise bad_input(
             f"Argument `{argument}` is not a valid cursor for this connection: {cursor!r}. "
             "Pass a cursor returned by this connection's pageInfo.endCursor or edges.cursor.",

@@ -215,10 +215,11 @@ class DirectExecutor:
         name = plan.operation.name
         record_operation(context, name.value if name else None, "mutation")
         errors: list[GraphQLError] = []
-        data: dict[str, Any] | None = {}
+        fields: dict[str, Any] = {}
+        data: dict[str, Any] | None = fields
         for root, kwargs in zip(plan.roots, arguments, strict=True):
             try:
-                data[root.key] = await self._run(root, kwargs, context, errors)
+                fields[root.key] = await self._run(root, kwargs, context, errors)
             except _NullError:
                 data = None
                 break
@@ -294,6 +295,8 @@ class DirectExecutor:
         }
         planner = _Planner(fragments)
         mutation_type = self._core.mutation_type
+        if mutation_type is None:
+            return None
         try:
             if operation.directives:
                 raise UnplannableError
@@ -328,7 +331,7 @@ class DirectExecutor:
         except UnsupportedInputError as error:
             raise UnplannableError from error
         literal_values = None
-        if not any(uses_variables(argument.value) for argument in nodes[0].arguments):
+        if not any(uses_variables(argument.value) for argument in nodes[0].arguments or ()):
             literal_values = get_argument_values(definition, nodes[0])
         return _RootPlan(
             key=key,
@@ -442,9 +445,12 @@ def _reader(field: Any) -> Callable[[Any], Any]:
     if resolver.is_async or resolver.info_parameter is not None:
         raise UnplannableError
     own = resolver.self_parameter or resolver.root_parameter
+    function = resolver.wrapped_func
     if own is None or len(resolver.signature.parameters) != 1:
         raise UnplannableError
-    return resolver.wrapped_func
+    if isinstance(function, staticmethod | classmethod):
+        raise UnplannableError
+    return function
 
 
 def _same(value: Any, path: _Path, errors: list[GraphQLError]) -> Any:

@@ -33,6 +33,7 @@ from modelql.graph.errors import (
     mark_request_errors,
     record_operation,
 )
+from modelql.graph.executor_internals import core_schema
 from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.persisted_queries import PersistedQueries
 from modelql.graph.read_executor import ReadExecutor
@@ -42,6 +43,9 @@ from modelql.graph.schema import ModelQLSchema
 from modelql.graph.websocket_frames import CheckedFrames
 from modelql.services.api_keys import Caller
 from modelql.services.errors import is_connection_failure
+
+NO_ACK_PAYLOAD: UnsetType = UNSET
+"""What `on_ws_connect` returns to accept a socket with a bare connection_ack."""
 
 EXAMPLE_QUERY = """# ModelQL: the model catalogue and its predictions. Press the run button.
 {
@@ -74,6 +78,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
     solving): typed context, execution timeout, GraphQL-over-HTTP media types, our GraphiQL."""
 
     websocket_adapter_class = CheckedFrames  # a malformed frame closes the socket with 4400
+    schema: ModelQLSchema  # what `endpoint` builds it with (Strawberry's view says BaseSchema)
 
     def __init__(
         self,
@@ -119,6 +124,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         """Strawberry's empty sub-response (no status yet, no headers), without building a
         header view to delete the content-length of an empty body: once per request."""
         response = Response()
+        # Starlette types the status as int; Strawberry reads None as "no status set yet".
         response.status_code = None  # type: ignore[assignment]
         response.raw_headers = []
         return response
@@ -150,7 +156,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         dependencies = context.dependencies
         if not dependencies.auth_required:
             context.credential = None
-            return UNSET
+            return NO_ACK_PAYLOAD
         if credential is None:
             raise ConnectionRejectionError({"message": "Send an API key in connection_init."})
         caller = await dependencies.keys.authenticate(credential)
@@ -158,7 +164,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
             raise ConnectionRejectionError({"message": "The API key is unknown or revoked."})
         context.caller_identity = caller
         context.credential = credential
-        return UNSET
+        return NO_ACK_PAYLOAD
 
     @cached_property
     def graphql_ide_html(self) -> str:
@@ -230,11 +236,11 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
                 _let_caches_keep(sub_response, shared=not context.dependencies.auth_required)
             return result
         if self.direct is not None and request_adapter.method == "POST":
-            result = await self.direct.execute(
+            direct = await self.direct.execute(
                 request_data.query, request_data.operation_name, request_data.variables, context
             )
-            if result is not None:
-                return result
+            if direct is not None:
+                return direct
         if self._is_subscription(request_data):
             raise HTTPException(
                 400, "Subscriptions run over WebSocket on /graphql (graphql-transport-ws)."
@@ -266,7 +272,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
         if not request_data.query:
             return False
         try:
-            document, _ = self.schema.documents(request_data.query, self.schema._schema)
+            document, _ = self.schema.documents(request_data.query, core_schema(self.schema))
         except GraphQLError:
             return False
         operation = get_operation_ast(document, request_data.operation_name)

@@ -108,6 +108,7 @@ class _Planner:
         return convert_list
 
     def _input_object(self, cls: type) -> Convert:
+        # has_object_definition(cls) held: Strawberry set the attribute its stubs do not declare.
         definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
         if not definition.is_input or definition.from_input is not None:
             raise UnsupportedInputError(cls)

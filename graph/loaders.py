@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,7 +16,7 @@ from strawberry.dataloader import DataLoader as StrawberryDataLoader
 
 from modelql.graph.request_database import RequestDatabase
 from modelql.models.metrics import PerformanceRecord
-from modelql.services import audit, catalogue, outcomes
+from modelql.services import catalogue, outcomes, prediction_audit
 from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
 from modelql.services.estimated_performance import (
     Estimate,
@@ -49,13 +50,26 @@ class DataLoader(StrawberryDataLoader[K, V]):
 
 
 def _mapping_loader(
-    db: RequestDatabase,
-    fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]],
-    default: Callable[[], V | None] = lambda: None,
+    db: RequestDatabase, fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]]
 ) -> DataLoader[K, V | None]:
+    """Each key's value, None when `fetch` found none."""
+
     async def load(keys: list[K]) -> list[V | None]:
         found = await db.run(lambda session: fetch(session, keys))
-        return [found.get(key, default()) for key in keys]
+        return [found.get(key) for key in keys]
+
+    return DataLoader(load_fn=load)
+
+
+def _lists_loader(
+    db: RequestDatabase,
+    fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, list[V]]]],
+) -> DataLoader[K, list[V]]:
+    """Each key's list, empty when `fetch` found none."""
+
+    async def load(keys: list[K]) -> list[list[V]]:
+        found = await db.run(lambda session: fetch(session, keys))
+        return [found.get(key, []) for key in keys]
 
     return DataLoader(load_fn=load)
 
@@ -74,12 +88,12 @@ class Loaders:
         self.model_by_name = _mapping_loader(db, memory.models_by_name)
         self.version_by_id = _mapping_loader(db, memory.versions)
         self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
-        self.alias_events_by_model = _mapping_loader(db, catalogue.alias_events_for_models, list)
-        self.split_events_by_model = _mapping_loader(db, catalogue.split_events_for_models, list)
-        self.training_arguments = _mapping_loader(db, memory.training_arguments, list)
-        self.metrics = _mapping_loader(db, memory.metrics, list)
-        self.prediction_by_id = _mapping_loader(db, audit.predictions_by_id)
-        self.outcome_history = _mapping_loader(db, outcomes.histories, list)
+        self.alias_events_by_model = _lists_loader(db, catalogue.alias_histories)
+        self.split_events_by_model = _lists_loader(db, catalogue.split_histories)
+        self.training_arguments = _lists_loader(db, memory.training_arguments)
+        self.metrics = _lists_loader(db, memory.metrics)
+        self.prediction_by_id = _mapping_loader(db, prediction_audit.predictions_by_id)
+        self.outcome_history = _lists_loader(db, outcomes.histories)
         self.live_performance: DataLoader[LiveKey, list[PerformanceRecord]] = DataLoader(
             load_fn=lambda keys: self._load_live(db, memory, keys)
         )
@@ -106,8 +120,8 @@ class Loaders:
         pages: dict[PageKey, list[catalogue.Version]] = {}
         for (limit, before), model_ids in by_page.items():
             found = await db.run(
-                lambda session, ids=model_ids, limit=limit, before=before: memory.version_pages(
-                    session, ids, limit=limit, before_number=before
+                partial(
+                    memory.version_pages, model_ids=model_ids, limit=limit, before_number=before
                 )
             )
             for model_id in model_ids:
@@ -128,10 +142,13 @@ class Loaders:
             version_ids = list({key[0] for key in window_keys})
             named = any(key[3] for key in window_keys)
             records = await db.run(
-                lambda session, ids=version_ids, since=since, until=until, named=named: (
-                    live_performance(
-                        session, memory, ids, since=since, until=until, named_slices=named
-                    )
+                partial(
+                    live_performance,
+                    catalogue=memory,
+                    version_ids=version_ids,
+                    since=since,
+                    until=until,
+                    named_slices=named,
                 )
             )
             for key in window_keys:
@@ -154,8 +171,13 @@ class Loaders:
         found: dict[WindowKey, DriftReport] = {}
         for (since, until), version_ids in by_window.items():
             reports = await db.run(
-                lambda session, ids=version_ids, since=since, until=until: drift_reports(
-                    session, memory, ids, since=since, until=until, policy=policy
+                partial(
+                    drift_reports,
+                    catalogue=memory,
+                    version_ids=version_ids,
+                    since=since,
+                    until=until,
+                    policy=policy,
                 )
             )
             for version_id in version_ids:
@@ -174,6 +196,8 @@ class Loaders:
         found: dict[EstimateKey, Estimate] = {}
         for key in dict.fromkeys(keys):
             found[key] = await db.run(
-                lambda session, key=key: estimate(session, memory, key[0], key[1], policy)
+                partial(
+                    estimate, catalogue=memory, version_id=key[0], request=key[1], policy=policy
+                )
             )
         return [found[key] for key in keys]

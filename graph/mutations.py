@@ -4,9 +4,12 @@ payload; what a mutation stores is committed before the payload is returned."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from typing import cast
 
 import strawberry
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 from strawberry.scalars import JSON
 
@@ -32,7 +35,9 @@ ROUTING_KEY = (
 )
 
 
-UserErrorCode = strawberry.enum(DomainCode, name="UserErrorCode")
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+UserErrorCode = DomainCode
+strawberry.enum(UserErrorCode, name="UserErrorCode")
 
 
 @strawberry.type(description="A problem with the input; nothing was stored.")
@@ -245,7 +250,7 @@ async def create_predictions(
     return CreatePredictionsPayload(predictions=stored, user_errors=[])
 
 
-DIRECT_MUTATIONS = {
+DIRECT_MUTATIONS: Mapping[str, Callable[..., Awaitable[object]]] = {
     "createPrediction": create_prediction,
     "createPredictions": create_predictions,
 }
@@ -284,11 +289,15 @@ class SubmitPredictionJobInput:
             version=self.version,
             alias=self.alias,
             partial=self.partial,
-            upload=None
-            if file is None
-            else prediction_jobs.UploadedFile(name=file.filename, size=file.size, read=file.read),
+            upload=None if file is None else _uploaded(file),
             path=self.source.path,
         )
+
+
+def _uploaded(file: Upload) -> prediction_jobs.UploadedFile:
+    """Strawberry types `Upload` as bytes; over ASGI, the value is Starlette's UploadFile."""
+    upload = cast(UploadFile, file)
+    return prediction_jobs.UploadedFile(name=upload.filename, size=upload.size, read=upload.read)
 
 
 @strawberry.type

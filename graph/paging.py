@@ -17,7 +17,7 @@ from modelql.graph.context import GraphContext
 from modelql.graph.cursors import decode_cursor, encode_cursor
 from modelql.graph.errors import bad_input
 from modelql.persistence import tables
-from modelql.services import audit, catalogue
+from modelql.services import catalogue, prediction_audit
 from modelql.services.errors import UserInputError
 
 Info = strawberry.Info[GraphContext, None]
@@ -82,7 +82,7 @@ async def version_page(
     )
 
 
-def _keyset(after: str) -> audit.Keyset:
+def _keyset(after: str) -> prediction_audit.Keyset:
     created_at, local_id = decode_cursor(PREDICTION_CURSOR, after, types=(str, str))
     try:
         return datetime.fromisoformat(created_at), uuid.UUID(local_id)
@@ -95,13 +95,15 @@ def _prediction_cursor(row: tables.Prediction) -> str:
 
 
 async def prediction_page(
-    info: Info, first: int | None, after: str | None, query: audit.PredictionQuery
+    info: Info, first: int | None, after: str | None, query: prediction_audit.PredictionQuery
 ) -> Page[tables.Prediction]:
     """Predictions newest first, by keyset (created_at, id); never OFFSET."""
     size = info.context.limits.page_size(first, default=50)
     keyset = _keyset(after) if after is not None else None
     rows = await info.context.db.run(
-        lambda session: audit.list_predictions(session, query, limit=size + 1, after=keyset)
+        lambda session: prediction_audit.prediction_page(
+            session, query, limit=size + 1, after=keyset
+        )
     )
     return page_of(rows, size=size, after=after, cursor=_prediction_cursor)
 

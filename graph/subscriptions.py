@@ -5,11 +5,11 @@ process through PostgreSQL notifications."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 
@@ -25,6 +25,7 @@ from modelql.services.feed import Feed
 from modelql.services.subscribers import Subscriber, SubscriptionEndedError
 
 Info = strawberry.Info[GraphContext, None]
+T = TypeVar("T")
 
 
 @strawberry.enum
@@ -58,12 +59,14 @@ class CatalogueEvent:
 
 
 @asynccontextmanager
-async def _subscription(info: Info, feed: Feed, select: Any) -> AsyncIterator[Subscriber]:
+async def _subscription(
+    info: Info, feed: Feed[T], select: Callable[[Any], T | None]
+) -> AsyncIterator[Subscriber[T]]:
     """A subscriber to `feed` for as long as the block runs. Why the server ended it becomes
     the subscription's error, and the socket is closed just after that error is sent (a
     client that reads nothing at all is dropped by the WebSocket ping timeout)."""
     context = info.context
-    subscriber: Subscriber = Subscriber(
+    subscriber: Subscriber[T] = Subscriber(
         select=select,
         capacity=context.dependencies.feeds.queue_size,
         caller=context.caller,

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
-from starlette.routing import WebSocketRoute
+from starlette.routing import Route, WebSocketRoute
 
 from modelql import metrics, schema_migrations
 from modelql.garbage_collection import freeze_startup_objects, thaw
@@ -127,7 +127,7 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
         direct_execution=settings.direct_execution,
         plan_cache_size=settings.query_cache_size,
     )
-    app.add_route("/graphql", endpoint, methods=["GET", "POST"])
+    app.router.routes.append(Route("/graphql", endpoint, methods=["GET", "POST"]))
     app.router.routes.append(WebSocketRoute("/graphql", endpoint))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(AuthenticationError, _unauthenticated)

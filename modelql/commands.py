@@ -49,11 +49,11 @@ from modelql.registration_files import (
 from modelql.runtime import NotMigratedError, ensure_migrated, store_maintenance
 from modelql.services import api_keys, outcomes, registration
 from modelql.services.api_keys import ApiKeyError
-from modelql.services.audit import PredictionQuery
 from modelql.services.catalogue import Catalogue
 from modelql.services.errors import RegistrationError, UserInputError, is_connection_failure
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache
+from modelql.services.prediction_audit import PredictionQuery
 from modelql.services.verification import VerificationReport, Verifier
 from modelql.settings import Settings, UnsafeExposureError, check_exposure
 from modelql.workers import worker_environment
@@ -97,8 +97,8 @@ def database(settings: Settings) -> Iterator[str]:
 
 def _root_cause(error: BaseException) -> str:
     """The innermost cause of an error, as one line."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    while (cause := error.__cause__ or error.__context__) is not None:
+        error = cause
     return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
@@ -395,7 +395,9 @@ def _moment(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def _verify(settings: Settings, url: str, query: PredictionQuery, sample: int | None):
+async def _verify(
+    settings: Settings, url: str, query: PredictionQuery, sample: int | None
+) -> VerificationReport:
     engine = create_engine(url)
     model_cache = ModelCache(ArtifactStore(settings.artifact_dir))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())

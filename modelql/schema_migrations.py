@@ -49,4 +49,5 @@ async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as connection:
         if await connection.scalar(text("SELECT to_regclass('alembic_version')")) is None:
             return None
-        return await connection.scalar(text("SELECT version_num FROM alembic_version"))
+        revision = await connection.scalar(text("SELECT version_num FROM alembic_version"))
+        return None if revision is None else str(revision)

@@ -21,10 +21,8 @@ from modelql.persistence.catalogue_repository import (
     MetricRow,
     ModelFilter,
     RouteRow,
-    alias_events_for_models,
-    split_events_for_models,
 )
-from modelql.persistence.tables import AliasEvent, Model, ModelVersion
+from modelql.persistence.tables import AliasEvent, Model, ModelVersion, TrafficSplitEvent
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.freshness import Freshness
 from modelql.services.model_directory import MODELS_KEPT, ModelDirectory
@@ -38,8 +36,8 @@ __all__ = [
     "ModelRoute",
     "RouteChoice",
     "Version",
-    "alias_events_for_models",
-    "split_events_for_models",
+    "alias_histories",
+    "split_histories",
     "version_at",
 ]
 
@@ -196,6 +194,20 @@ class ModelRoute:
                 return version_id
             point -= weight
         return self.split[-1][0]
+
+
+async def alias_histories(
+    session: AsyncSession, model_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[AliasEvent]]:
+    """Every alias move of each model, newest first (read each time: never kept in memory)."""
+    return await catalogue_repository.alias_events_for_models(session, model_ids)
+
+
+async def split_histories(
+    session: AsyncSession, model_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[TrafficSplitEvent]]:
+    """Every traffic split change of each model, newest first (read each time)."""
+    return await catalogue_repository.split_events_for_models(session, model_ids)
 
 
 def version_at(events: Sequence[AliasEvent], alias: str, at: datetime) -> uuid.UUID | None:

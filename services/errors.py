@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from modelql.persistence.database import is_connection_failure, is_rejected_value
+from modelql.persistence import database
 
 __all__ = [
     "CatalogueInputError",
@@ -85,3 +85,14 @@ class StorageUnavailableError(DomainError):
 
 class ModelUnavailableError(DomainError):
     """A version's artifact cannot be used (missing, outside the artifact root, or tampered)."""
+
+
+def is_connection_failure(error: BaseException) -> bool:
+    """Whether `error` (or its cause) means the database was unreachable or its pool full: the
+    request failed for the service, not for its input."""
+    return database.is_connection_failure(error)
+
+
+def is_rejected_value(error: BaseException) -> bool:
+    """Whether PostgreSQL refused a value the client sent (a data exception): bad input."""
+    return database.is_rejected_value(error)

@@ -34,7 +34,12 @@ __all__ = [
 NO_PREDICTION = uuid.UUID(int=0)
 """The id no prediction has (ids are UUIDv7): what an unreadable prediction id stands for."""
 
-histories = outcome_repository.histories
+
+async def histories(
+    session: AsyncSession, prediction_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[OutcomeRow]]:
+    """Every outcome of each prediction, oldest first, the one that counts marked `latest`."""
+    return await outcome_repository.histories(session, prediction_ids)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ class JobPolicy:
 
 @dataclass(frozen=True)
 class UploadedFile:
-    name: str
+    name: str | None
+    """The client's file name, if it sent one."""
     size: int | None
     read: Callable[[int], Awaitable[bytes]]
     """Up to that many bytes (fewer at the end)."""

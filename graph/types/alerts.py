@@ -16,15 +16,18 @@ from modelql.services.alert_rules import AlertRuleInput, Comparison, Signal
 
 Info = strawberry.Info[GraphContext, None]
 
-AlertSignal = strawberry.enum(
-    Signal,
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+AlertSignal = Signal
+strawberry.enum(
+    AlertSignal,
     name="AlertSignal",
     description="VOLUME: predictions in the window; LATENCY_P*: a latency percentile (ms); "
     "ACCURACY (classifiers) and MAE (regressors): of the window's predictions with outcomes; "
     "DRIFT: the highest drift score (as inputDrift); ERROR_RATE: failed instances (inputs "
     "refused, scoring errors) over failed and stored ones.",
 )
-AlertComparison = strawberry.enum(Comparison, name="AlertComparison")
+AlertComparison = Comparison
+strawberry.enum(AlertComparison, name="AlertComparison")
 
 
 @strawberry.type(name="AlertDelivery", description="One webhook delivery and its latest attempt.")
@@ -50,7 +53,7 @@ class AlertDeliveryType:
             next_attempt_at=row.next_attempt_at,
             status_code=row.status_code,
             error=row.error,
-            payload=row.payload,
+            payload=JSON(row.payload),
         )
 
 

@@ -10,8 +10,10 @@ import strawberry
 from modelql.graph.types.catalogue import MetricType
 from modelql.services import estimated_performance as estimation
 
-EstimationUnavailable = strawberry.enum(
-    estimation.Unavailable,
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+EstimationUnavailable = estimation.Unavailable
+strawberry.enum(
+    EstimationUnavailable,
     name="EstimationUnavailable",
     description="Why performance could not be estimated: NOT_A_CLASSIFIER (a regressor), "
     "NO_PROBABILITIES (the version stores no class probabilities), TOO_FEW_REFERENCE_ROWS "

@@ -14,7 +14,9 @@ from modelql.services.prediction_jobs import JobView
 
 Info = strawberry.Info[GraphContext, None]
 
-PredictionJobState = strawberry.enum(JobState, name="PredictionJobState")
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+PredictionJobState = JobState
+strawberry.enum(PredictionJobState, name="PredictionJobState")
 
 
 def job_id(text: str) -> uuid.UUID:

@@ -38,13 +38,16 @@ from modelql.graph.types.predictions import (
 )
 from modelql.models import signature_changes
 from modelql.persistence import tables
-from modelql.services import audit
+from modelql.services import prediction_audit
 from modelql.services.api_keys import Scope
 from modelql.services.catalogue import Version, version_at
 from modelql.services.estimated_performance import Estimate, EstimateRequest, Window
+from modelql.services.outcomes import OutcomeRow
 from modelql.services.predictions import StoredBatch
 
-SignatureChangeKind = strawberry.enum(signature_changes.SignatureChangeKind)
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+SignatureChangeKind = signature_changes.SignatureChangeKind
+strawberry.enum(SignatureChangeKind)
 
 Info = strawberry.Info[GraphContext, None]
 
@@ -427,7 +430,7 @@ class ModelVersionType(Node):
     async def estimated_performance(
         self,
         info: Info,
-        interval: Interval | None = audit.Interval.DAY,
+        interval: Interval | None = prediction_audit.Interval.DAY,
         since: datetime | None = None,
         until: datetime | None = None,
         reference_since: datetime | None = None,
@@ -438,7 +441,7 @@ class ModelVersionType(Node):
         request = EstimateRequest(
             window=Window(since, until),
             reference=Window(reference_since, reference_until),
-            interval=audit.Interval(interval or "DAY"),
+            interval=prediction_audit.Interval(interval or "DAY"),
         )
         found = await info.context.loaders.estimates.load((self.version.id, request))
         return EstimatedPerformanceType.of(found, limit)
@@ -620,9 +623,12 @@ class PredictionType(Node):
 
     @strawberry.field(description="The latest recorded truth; null when none was recorded.")
     async def outcome(self, info: Info) -> OutcomeType | None:
-        history = await info.context.loaders.outcome_history.load(self.key)
-        latest = next((row for row in history if row.latest), None)
+        latest = await self._latest_outcome(info)
         return OutcomeType.of(latest) if latest else None
+
+    async def _latest_outcome(self, info: Info) -> OutcomeRow | None:
+        history = await info.context.loaders.outcome_history.load(self.key)
+        return next((row for row in history if row.latest), None)
 
     @strawberry.field(
         description="Every outcome recorded, oldest first; corrections are kept, the latest counts."
@@ -636,7 +642,7 @@ class PredictionType(Node):
         "an outcome."
     )
     async def correct(self, info: Info) -> bool | None:
-        outcome = await self.outcome(info)
+        outcome = await self._latest_outcome(info)
         if outcome is None or self.label is None:
             return None
         return self.label == outcome.label
@@ -645,7 +651,7 @@ class PredictionType(Node):
         description="Regression: `value` minus the outcome's value; null without an outcome."
     )
     async def error(self, info: Info) -> float | None:
-        outcome = await self.outcome(info)
+        outcome = await self._latest_outcome(info)
         if outcome is None or self.value is None or outcome.value is None:
             return None
         return self.value - outcome.value

@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types.nodes import SelectedField, Selection
 
 from modelql.graph.context import GraphContext
-from modelql.services import audit
+from modelql.services import prediction_audit
 from modelql.services.outcomes import OutcomeRow
 
 Info = strawberry.Info[GraphContext, None]
+T = TypeVar("T")
 MAX_GROUPS = 1_000
 """Most groups one `groups` field returns."""
 
@@ -73,12 +76,12 @@ class PredictionFilter:
         *,
         model_id: uuid.UUID | None = None,
         version_id: uuid.UUID | None = None,
-    ) -> audit.PredictionQuery:
+    ) -> prediction_audit.PredictionQuery:
         """The audit query of a filter (none: every prediction), narrowed to a model/version:
         each field goes to the `PredictionQuery` field of its name (a test holds the two alike)."""
         where = where or PredictionFilter()
         given = {each.name: getattr(where, each.name) for each in dataclasses.fields(where)}
-        return audit.PredictionQuery(**given, model_id=model_id, version_id=version_id)
+        return prediction_audit.PredictionQuery(**given, model_id=model_id, version_id=version_id)
 
 
 @strawberry.type(name="LabelCount")
@@ -87,9 +90,12 @@ class LabelCountType:
     count: int
 
 
-StatsDimension = strawberry.enum(audit.Dimension, name="StatsDimension")
-Interval = strawberry.enum(
-    audit.Interval,
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+StatsDimension = prediction_audit.Dimension
+strawberry.enum(StatsDimension, name="StatsDimension")
+Interval = prediction_audit.Interval
+strawberry.enum(
+    Interval,
     name="Interval",
     description="Time buckets start on whole UTC units; weeks on Mondays.",
 )
@@ -125,7 +131,7 @@ class PredictionGroupType:
     )
 
     @classmethod
-    def of(cls, group: audit.Group) -> PredictionGroupType:
+    def of(cls, group: prediction_audit.Group) -> PredictionGroupType:
         totals = group.totals
         return cls(
             model=group.model,
@@ -152,24 +158,31 @@ class PredictionGroupType:
     "way. Each field costs one statement, and only when asked for.",
 )
 class PredictionStatsType:
-    query: strawberry.Private[audit.PredictionQuery]
+    query: strawberry.Private[prediction_audit.PredictionQuery]
     cache: strawberry.Private[dict[str, asyncio.Future[Any]]]
 
     @classmethod
-    def of(cls, query: audit.PredictionQuery) -> PredictionStatsType:
+    def of(cls, query: prediction_audit.PredictionQuery) -> PredictionStatsType:
         return cls(query=query, cache={})
 
-    async def _once(self, info: Info, name: str, work: Any) -> Any:
-        """`work(session, query)` run once per object, whichever fields ask for it."""
+    async def _once(
+        self,
+        info: Info,
+        name: str,
+        work: Callable[[AsyncSession, prediction_audit.PredictionQuery], Awaitable[T]],
+    ) -> T:
+        """`work(session, query)` run once per object, whichever fields ask for it (`name` is
+        the work's: each name is always given the same work)."""
         if name not in self.cache:
             query = self.query
             self.cache[name] = asyncio.ensure_future(
                 info.context.db.run(lambda session: work(session, query))
             )
-        return await self.cache[name]
+        result: asyncio.Future[T] = self.cache[name]
+        return await result
 
-    async def _totals(self, info: Info) -> audit.Totals:
-        return await self._once(info, "totals", audit.totals)
+    async def _totals(self, info: Info) -> prediction_audit.Totals:
+        return await self._once(info, "totals", prediction_audit.totals)
 
     @strawberry.field
     async def count(self, info: Info) -> int:
@@ -177,7 +190,7 @@ class PredictionStatsType:
 
     @strawberry.field(description="Most frequent first.")
     async def label_counts(self, info: Info) -> list[LabelCountType]:
-        counts = await self._once(info, "labels", audit.label_counts)
+        counts = await self._once(info, "labels", prediction_audit.label_counts)
         return [LabelCountType(label=label, count=count) for label, count in counts]
 
     @strawberry.field
@@ -186,7 +199,7 @@ class PredictionStatsType:
 
     @strawberry.field(description=P95_DESCRIPTION)
     async def p95_latency_ms(self, info: Info) -> float | None:
-        return await self._once(info, "p95", audit.p95_latency)
+        return await self._once(info, "p95", prediction_audit.p95_latency)
 
     @strawberry.field(description="Regression models.")
     async def mean_value(self, info: Info) -> float | None:
@@ -225,17 +238,17 @@ class PredictionStatsType:
         self,
         info: Info,
         by: list[StatsDimension],
-        interval: Interval | None = audit.Interval.DAY,
+        interval: Interval | None = prediction_audit.Interval.DAY,
         first: int | None = 100,
     ) -> list[PredictionGroupType]:
         limit = info.context.limits.page_size(first, default=100, maximum=MAX_GROUPS)
-        dimensions = [audit.Dimension(d) for d in by]
+        dimensions = [prediction_audit.Dimension(d) for d in by]
         found = await info.context.db.run(
-            lambda session: audit.groups(
+            lambda session: prediction_audit.groups(
                 session,
                 self.query,
                 dimensions,
-                audit.Interval(interval or "DAY"),
+                prediction_audit.Interval(interval or "DAY"),
                 limit,
                 with_p95=_selects(info, "p95LatencyMs"),
             )

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from support import app_client, graphql, make_settings, running_app
 
-from modelql.services import audit, catalogue
+from modelql.services import catalogue, prediction_audit
 from modelql.settings import Settings
 
 
@@ -190,10 +190,10 @@ async def test_a_variable_a_custom_scalar_refuses_has_a_code(client: httpx.Async
 async def test_a_value_the_output_type_cannot_represent_has_a_code(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ):
-    async def huge_count(*args: object, **kwargs: object) -> audit.Totals:
-        return audit.Totals(2**40, None, None, None, None, None, 0, 0, 0)
+    async def huge_count(*args: object, **kwargs: object) -> prediction_audit.Totals:
+        return prediction_audit.Totals(2**40, None, None, None, None, None, 0, 0, 0)
 
-    monkeypatch.setattr(audit, "totals", huge_count)
+    monkeypatch.setattr(prediction_audit, "totals", huge_count)
     body = await graphql(client, "{ predictionStats { count } }")
     [error] = body["errors"]
     assert "cannot represent" in error["message"]

@@ -19,7 +19,6 @@ from support import app_client, graphql, make_settings
 from modelql.models.artifacts import ArtifactStore
 from modelql.models.cacheability import InferenceProfile
 from modelql.runtime import inference_cache
-from modelql.services.audit import PredictionQuery
 from modelql.services.catalogue import Catalogue, Version
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache, ScoredBatch
@@ -29,6 +28,7 @@ from modelql.services.inference_cache import (
     row_keys,
     worth_caching,
 )
+from modelql.services.prediction_audit import PredictionQuery
 from modelql.services.prediction_pipeline import PredictionPipelines
 from modelql.services.predictions import (
     PredictionJob,

@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from support import graphql, libpq_url
 
 from modelql.models.artifacts import ArtifactStore
-from modelql.services.audit import PredictionQuery
 from modelql.services.catalogue import Catalogue
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache
+from modelql.services.prediction_audit import PredictionQuery
 from modelql.services.verification import Verifier
 
 MODELQL = str(Path(sys.executable).with_name("modelql"))
