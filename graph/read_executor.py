@@ -24,7 +24,7 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from types import CoroutineType
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import (
@@ -220,7 +220,9 @@ class ReadExecutor:
         self._core = core_schema(schema)
         self._prepare = prepare
         self._refused = unreproduced_extensions(schema) is not None
-        self._no_variables = get_variable_values(self._core, [], {})
+        no_variables = get_variable_values(self._core, [], {})
+        assert isinstance(no_variables, VariableValues), "no definitions, no errors"
+        self._no_variables = no_variables
         self.plan = lru_cache(maxsize=cache_size)(self._plan)
 
     async def execute(
@@ -398,7 +400,8 @@ class _Planner:
         is_type_of = type_.is_type_of
 
         def complete_object(value: Any, path: Path, run: _Run) -> Any:
-            if is_type_of is not None and is_type_of(value, None) is not True:
+            # Strawberry's `is_type_of` reads no info (graphql-core passes the field's).
+            if is_type_of is not None and is_type_of(value, cast(Any, None)) is not True:
                 raise _AbortError
             out: dict[str, Any] = {}
             for field in fields:
@@ -437,7 +440,10 @@ class _Call:
             self.source_names: tuple[str, ...] = ()
             self.info_name: str | None = None
             return
-        self.function = resolver.wrapped_func
+        function = resolver.wrapped_func
+        if isinstance(function, staticmethod | classmethod):
+            raise UnplannableError
+        self.function = function
         self.takes_self = resolver.self_parameter is not None
         self.source_names = tuple(
             parameter.name
@@ -513,7 +519,7 @@ def _list_completer(item: Complete, items_non_null: bool) -> Complete:
     def complete_list(value: Any, path: Path, run: _Run) -> Any:
         if not isinstance(value, list | tuple):
             raise _AbortError  # graphql-core takes any iterable; Strawberry's errors say why
-        completed = []
+        completed: list[Any] = []
         for index, element in enumerate(value):
             if element is None:
                 if items_non_null:
