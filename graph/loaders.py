@@ -14,7 +14,7 @@ from strawberry.dataloader import DataLoader
 
 from modelql.graph.request_database import RequestDatabase
 from modelql.models.metrics import PerformanceRecord
-from modelql.services import audit, catalogue, outcomes
+from modelql.services import audit, catalogue, outcomes, shadow_versions
 from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
 from modelql.services.estimated_performance import (
     Estimate,
@@ -64,6 +64,12 @@ class Loaders:
         self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
         self.alias_events_by_model = _mapping_loader(db, catalogue.alias_events_for_models, list)
         self.split_events_by_model = _mapping_loader(db, catalogue.split_events_for_models, list)
+        self.shadow_events_by_model = _mapping_loader(
+            db, shadow_versions.shadow_events_for_models, list
+        )
+        self.shadows_by_prediction = _mapping_loader(
+            db, shadow_versions.shadows_of_predictions, list
+        )
         self.training_arguments = _mapping_loader(db, memory.training_arguments, list)
         self.metrics = _mapping_loader(db, memory.metrics, list)
         self.prediction_by_id = _mapping_loader(db, audit.predictions_by_id)

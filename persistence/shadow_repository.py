@@ -1,0 +1,150 @@
+"""Shadow versions (the repository): which versions of a model score in the shadow, their
+history, and the shadows' stored answers beside the primary predictions."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from modelql.persistence.tables import Prediction, ShadowEvent, ShadowPrediction, ShadowVersion
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRow:
+    """One shadow answer to store: the primary's key and the shadow's output (or refusal)."""
+
+    id: uuid.UUID
+    primary_id: uuid.UUID
+    primary_created_at: datetime
+    model_id: uuid.UUID
+    model_version_id: uuid.UUID
+    label: str | None
+    value: float | None
+    probabilities: list[dict[str, Any]] | None
+    confidence: float | None
+    latency_ms: float
+    refusal: str | None
+
+
+async def shadow_versions(session: AsyncSession, model_id: uuid.UUID) -> dict[uuid.UUID, float]:
+    """The model's shadow versions now: version id -> sample."""
+    rows = await session.execute(
+        select(ShadowVersion.version_id, ShadowVersion.sample).where(
+            ShadowVersion.model_id == model_id
+        )
+    )
+    return {version_id: sample for version_id, sample in rows.all()}
+
+
+async def replace_shadows(
+    session: AsyncSession,
+    *,
+    model_id: uuid.UUID,
+    versions: Mapping[int, uuid.UUID],
+    sample: float | None,
+    actor: str | None,
+) -> None:
+    """Replace the model's shadow versions (number -> id; empty: none) and record the change."""
+    await session.execute(delete(ShadowVersion).where(ShadowVersion.model_id == model_id))
+    if versions:
+        await session.execute(
+            insert(ShadowVersion),
+            [
+                {"model_id": model_id, "version_id": version_id, "sample": sample}
+                for version_id in versions.values()
+            ],
+        )
+    session.add(
+        ShadowEvent(
+            model_id=model_id,
+            versions=sorted(versions),
+            sample=sample if versions else None,
+            changed_by=actor,
+        )
+    )
+    await session.flush()
+
+
+async def shadow_events_for_models(
+    session: AsyncSession, model_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ShadowEvent]]:
+    """Every change of each model's shadow versions, newest first."""
+    statement = (
+        select(ShadowEvent)
+        .where(ShadowEvent.model_id.in_(model_ids))
+        .order_by(ShadowEvent.changed_at.desc(), ShadowEvent.id.desc())
+    )
+    grouped: dict[uuid.UUID, list[ShadowEvent]] = defaultdict(list)
+    for row in await session.scalars(statement):
+        grouped[row.model_id].append(row)
+    return grouped
+
+
+async def insert_shadow_predictions(session: AsyncSession, rows: Sequence[ShadowRow]) -> None:
+    """Store shadow answers (one statement per thousand rows)."""
+    if rows:
+        await session.execute(
+            insert(ShadowPrediction),
+            [
+                {
+                    "id": row.id,
+                    "primary_id": row.primary_id,
+                    "primary_created_at": row.primary_created_at,
+                    "model_id": row.model_id,
+                    "model_version_id": row.model_version_id,
+                    "label": row.label,
+                    "value": row.value,
+                    "probabilities": row.probabilities,
+                    "confidence": row.confidence,
+                    "latency_ms": row.latency_ms,
+                    "refusal": row.refusal,
+                }
+                for row in rows
+            ],
+        )
+
+
+async def shadows_of_predictions(
+    session: AsyncSession, primary_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ShadowPrediction]]:
+    """Each primary prediction's shadow answers, oldest first."""
+    statement = (
+        select(ShadowPrediction)
+        .where(ShadowPrediction.primary_id.in_(primary_ids))
+        .order_by(ShadowPrediction.created_at, ShadowPrediction.id)
+    )
+    grouped: dict[uuid.UUID, list[ShadowPrediction]] = defaultdict(list)
+    for row in await session.scalars(statement):
+        grouped[row.primary_id].append(row)
+    return grouped
+
+
+async def shadow_pairs(
+    session: AsyncSession, *, model_id: uuid.UUID, version_id: uuid.UUID, limit: int
+) -> list[tuple[Prediction, ShadowPrediction]]:
+    """The newest `limit` answers of a shadow version with the primary predictions they
+    shadowed (the primary by its whole key, so one partition is read per row)."""
+    statement = (
+        select(Prediction, ShadowPrediction)
+        .join(
+            ShadowPrediction,
+            and_(
+                ShadowPrediction.primary_id == Prediction.id,
+                ShadowPrediction.primary_created_at == Prediction.created_at,
+            ),
+        )
+        .where(
+            ShadowPrediction.model_version_id == version_id,
+            ShadowPrediction.model_id == model_id,
+        )
+        .order_by(ShadowPrediction.created_at.desc(), ShadowPrediction.id.desc())
+        .limit(limit)
+    )
+    return [(primary, shadow) for primary, shadow in (await session.execute(statement)).all()]
