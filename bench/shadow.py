@@ -6,7 +6,8 @@ Two cases on the iris demo model: the random forest (v2) answers and the logisti
 (v1) shadows it (`rf-primary`), and the other way round (`rf-shadow`, the heavier model in the
 shadow). Every request sends new random inputs (wrk, Lua). After each shadowed round the queue
 is let empty and the shadow answers stored for the round's primaries are counted against
-them: stored + shed must equal the primaries (lost = the rest).
+them: stored + shed must equal the primaries (lost = the rest). Last, the service is killed
+(SIGKILL) under load with the shadow on: the shadow answers missing are at most its queue.
 
     .venv/bin/python bench/shadow.py [--rounds 3] [--seconds 10] [--connections 32]
 
@@ -20,6 +21,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,10 +33,12 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from processes import database, fetch, modelql_env, start_modelql, stop  # noqa: E402
+from processes import Service, database, fetch, modelql_env, start_modelql, stop  # noqa: E402
 from run import IRIS_RANGES, wrk  # noqa: E402
 
 MODEL = "iris-classifier"
+QUEUE = 10_000
+"""MODELQL_SHADOW_QUEUE (its default)."""
 CASES = {"rf-primary": (2, 1), "rf-shadow": (1, 2)}
 """Case -> (primary version, shadow version)."""
 MUTATION = (
@@ -153,13 +157,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         with database(os.environ.get("DATABASE_URL"), scratch) as db:
-            env = modelql_env(db, scratch / "data", MODELQL_INFERENCE_CACHE_ROWS="0")
+            env = modelql_env(
+                db,
+                scratch / "data",
+                MODELQL_INFERENCE_CACHE_ROWS="0",
+                MODELQL_AUTO_MIGRATE="true",
+                MODELQL_SHADOW_QUEUE=str(QUEUE),
+            )
             service = start_modelql(env)
             try:
                 for case, (primary, shadow) in CASES.items():
                     run_case(case, primary, shadow, service.port, db.libpq, args, scratch)
+                crash(service, db.libpq, args, scratch)
             finally:
-                stop(service.process)
+                if service.process.poll() is None:
+                    stop(service.process)
 
 
 def run_case(
@@ -203,6 +215,43 @@ def run_case(
         f"{', '.join(f'{r:.0f}' for r in rates['with'])}): ratio {with_ / without:.2f}\n"
         f"  shadow answers: expected {totals['primaries']}, stored {totals['stored']}, "
         f"shed {totals['shed']}, lost {lost}",
+        flush=True,
+    )
+
+
+def crash(service: Service, url: str, args: argparse.Namespace, scratch: Path) -> None:
+    """SIGKILL the service under load with a shadow at 100%: the shadow answers missing for
+    the primaries it committed are at most what its queue held (MODELQL_SHADOW_QUEUE)."""
+    primary, shadow = CASES["rf-primary"]
+    set_shadow(service.port, [shadow])
+    time.sleep(0.5)
+    script = scratch / "crash.lua"
+    script.write_text(Target("modelql", primary).script)
+    since = now(url)
+    load = subprocess.Popen(
+        [
+            "wrk",
+            "-t2",
+            f"-c{args.connections}",
+            "-d8s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{service.port}/graphql",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(4)
+    queued = shadow_metric(service.port, "modelql_shadow_queue_rows")
+    service.process.kill()
+    service.process.wait()
+    load.wait()
+    until = now(url)
+    primaries, stored = counts(url, since, until, primary)
+    print(
+        f"crash: SIGKILL after 4 s under load (queue {queued:.0f} rows shortly before): "
+        f"{primaries} primaries committed, {stored} shadow answers stored, "
+        f"{primaries - stored} lost (bound: MODELQL_SHADOW_QUEUE = {QUEUE})",
         flush=True,
     )
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import asyncpg
+import orjson
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -87,28 +89,40 @@ async def shadow_events_for_models(
     return grouped
 
 
+INSERT_SHADOWS = """
+INSERT INTO shadow_predictions (id, primary_id, primary_created_at, model_id, model_version_id,
+                                label, value, probabilities, confidence, latency_ms, refusal)
+SELECT r.id, r.primary_id, r.primary_created_at, r.model_id, r.model_version_id, r.label,
+       r.value, NULLIF(p.probabilities, 'null'::jsonb), r.confidence, r.latency_ms, r.refusal
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::uuid[], $5::uuid[], $6::text[],
+            $7::float8[], $8::float8[], $9::float8[], $10::text[])
+     WITH ORDINALITY AS r(id, primary_id, primary_created_at, model_id, model_version_id,
+                          label, value, confidence, latency_ms, refusal, n)
+JOIN jsonb_array_elements($11::jsonb) WITH ORDINALITY AS p(probabilities, n) USING (n)
+"""
+
+
 async def insert_shadow_predictions(session: AsyncSession, rows: Sequence[ShadowRow]) -> None:
-    """Store shadow answers (one statement per thousand rows)."""
-    if rows:
-        await session.execute(
-            insert(ShadowPrediction),
-            [
-                {
-                    "id": row.id,
-                    "primary_id": row.primary_id,
-                    "primary_created_at": row.primary_created_at,
-                    "model_id": row.model_id,
-                    "model_version_id": row.model_version_id,
-                    "label": row.label,
-                    "value": row.value,
-                    "probabilities": row.probabilities,
-                    "confidence": row.confidence,
-                    "latency_ms": row.latency_ms,
-                    "refusal": row.refusal,
-                }
-                for row in rows
-            ],
-        )
+    """Store shadow answers in one statement (columns as arrays, over asyncpg)."""
+    if not rows:
+        return
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
+    await driver.execute(
+        INSERT_SHADOWS,
+        [row.id for row in rows],
+        [row.primary_id for row in rows],
+        [row.primary_created_at for row in rows],
+        [row.model_id for row in rows],
+        [row.model_version_id for row in rows],
+        [row.label for row in rows],
+        [row.value for row in rows],
+        [row.confidence for row in rows],
+        [row.latency_ms for row in rows],
+        [row.refusal for row in rows],
+        orjson.dumps([row.probabilities for row in rows]).decode(),
+    )
 
 
 async def shadows_of_predictions(

@@ -33,6 +33,10 @@ logger = logging.getLogger(__name__)
 
 MAX_ROWS_PER_ROUND = 2000
 """Most primary rows one round scores (per shadow version, one estimator call) and stores."""
+GATHER_S = 0.05
+"""A round waits this long for more work unless a full round waits already: under load, a
+few large rounds (one estimator call, one transaction each) cost the primaries far less CPU
+than many small ones; shadows lag by that much more."""
 
 
 class ShadowObserver(Protocol):
@@ -156,6 +160,8 @@ class ShadowScoring:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            if self._pending < MAX_ROWS_PER_ROUND:
+                await asyncio.sleep(GATHER_S)
             works = self._take()
             rows = sum(len(work.ids) for work in works)
             try:
