@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+import usage
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -167,7 +168,7 @@ def main() -> None:
             service = start_modelql(env)
             try:
                 for case, (primary, shadow) in CASES.items():
-                    run_case(case, primary, shadow, service.port, db.libpq, args, scratch)
+                    run_case(case, primary, shadow, service, db.libpq, args, scratch)
                 crash(service, db.libpq, args, scratch)
             finally:
                 if service.process.poll() is None:
@@ -178,27 +179,31 @@ def run_case(
     case: str,
     primary: int,
     shadow: int,
-    port: int,
+    service: Service,
     url: str,
     args: argparse.Namespace,
     scratch: Path,
 ) -> None:
+    port, pid = service.port, service.process.pid
     target = Target("modelql", primary)
     wrk(f"http://127.0.0.1:{port}", target, args.connections, 2, scratch)  # warm-up
     rates: dict[str, list[float]] = {"without": [], "with": []}
+    cpu_ms: dict[str, list[float]] = {"without": [], "with": []}
     totals = {"primaries": 0, "stored": 0, "shed": 0}
     for _ in range(args.rounds):
         for mode in ("without", "with"):
             set_shadow(port, [shadow] if mode == "with" else [])
             time.sleep(0.5)
             shed_before = shadow_metric(port, "modelql_shadow_rows_total", "shed")
-            since = now(url)
+            since, cpu_before = now(url), usage.tree_cpu_s(pid)
             found = wrk(f"http://127.0.0.1:{port}", target, args.connections, args.seconds, scratch)
             time.sleep(0.5)  # requests wrk abandoned at its deadline finish
-            until = now(url)
-            rates[mode].append(found["requests_per_s"])
             if mode == "with":
-                settle(port)
+                settle(port)  # the shadow's work for the round counts in its CPU
+            until, cpu_after = now(url), usage.tree_cpu_s(pid)
+            rates[mode].append(found["requests_per_s"])
+            cpu_ms[mode].append((cpu_after - cpu_before) * 1000 / found["requests"])
+            if mode == "with":
                 primaries, stored = counts(url, since, until, primary)
                 shed = shadow_metric(port, "modelql_shadow_rows_total", "shed") - shed_before
                 totals["primaries"] += primaries
@@ -206,13 +211,20 @@ def run_case(
                 totals["shed"] += int(shed)
     set_shadow(port, [])
     without, with_ = statistics.median(rates["without"]), statistics.median(rates["with"])
+    paired = statistics.median(
+        w / wo for w, wo in zip(rates["with"], rates["without"], strict=True)
+    )
+    cpu_without, cpu_with = statistics.median(cpu_ms["without"]), statistics.median(cpu_ms["with"])
     lost = totals["primaries"] - totals["stored"] - totals["shed"]
     print(
         f"{case}: primary v{primary}, shadow v{shadow} at 100%, {args.connections} connections, "
         f"{args.rounds} x {args.seconds} s rounds\n"
         f"  createPrediction/s without shadow {without:.0f} (rounds "
         f"{', '.join(f'{r:.0f}' for r in rates['without'])}), with {with_:.0f} (rounds "
-        f"{', '.join(f'{r:.0f}' for r in rates['with'])}): ratio {with_ / without:.2f}\n"
+        f"{', '.join(f'{r:.0f}' for r in rates['with'])}): ratio of medians "
+        f"{with_ / without:.2f}, median of round-pair ratios {paired:.2f}\n"
+        f"  service CPU per request (shadow work included) {cpu_without:.2f} ms without, "
+        f"{cpu_with:.2f} ms with\n"
         f"  shadow answers: expected {totals['primaries']}, stored {totals['stored']}, "
         f"shed {totals['shed']}, lost {lost}",
         flush=True,

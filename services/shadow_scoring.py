@@ -31,9 +31,9 @@ from modelql.services.predictions import StoredBatch
 
 logger = logging.getLogger(__name__)
 
-MAX_ROWS_PER_ROUND = 2000
+MAX_ROWS_PER_ROUND = 5000
 """Most primary rows one round scores (per shadow version, one estimator call) and stores."""
-GATHER_S = 0.05
+GATHER_S = 0.25
 """A round waits this long for more work unless a full round waits already: under load, a
 few large rounds (one estimator call, one transaction each) cost the primaries far less CPU
 than many small ones; shadows lag by that much more."""
