@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import random
@@ -214,15 +215,8 @@ class ShadowScoring:
                 route = routes.get(work.model)
                 if route is None or self._draw() >= route.shadow_sample:
                     continue
-                versions = _shadows_for(route, work.primary_version_id)
-                work = ShadowWork(
-                    work.model,
-                    versions,
-                    work.primary_version_id,
-                    work.model_id,
-                    work.ids,
-                    work.inputs,
-                    work.created_at,
+                work = dataclasses.replace(
+                    work, versions=_shadows_for(route, work.primary_version_id)
                 )
             decided.append(work)
         return decided
@@ -265,9 +259,6 @@ class ShadowScoring:
             return [], 0.0
         try:
             batch = await self._model_cache.score(version, features, matrix)
-            return [_finite(output) for output in batch.scores.outputs()], batch.latency_ms / len(
-                features
-            )
         except ValueError:
             outputs: list[ModelOutput | str] = []
             for row in features:
@@ -277,6 +268,8 @@ class ShadowScoring:
                 except ValueError as error:
                     outputs.append(f"The estimator refused this input: {refusal_reason(error)}")
             return outputs, 0.0
+        outputs = [_finite(output) for output in batch.scores.outputs()]
+        return outputs, batch.latency_ms / len(features)
 
 
 def _shadows_for(route: ModelRoute, primary: uuid.UUID) -> tuple[uuid.UUID, ...]:
