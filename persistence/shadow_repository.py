@@ -8,7 +8,6 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import orjson
@@ -19,20 +18,24 @@ from modelql.persistence.tables import Prediction, ShadowEvent, ShadowPrediction
 
 
 @dataclass(frozen=True, slots=True)
-class ShadowRow:
-    """One shadow answer to store: the primary's key and the shadow's output (or refusal)."""
+class ShadowColumns:
+    """One shadow version's answers (or refusals) to a round's rows, column by column, each
+    linked to its primary by the primary's key."""
 
-    id: uuid.UUID
-    primary_id: uuid.UUID
-    primary_created_at: datetime
-    model_id: uuid.UUID
     model_version_id: uuid.UUID
-    label: str | None
-    value: float | None
-    probabilities: list[dict[str, Any]] | None
-    confidence: float | None
+    classes: Sequence[str] | None
+    """The labels the probabilities are in the order of; None for regressors."""
     latency_ms: float
-    refusal: str | None
+    """Each row's share of the estimator call."""
+    ids: Sequence[uuid.UUID]
+    primary_ids: Sequence[uuid.UUID]
+    primary_created_ats: Sequence[datetime]
+    model_ids: Sequence[uuid.UUID]
+    labels: Sequence[str | None]
+    values: Sequence[float | None]
+    confidences: Sequence[float | None]
+    probabilities: Sequence[Sequence[float] | None]
+    refusals: Sequence[str | None]
 
 
 async def shadow_versions(session: AsyncSession, model_id: uuid.UUID) -> dict[uuid.UUID, float]:
@@ -92,37 +95,46 @@ async def shadow_events_for_models(
 INSERT_SHADOWS = """
 INSERT INTO shadow_predictions (id, primary_id, primary_created_at, model_id, model_version_id,
                                 label, value, probabilities, confidence, latency_ms, refusal)
-SELECT r.id, r.primary_id, r.primary_created_at, r.model_id, r.model_version_id, r.label,
-       r.value, NULLIF(p.probabilities, 'null'::jsonb), r.confidence, r.latency_ms, r.refusal
-FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::uuid[], $5::uuid[], $6::text[],
-            $7::float8[], $8::float8[], $9::float8[], $10::text[])
-     WITH ORDINALITY AS r(id, primary_id, primary_created_at, model_id, model_version_id,
-                          label, value, confidence, latency_ms, refusal, n)
-JOIN jsonb_array_elements($11::jsonb) WITH ORDINALITY AS p(probabilities, n) USING (n)
+SELECT r.id, r.primary_id, r.primary_created_at, r.model_id, $5, r.label, r.value,
+       (SELECT jsonb_agg(jsonb_build_object('label', c.label, 'probability', e.value)
+                         ORDER BY e.n)
+        FROM jsonb_array_elements(NULLIF(p.probabilities, 'null'::jsonb))
+             WITH ORDINALITY AS e(value, n)
+        JOIN unnest($11::text[]) WITH ORDINALITY AS c(label, n) USING (n)),
+       r.confidence, $9, r.refusal
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::uuid[], $6::text[], $7::float8[],
+            $8::float8[], $10::text[])
+     WITH ORDINALITY AS r(id, primary_id, primary_created_at, model_id, label, value,
+                          confidence, refusal, n)
+JOIN jsonb_array_elements($12::jsonb) WITH ORDINALITY AS p(probabilities, n) USING (n)
 """
+"""The probabilities travel as one JSON array of arrays of numbers and are labelled here, in
+PostgreSQL, as the primaries' are stored: [{"label": ..., "probability": ...}, ...]."""
 
 
-async def insert_shadow_predictions(session: AsyncSession, rows: Sequence[ShadowRow]) -> None:
-    """Store shadow answers in one statement (columns as arrays, over asyncpg)."""
-    if not rows:
-        return
+async def insert_shadow_predictions(
+    session: AsyncSession, answers: Sequence[ShadowColumns]
+) -> None:
+    """Store shadow answers: one statement per shadow version (columns as arrays)."""
     connection = await (await session.connection()).get_raw_connection()
     driver = connection.driver_connection
     assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
-    await driver.execute(
-        INSERT_SHADOWS,
-        [row.id for row in rows],
-        [row.primary_id for row in rows],
-        [row.primary_created_at for row in rows],
-        [row.model_id for row in rows],
-        [row.model_version_id for row in rows],
-        [row.label for row in rows],
-        [row.value for row in rows],
-        [row.confidence for row in rows],
-        [row.latency_ms for row in rows],
-        [row.refusal for row in rows],
-        orjson.dumps([row.probabilities for row in rows]).decode(),
-    )
+    for columns in answers:
+        await driver.execute(
+            INSERT_SHADOWS,
+            columns.ids,
+            columns.primary_ids,
+            columns.primary_created_ats,
+            columns.model_ids,
+            columns.model_version_id,
+            columns.labels,
+            columns.values,
+            columns.confidences,
+            columns.latency_ms,
+            columns.refusals,
+            columns.classes,
+            orjson.dumps(columns.probabilities).decode(),
+        )
 
 
 async def shadows_of_predictions(

@@ -10,27 +10,27 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import random
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
-from modelql.models.predictor import ModelOutput
+from modelql.models.predictor import RowScore, Scores
 from modelql.persistence.notifications import SHADOWS_CHANNEL, notify
-from modelql.persistence.shadow_repository import ShadowRow, insert_shadow_predictions
+from modelql.persistence.shadow_repository import ShadowColumns, insert_shadow_predictions
 from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.features import rows_checked_in_bulk, validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
 from modelql.services.predictions import StoredBatch
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_ROWS_PER_ROUND = 5000
 """Most primary rows one round scores (per shadow version, one estimator call) and stores."""
@@ -191,17 +191,19 @@ class ShadowScoring:
             works = await self._decided(session, works)
             wanted = sorted({v for work in works for v in work.versions or ()})
             versions = await self._catalogue.versions(session, wanted)
-        shadow_rows: list[ShadowRow] = []
-        for version_id in wanted:
-            mine = [work for work in works if version_id in (work.versions or ())]
-            shadow_rows += await self._scored(versions[version_id], mine)
-        if not shadow_rows:
+        answers = [
+            await self._scored(
+                versions[version_id], [w for w in works if version_id in (w.versions or ())]
+            )
+            for version_id in wanted
+        ]
+        if not answers:
             return 0
         async with self._sessionmaker.begin() as session:
-            await insert_shadow_predictions(session, shadow_rows)
+            await insert_shadow_predictions(session, answers)
             await notify(session, SHADOWS_CHANNEL, "")
         self._on_commit()
-        return len(shadow_rows)
+        return sum(len(columns.ids) for columns in answers)
 
     async def _decided(self, session: AsyncSession, works: list[ShadowWork]) -> list[ShadowWork]:
         """The works whose shadows were left to decide, decided by their model's route now."""
@@ -221,55 +223,88 @@ class ShadowScoring:
             decided.append(work)
         return decided
 
-    async def _scored(self, version: Version, works: list[ShadowWork]) -> list[ShadowRow]:
-        """One shadow version's answer (or refusal) to every row of the works."""
+    async def _scored(self, version: Version, works: list[ShadowWork]) -> ShadowColumns:
+        """One shadow version's answer (or refusal) to every row of the works, column by
+        column (no object per row)."""
         primaries = [(work, index) for work in works for index in range(len(work.ids))]
-        instances = [work.inputs[index] for work, index in primaries]
-        features, refusals, matrix = _validated(version, instances)
-        usable = [i for i, refusal in enumerate(refusals) if refusal is None]
-        outputs, latency_ms = await self._outputs(version, [features[i] for i in usable], matrix)
-        answers: dict[int, ModelOutput | str] = dict(zip(usable, outputs, strict=True))
-        rows = []
-        for position, (work, index) in enumerate(primaries):
-            answer = answers.get(position, refusals[position] or "")
-            output = answer if isinstance(answer, ModelOutput) else None
-            rows.append(
-                ShadowRow(
-                    id=uuid7(),
-                    primary_id=work.ids[index],
-                    primary_created_at=work.created_at,
-                    model_id=work.model_id,
-                    model_version_id=version.id,
-                    label=output.label if output else None,
-                    value=output.value if output else None,
-                    probabilities=_probabilities(output),
-                    confidence=output.confidence if output else None,
-                    latency_ms=latency_ms,
-                    refusal=answer if isinstance(answer, str) else None,
-                )
-            )
-        return rows
+        features, refusals, matrix = _validated(
+            version, [work.inputs[index] for work, index in primaries]
+        )
+        usable = [position for position, refusal in enumerate(refusals) if refusal is None]
+        scores, scored, latency_ms = await self._scores(version, usable, features, matrix, refusals)
+        count = len(primaries)
+        labels, values = (
+            _spread(scores.labels, scored, count),
+            _spread(scores.values, scored, count),
+        )
+        confidences = _spread(scores.confidences, scored, count)
+        probabilities = _spread(scores.probabilities, scored, count)
+        for position, finite in zip(scored, scores.finite, strict=True):
+            if not finite:
+                refusals[position] = "The shadow's output is not a finite number."
+                labels[position] = values[position] = confidences[position] = None
+                probabilities[position] = None
+        return ShadowColumns(
+            model_version_id=version.id,
+            classes=scores.classes,
+            latency_ms=latency_ms,
+            ids=[uuid7() for _ in primaries],
+            primary_ids=[work.ids[index] for work, index in primaries],
+            primary_created_ats=[work.created_at for work, _ in primaries],
+            model_ids=[work.model_id for work, _ in primaries],
+            labels=labels,
+            values=values,
+            confidences=confidences,
+            probabilities=probabilities,
+            refusals=refusals,
+        )
 
-    async def _outputs(
-        self, version: Version, features: list[dict[str, Any]], matrix: Any
-    ) -> tuple[list[ModelOutput | str], float]:
-        """Each row's output or refusal, and the latency per row: one call for all, one per
-        row only when the estimator refuses them together."""
-        if not features:
-            return [], 0.0
+    async def _scores(
+        self,
+        version: Version,
+        usable: list[int],
+        features: list[dict[str, Any]],
+        matrix: Any,
+        refusals: list[str | None],
+    ) -> tuple[Scores, list[int], float]:
+        """The scores of the usable rows, the positions they belong to, and the latency per
+        row: one estimator call for all; one per row only when it refuses them together (a
+        row refused alone gets its reason in `refusals`)."""
+        rows = [features[position] for position in usable]
+        if not rows:
+            return Scores(None, None, None, None, None, []), [], 0.0
         try:
-            batch = await self._model_cache.score(version, features, matrix)
+            batch = await self._model_cache.score(version, rows, matrix)
+            return batch.scores, usable, batch.latency_ms / len(rows)
         except ValueError:
-            outputs: list[ModelOutput | str] = []
-            for row in features:
+            kept: list[RowScore] = []
+            scored: list[int] = []
+            classes = None
+            for position in usable:
                 try:
-                    single = await self._model_cache.score(version, [row])
-                    outputs.append(_finite(single.scores.outputs()[0]))
+                    single = (await self._model_cache.score(version, [features[position]])).scores
                 except ValueError as error:
-                    outputs.append(f"The estimator refused this input: {refusal_reason(error)}")
-            return outputs, 0.0
-        outputs = [_finite(output) for output in batch.scores.outputs()]
-        return outputs, batch.latency_ms / len(features)
+                    refusals[position] = (
+                        f"The estimator refused this input: {refusal_reason(error)}"
+                    )
+                    continue
+                kept.append(single.row(0))
+                scored.append(position)
+                classes = single.classes
+            if not kept:
+                return Scores(None, None, None, None, None, []), [], 0.0
+            return Scores.of_rows(kept, classes), scored, 0.0
+
+
+def _spread(column: Sequence[T] | None, positions: list[int], count: int) -> list[T | None]:
+    """A column of the scored rows laid out over all `count` rows (None where not scored)."""
+    if column is not None and len(positions) == count:
+        return list(column)
+    spread: list[T | None] = [None] * count
+    if column is not None:
+        for position, cell in zip(positions, column, strict=True):
+            spread[position] = cell
+    return spread
 
 
 def _shadows_for(route: ModelRoute, primary: uuid.UUID) -> tuple[uuid.UUID, ...]:
@@ -292,16 +327,3 @@ def _validated(
         features.append(validated.features)
         refusals.append(validated.problems[0].message if validated.problems else None)
     return features, refusals, None
-
-
-def _finite(output: ModelOutput) -> ModelOutput | str:
-    numbers = [output.value, output.confidence]
-    if any(number is not None and not math.isfinite(number) for number in numbers):
-        return "The shadow's output is not a finite number."
-    return output
-
-
-def _probabilities(output: ModelOutput | None) -> list[dict[str, Any]] | None:
-    if output is None or output.probabilities is None:
-        return None
-    return [{"label": label, "probability": p} for label, p in output.probabilities]

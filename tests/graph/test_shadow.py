@@ -37,9 +37,10 @@ SET_SHADOW = """mutation($input: SetShadowInput!) { setShadow(input: $input) {
   model { shadowVersions { number } shadowSample shadowHistory { versions sample changedBy } }
   userErrors { field code message } } }"""
 PREDICT = """mutation($input: CreatePredictionsInput!) { createPredictions(input: $input) {
-  predictions { id label } userErrors { field code message } } }"""
+  predictions { id label confidence } userErrors { field code message } } }"""
 SHADOWS = """query($id: ID!) { prediction(id: $id) { label
-  shadows { id label confidence refusal modelVersion { number } probabilities { label } } } }"""
+  shadows { id label confidence refusal modelVersion { number }
+            probabilities { label probability } } } }"""
 RECORD = """mutation($outcomes: [OutcomeInput!]!) { recordOutcomes(input: {outcomes: $outcomes}) {
   userErrors { field code message } } }"""
 COMPARE = """query($m: String!, $v: Int!) {
@@ -246,8 +247,13 @@ async def test_shadow_answers_are_stored_linked_and_kept_out_of_the_primary_stat
             for number in (2, 3):
                 shadow = by_version[number]
                 assert shadow["refusal"] is None
-                assert shadow["label"] == direct[number]["predictions"][index]["label"]
+                answered = direct[number]["predictions"][index]
+                assert shadow["label"] == answered["label"]
+                assert shadow["confidence"] == pytest.approx(answered["confidence"], rel=1e-12)
                 assert [p["label"] for p in shadow["probabilities"]] == ["high", "low"]
+                assert (
+                    max(p["probability"] for p in shadow["probabilities"]) == shadow["confidence"]
+                )
 
         stats_ = await data(
             http,
