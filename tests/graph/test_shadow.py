@@ -16,7 +16,7 @@ import pytest
 import sklearn
 from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import graphql, make_settings, running_app
@@ -422,3 +422,86 @@ async def test_compare_versions_shadow_pairs_the_versions_on_outcomes(
             },
         }
         assert first["basedOn"] is None, "a move without basedOn keeps none"
+
+
+async def test_a_regressor_shadow_is_paired_on_absolute_errors(
+    shadow_settings: Settings, sessionmaker, artifact_store: ArtifactStore
+):
+    name = f"zz-shadow-reg-{uuid.uuid4().hex[:10]}"
+    target = X[:, 0] * 2.0 + X[:, 1]
+    for number, alpha in enumerate((0.01, 10.0), start=1):
+        described = registration.VersionRegistration(
+            model_name=name,
+            task="REGRESSION",
+            algorithm="sklearn.linear_model.Ridge",
+            framework_version=sklearn.__version__,
+            signature=SIGNATURE,
+            labels=None,
+            aliases=["production"] if number == 1 else [],
+        )
+        async with sessionmaker.begin() as session:
+            await registration.register_version(
+                session, artifact_store, described, estimator=Ridge(alpha=alpha).fit(X, target)
+            )
+    async with running_app(shadow_settings) as (app, http):
+        await data(
+            http,
+            SET_SHADOW,
+            "setShadow",
+            input={"model": name, "versions": [{"version": 2}], "sample": 1},
+        )
+        instances = [{"a": a, "b": b} for a, b in POINTS]
+        made = await data(
+            http,
+            """mutation($input: CreatePredictionsInput!) { createPredictions(input: $input) {
+                 predictions { id value } userErrors { code } } }""",
+            "createPredictions",
+            input={"model": name, "instances": instances},
+        )
+        await settled(app)
+        truths = [a * 2.0 + b + 0.3 for a, b in POINTS]
+        recorded = await data(
+            http,
+            RECORD,
+            "recordOutcomes",
+            outcomes=[
+                {"predictionId": p["id"], "value": truth}
+                for p, truth in zip(made["predictions"], truths, strict=True)
+            ],
+        )
+        assert recorded["userErrors"] == []
+        shadow_values = []
+        for primary in made["predictions"]:
+            found = await data(
+                http,
+                """query($id: ID!) { prediction(id: $id) { shadows { value } } }""",
+                "prediction",
+                id=primary["id"],
+            )
+            shadow_values.append(found["shadows"][0]["value"])
+        found = await data(
+            http,
+            """query($m: String!) { compareVersions(model: $m, candidate: {version: 2},
+                 source: SHADOW) { compared meanAbsoluteDifference
+                 paired { metric test pairs baseline candidate difference
+                          confidenceLow confidenceHigh pValue } } }""",
+            "compareVersions",
+            m=name,
+        )
+    served = [p["value"] for p in made["predictions"]]
+    before = [abs(v - t) for v, t in zip(served, truths, strict=True)]
+    after = [abs(v - t) for v, t in zip(shadow_values, truths, strict=True)]
+    expected = stats.ttest_rel(after, before)
+    interval = expected.confidence_interval(0.95)
+    paired = found["paired"]
+    assert found["compared"] == len(POINTS)
+    assert found["meanAbsoluteDifference"] == pytest.approx(
+        sum(abs(s - v) for s, v in zip(shadow_values, served, strict=True)) / len(POINTS)
+    )
+    assert (paired["metric"], paired["test"], paired["pairs"]) == ("mae", "paired_t", len(POINTS))
+    assert paired["baseline"] == pytest.approx(sum(before) / len(before))
+    assert paired["candidate"] == pytest.approx(sum(after) / len(after))
+    assert paired["difference"] == pytest.approx((sum(after) - sum(before)) / len(before))
+    assert paired["pValue"] == pytest.approx(expected.pvalue)
+    assert paired["confidenceLow"] == pytest.approx(interval.low)
+    assert paired["confidenceHigh"] == pytest.approx(interval.high)
