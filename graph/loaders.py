@@ -16,7 +16,7 @@ from strawberry.dataloader import DataLoader as StrawberryDataLoader
 
 from modelql.graph.request_database import RequestDatabase
 from modelql.models.metrics import PerformanceRecord
-from modelql.services import catalogue, outcomes, prediction_audit
+from modelql.services import catalogue, outcomes, prediction_audit, shadow_versions
 from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
 from modelql.services.estimated_performance import (
     Estimate,
@@ -90,6 +90,8 @@ class Loaders:
         self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
         self.alias_events_by_model = _lists_loader(db, catalogue.alias_histories)
         self.split_events_by_model = _lists_loader(db, catalogue.split_histories)
+        self.shadow_events_by_model = _lists_loader(db, shadow_versions.shadow_events_for_models)
+        self.shadows_by_prediction = _lists_loader(db, shadow_versions.shadows_of_predictions)
         self.training_arguments = _lists_loader(db, memory.training_arguments)
         self.metrics = _lists_loader(db, memory.metrics)
         self.prediction_by_id = _mapping_loader(db, prediction_audit.predictions_by_id)

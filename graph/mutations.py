@@ -17,13 +17,16 @@ from modelql.graph.context import GraphContext
 from modelql.graph.errors import ClientError, ErrorCode, bad_input
 from modelql.graph.permissions import CanAdmin, CanGiveFeedback, CanPredict
 from modelql.graph.types.alerts import AlertRuleType, CreateAlertRuleInput
+from modelql.graph.types.comparison import ComparisonSource
 from modelql.graph.types.jobs import PredictionJob, job_id
 from modelql.graph.types.node import from_global_id
 from modelql.graph.types.nodes import ModelType, PredictionType
 from modelql.graph.types.predictions import OutcomeType
 from modelql.services import outcomes, prediction_jobs, predictions
+from modelql.services.catalogue_changes import BasedOn
 from modelql.services.errors import ErrorCode as DomainCode
 from modelql.services.errors import ModelUnavailableError, UserInputError
+from modelql.services.shadow_versions import ShadowVersionRef
 
 Info = strawberry.Info[GraphContext, None]
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
@@ -80,11 +83,68 @@ class CreatePredictionsInput:
     routing_key: str | None = strawberry.field(default=None, description=ROUTING_KEY)
 
 
+@strawberry.input(
+    description="Run a comparison with the version being promoted as the candidate and keep "
+    "its summary with the move (`aliasHistory { basedOn }`)."
+)
+class BasedOnInput:
+    source: ComparisonSource = ComparisonSource.SHADOW
+    sample: int = strawberry.field(default=1000, description="Newest predictions compared.")
+
+
 @strawberry.input
 class SetAliasInput:
     model: str
     alias: str
     version: int
+    based_on: BasedOnInput | None = strawberry.field(
+        default=None, description="The comparison this move rests on, kept in the history."
+    )
+
+
+@strawberry.input(description="A version by its number within the model, or by its id.")
+class ShadowVersionInput:
+    version: int | None = None
+    id: strawberry.ID | None = None
+
+
+@strawberry.input
+class SetShadowInput:
+    model: str
+    versions: list[ShadowVersionInput] = strawberry.field(
+        description="The shadow versions; empty: none (clears them)."
+    )
+    sample: float | None = strawberry.field(
+        default=None,
+        description="Share of live requests the shadows score, more than 0 and at most 1.",
+    )
+
+    def refs(self) -> tuple[list[ShadowVersionRef], list[UserError]]:
+        """The versions as the use case takes them, and the ids that are none of ours."""
+        refs, errors = [], []
+        for index, item in enumerate(self.versions):
+            version_id = None
+            if item.id is not None:
+                try:
+                    type_name, version_id = from_global_id(item.id)
+                except ClientError:
+                    type_name = ""
+                if type_name != "ModelVersion":
+                    errors.append(
+                        UserError(
+                            field=["versions", str(index), "id"],
+                            code=UserErrorCode.VERSION_NOT_FOUND,
+                            message=f"Not the id of a model version: {item.id!r}.",
+                        )
+                    )
+            refs.append(ShadowVersionRef(number=item.version, version_id=version_id))
+        return refs, errors
+
+
+@strawberry.type
+class SetShadowPayload:
+    model: ModelType | None
+    user_errors: list[UserError]
 
 
 @strawberry.type
@@ -360,6 +420,9 @@ class Mutation:
                 alias=input.alias,
                 number=input.version,
                 actor=info.context.caller,
+                based_on=BasedOn(input.based_on.source, input.based_on.sample)
+                if input.based_on
+                else None,
             )
         except UserInputError as error:
             return SetAliasPayload(model=None, user_errors=UserError.from_error(error))
@@ -382,6 +445,28 @@ class Mutation:
         except UserInputError as error:
             return SetTrafficSplitPayload(model=None, user_errors=UserError.from_error(error))
         return SetTrafficSplitPayload(model=await _model(info, input.model), user_errors=[])
+
+    @strawberry.mutation(
+        description="Set the versions that score a sampled share of the model's live requests "
+        "in the shadow, after each answer is sent (`Prediction.shadows`; compare with "
+        "`compareVersions(source: SHADOW)`). An empty list clears them; changes are kept in "
+        "`shadowHistory`.",
+        permission_classes=[CanAdmin],
+    )
+    async def set_shadow(self, info: Info, input: SetShadowInput) -> SetShadowPayload:
+        refs, errors = input.refs()
+        if errors:
+            return SetShadowPayload(model=None, user_errors=errors)
+        try:
+            await info.context.dependencies.catalogue_changes.set_shadow(
+                model_name=input.model,
+                versions=refs,
+                sample=input.sample,
+                actor=info.context.caller,
+            )
+        except UserInputError as error:
+            return SetShadowPayload(model=None, user_errors=UserError.from_error(error))
+        return SetShadowPayload(model=await _model(info, input.model), user_errors=[])
 
     @strawberry.mutation(
         description="Record ground truth for stored predictions (all or nothing). Recording the "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from modelql.graph.context import GraphContext
@@ -9,7 +11,7 @@ from modelql.graph.errors import ClientError, ErrorCode
 from modelql.graph.paging import model_page, prediction_page, select_version
 from modelql.graph.permissions import CanAudit, CanRead
 from modelql.graph.types.alerts import AlertRuleType
-from modelql.graph.types.comparison import VersionComparison, VersionSelector
+from modelql.graph.types.comparison import ComparisonSource, VersionComparison, VersionSelector
 from modelql.graph.types.connection import Connection
 from modelql.graph.types.enums import ModelTask
 from modelql.graph.types.jobs import PredictionJob, job_id
@@ -148,7 +150,9 @@ class Query:
     @strawberry.field(
         description="Re-score a sample of stored predictions of the model (the newest matching "
         "`filter`, at most 10000) with the `candidate` version and compare with the `baseline` "
-        "version, or by default with what each prediction answered. Stores nothing.",
+        "version, or by default with what each prediction answered. With `source: SHADOW`, "
+        "the candidate's answers stored while it ran in the shadow (`setShadow`), newest "
+        "first, beside what each request was answered. Stores nothing.",
         permission_classes=[CanAudit],
     )
     async def compare_versions(
@@ -159,8 +163,18 @@ class Query:
         baseline: VersionSelector | None = None,
         filter: PredictionFilter | None = None,
         sample: int | None = 1000,
+        comparison_source: Annotated[
+            ComparisonSource, strawberry.argument(name="source")
+        ] = ComparisonSource.REPLAY,
     ) -> VersionComparison:
         sample = 1000 if sample is None else sample
+        if comparison_source is ComparisonSource.SHADOW and filter is not None:
+            raise ClientError(
+                "With source SHADOW the newest shadow answers are compared; `filter` applies "
+                "to REPLAY only.",
+                ErrorCode.BAD_USER_INPUT,
+                argument="filter",
+            )
         if not 1 <= sample <= comparison.MAX_SAMPLE:
             raise ClientError(
                 f"Argument `sample` must be 1 to {comparison.MAX_SAMPLE}, got {sample}.",
@@ -173,6 +187,7 @@ class Query:
             baseline=baseline.to_selector() if baseline else None,
             query=PredictionFilter.query(filter),
             sample=sample,
+            source=comparison_source,
         )
         try:
             result = await info.context.dependencies.comparisons.compare(request)

@@ -78,6 +78,18 @@ INFERENCE_CACHE_ROWS = Gauge(
     "Scored rows kept by the inference cache (summed over live workers).",
     multiprocess_mode="livesum",
 )
+SHADOW_ROWS = Counter(
+    "modelql_shadow_rows",
+    "Primary rows handed to shadow scoring, by outcome: stored (shadow answers stored, one per "
+    "shadow version), shed (the queue was full: not scored), lost (a storing failure, or "
+    "unscored at shutdown).",
+    ["outcome"],
+)
+SHADOW_QUEUE_ROWS = Gauge(
+    "modelql_shadow_queue_rows",
+    "Primary rows waiting for shadow scoring (summed over live workers).",
+    multiprocess_mode="livesum",
+)
 
 RESPONSE_CACHE_LOOKUPS = Counter(
     "modelql_response_cache_lookups",
@@ -129,6 +141,17 @@ class PrometheusInferenceCacheMetrics:
 
     def resized(self, rows: int) -> None:
         INFERENCE_CACHE_ROWS.set(rows)
+
+
+class PrometheusShadowMetrics:
+    """What shadow scoring reports: rows stored, shed or lost, and the queue's length."""
+
+    def shadow_rows(self, outcome: str, count: int) -> None:
+        if count:
+            SHADOW_ROWS.labels(outcome=outcome).inc(count)
+
+    def shadow_queue(self, rows: int) -> None:
+        SHADOW_QUEUE_ROWS.set(rows)
 
 
 class PrometheusPredictionMetrics:

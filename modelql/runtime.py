@@ -19,7 +19,11 @@ from modelql import schema_migrations
 from modelql.graph.context import GraphDependencies
 from modelql.graph.limits import Limits
 from modelql.live import live_feeds
-from modelql.metrics import PrometheusInferenceCacheMetrics, PrometheusPredictionMetrics
+from modelql.metrics import (
+    PrometheusInferenceCacheMetrics,
+    PrometheusPredictionMetrics,
+    PrometheusShadowMetrics,
+)
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence.alert_repository import ALERTS_CHANNEL
 from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
@@ -30,6 +34,7 @@ from modelql.persistence.notifications import (
     KEYS_CHANNEL,
     OUTCOMES_CHANNEL,
     PREDICTIONS_CHANNEL,
+    SHADOWS_CHANNEL,
     Listener,
 )
 from modelql.persistence.partitions import PartitionInterval
@@ -54,6 +59,7 @@ from modelql.services.prediction_jobs import JobPolicy, PredictionJobs
 from modelql.services.prediction_pipeline import PredictionPipelines
 from modelql.services.predictions import PredictionService
 from modelql.services.rate_limits import RateLimiter
+from modelql.services.shadow_scoring import ShadowScoring
 from modelql.services.store_maintenance import StoreMaintenance
 from modelql.settings import AuthMode, Settings
 
@@ -98,6 +104,7 @@ class Runtime:
     maintenance: StoreMaintenance
     alerting: Alerting
     jobs: PredictionJobs
+    shadows: ShadowScoring | None = None
     job_consumer: JobConsumer | None = None
     prediction_metrics: PrometheusPredictionMetrics | None = None
 
@@ -137,12 +144,25 @@ class Runtime:
             create_partitions=maintenance.ensure_partitions,
             inference_cache=inference_cache(settings),
         )
+        shadows = (
+            ShadowScoring(
+                sessionmaker=sessionmaker,
+                catalogue=catalogue,
+                model_cache=model_cache,
+                max_rows=settings.shadow_queue,
+                observer=PrometheusShadowMetrics() if settings.metrics else None,
+                on_commit=lambda: generations.changed(Dataset.STORE),
+            )
+            if settings.shadow_queue
+            else None
+        )
         predictions = PredictionService(
             sessionmaker=sessionmaker,
             catalogue=catalogue,
             pipelines=pipelines,
             max_batch_size=settings.max_batch_size,
             observer=prediction_metrics,
+            shadows=shadows,
         )
         jobs = PredictionJobs(
             engine=engine,
@@ -152,6 +172,9 @@ class Runtime:
             model_cache=model_cache,
             policy=job_policy(settings),
             on_commit=lambda: generations.changed(Dataset.STORE),
+        )
+        comparisons = VersionComparisons(
+            sessionmaker=sessionmaker, catalogue=catalogue, model_cache=model_cache
         )
         dependencies = GraphDependencies(
             sessionmaker=sessionmaker,
@@ -165,12 +188,12 @@ class Runtime:
                 max_batch_size=settings.max_batch_size,
             ),
             catalogue_changes=CatalogueChanges(
-                sessionmaker=sessionmaker, catalogue_changed=catalogue_changed
+                sessionmaker=sessionmaker,
+                catalogue_changed=catalogue_changed,
+                comparisons=comparisons,
             ),
             keys=keys,
-            comparisons=VersionComparisons(
-                sessionmaker=sessionmaker, catalogue=catalogue, model_cache=model_cache
-            ),
+            comparisons=comparisons,
             limits=Limits(max_page_size=settings.max_page_size),
             feeds=live_feeds(settings, sessionmaker, listener, keys),
             alert_rules=AlertRules(
@@ -209,6 +232,7 @@ class Runtime:
             maintenance=maintenance,
             alerting=alerting(settings, sessionmaker, generations, dependencies),
             jobs=jobs,
+            shadows=shadows,
             job_consumer=job_consumer(settings, database_url, jobs),
             prediction_metrics=prediction_metrics,
         )
@@ -221,6 +245,8 @@ class Runtime:
         await self.alerting.start()
         await self.listener.start()
         await self.load_default_versions()
+        if self.shadows is not None:
+            self.shadows.start()
         if self.job_consumer is not None:
             await self.job_consumer.start()
 
@@ -232,6 +258,8 @@ class Runtime:
             await self.maintenance.stop()
             await self.alerting.stop()
             await self.pipelines.drain()
+            if self.shadows is not None:
+                await self.shadows.stop(self.settings.shadow_drain_s)
         finally:
             await self.listener.stop()
             await self.graph_dependencies.feeds.predictions.stop()
@@ -347,6 +375,7 @@ def _invalidate_on_notifications(
     listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
     listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on(JOBS_CHANNEL, lambda _job: generations.changed(Dataset.STORE))
+    listener.on(SHADOWS_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
     listener.on(ALERTS_CHANNEL, lambda _: generations.changed(Dataset.STORE))
     listener.on_connect(keys.forget)

@@ -167,6 +167,15 @@ class Settings(BaseSettings):
         default=False,
         description="Let alert webhooks reach loopback and private addresses.",
     )
+    shadow_queue: int = Field(
+        default=10_000,
+        ge=0,
+        description="Primary rows waiting for shadow scoring per process; beyond, requests "
+        "are shed (not shadowed, counted); 0: no shadow scoring.",
+    )
+    shadow_drain_s: float = Field(
+        default=10.0, ge=0, description="Longest a graceful stop waits for the shadow queue."
+    )
     subscriber_queue_size: int = Field(
         default=100, ge=1, description="Messages a subscription may fall behind before it ends."
     )

@@ -19,6 +19,7 @@ from modelql.persistence.tables import (
     ModelAlias,
     ModelVersion,
     PerformanceMetric,
+    ShadowVersion,
     TrafficShare,
     TrafficSplitEvent,
     TrainingArgument,
@@ -29,7 +30,9 @@ DEFAULT_ALIAS = "production"
 ArgumentRow = Row[uuid.UUID, str, str, Any]
 MetricRow = Row[uuid.UUID, str, str, str, float, int]
 Event = TypeVar("Event", AliasEvent, TrafficSplitEvent)
-RouteRow = Row[uuid.UUID, str, str, list[list[Any]], list[list[Any]], list[list[Any]]]
+RouteRow = Row[
+    uuid.UUID, str, str, list[list[Any]], list[list[Any]], list[list[Any]], list[list[Any]]
+]
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,8 @@ async def routes(
     ids: Sequence[uuid.UUID] | None = None,
 ) -> list[RouteRow]:
     """Each model's id, name, task, [alias, version id] pairs, [number, version id] pairs and
-    traffic split as [version id, weight] pairs, in one statement; the named models, those with
+    traffic split as [version id, weight] pairs and shadow versions as [version id, sample]
+    pairs, in one statement; the named models, those with
     the given ids, or every model."""
     numbers = (
         select(func.jsonb_agg(func.jsonb_build_array(ModelVersion.number, ModelVersion.id)))
@@ -108,6 +112,13 @@ async def routes(
         .where(TrafficShare.model_id == Model.id)
         .scalar_subquery()
     )
+    shadows = (
+        select(
+            func.jsonb_agg(func.jsonb_build_array(ShadowVersion.version_id, ShadowVersion.sample))
+        )
+        .where(ShadowVersion.model_id == Model.id)
+        .scalar_subquery()
+    )
     empty = literal([], JSONB)
     statement = select(
         Model.id,
@@ -116,6 +127,7 @@ async def routes(
         func.coalesce(aliases, empty, type_=JSONB).label("aliases"),
         func.coalesce(numbers, empty, type_=JSONB).label("numbers"),
         func.coalesce(split, empty, type_=JSONB).label("split"),
+        func.coalesce(shadows, empty, type_=JSONB).label("shadows"),
     )
     if names is not None:
         statement = statement.where(Model.name.in_(names))

@@ -27,6 +27,8 @@ OUTCOMES_CHANNEL = "modelql_outcomes"
 """Outcomes recorded (once per transaction; no payload)."""
 JOBS_CHANNEL = "modelql_jobs"
 """A prediction job changed (and maybe stored predictions); the payload is its id."""
+SHADOWS_CHANNEL = "modelql_shadows"
+"""Shadow predictions stored (once per transaction; no payload)."""
 
 
 async def notify(session: AsyncSession, channel: str, payload: str) -> None:

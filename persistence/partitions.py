@@ -207,14 +207,15 @@ async def prune(
     before_drop: BeforeDrop | None = None,
 ) -> list[Partition]:
     """Drop every partition entirely older than `before`, oldest first; the dropped ones. Each
-    is detached (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes and
-    live-feed commits of its predictions are deleted (they reference them); the idempotency
-    records of its predictions go after it. Roll-ups are kept. Refused (PartitionInUseError)
-    while a reader (verify, archive) holds one of them; `connection` must not be in a
-    transaction. `before_drop` (archiving) runs on each partition before its drop, holding it
-    against readers but not the maintenance lock (creating partitions ahead goes on); when it
-    fails, that partition and the newer ones are kept (PruneInterruptedError). Every replica's
-    kept store answers are dropped (NOTIFY on the outcomes channel)."""
+    is detached (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes,
+    live-feed commits and shadow answers of its predictions are deleted (they reference
+    them); the idempotency records of its predictions go after it. Roll-ups are kept.
+    Refused (PartitionInUseError) while a reader (verify, archive) holds one of them;
+    `connection` must not be in a transaction. `before_drop` (archiving) runs on each
+    partition before its drop, holding it against readers but not the maintenance lock
+    (creating partitions ahead goes on); when it fails, that partition and the newer ones
+    are kept (PruneInterruptedError). Every replica's kept store answers are dropped (NOTIFY
+    on the outcomes channel)."""
     async with _maintenance(connection):
         doomed = [p for p in await partitions(connection) if p.upper <= before]
         await _take_from_readers(connection, doomed)
@@ -306,6 +307,9 @@ async def _drop(
             )
         await connection.execute(
             f"DELETE FROM prediction_commits WHERE {_within('committed_at')}", *bounds
+        )
+        await connection.execute(
+            f"DELETE FROM shadow_predictions WHERE {_within('primary_created_at')}", *bounds
         )
     how = "FINALIZE" if partition.detaching else "CONCURRENTLY"
     await connection.execute(f"ALTER TABLE public.{_TABLE} DETACH PARTITION {partition.name} {how}")

@@ -102,8 +102,10 @@ async def move_alias(
     alias: str,
     version_id: uuid.UUID,
     actor: str | None,
+    based_on: dict[str, Any] | None = None,
 ) -> bool:
-    """Point the alias at the version and record the move; False when it already did."""
+    """Point the alias at the version and record the move (with the comparison it was based
+    on, if any); False when it already did."""
     current = await session.scalar(
         select(ModelAlias)
         .where(ModelAlias.model_id == model_id, ModelAlias.alias == alias)
@@ -127,6 +129,7 @@ async def move_alias(
             from_version_id=previous,
             to_version_id=version_id,
             changed_by=actor,
+            based_on=based_on,
         )
     )
     await session.flush()

@@ -165,6 +165,9 @@ class AliasEvent(Base):
     to_version_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("model_versions.id"))
     changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
     changed_by: Mapped[str | None] = mapped_column(Text)
+    based_on: Mapped[dict[str, Any] | None] = mapped_column(
+        comment="The comparison the move was based on (setAlias basedOn), as its summary"
+    )
 
 
 class TrafficShare(Base):
@@ -195,6 +198,37 @@ class TrafficSplitEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
     shares: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    changed_by: Mapped[str | None] = mapped_column(Text)
+
+
+class ShadowVersion(Base):
+    """A version scoring a sampled share of its model's live requests in the shadow (after
+    the answer, off the request's path); its changes are kept in ShadowEvent. No rows: none."""
+
+    __tablename__ = "model_shadow_versions"
+    __table_args__ = (CheckConstraint("sample > 0 AND sample <= 1", name="sample_share"),)
+
+    model_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT"), primary_key=True
+    )
+    sample: Mapped[float] = mapped_column(Double)
+
+
+class ShadowEvent(Base):
+    """One change of a model's shadow versions: the version numbers and sample set (an empty
+    list cleared them), when and by whom."""
+
+    __tablename__ = "model_shadow_events"
+    __table_args__ = (Index(None, "model_id", "changed_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    versions: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    sample: Mapped[float | None] = mapped_column(Double)
     changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
     changed_by: Mapped[str | None] = mapped_column(Text)
 
@@ -292,6 +326,36 @@ class Prediction(Base):
         String(10), comment="Why this version answered: VERSION, ALIAS, DEFAULT or SPLIT"
     )
     created_at: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+
+
+class ShadowPrediction(Base):
+    """A shadow version's answer to one row of a live request, linked to the primary
+    prediction that was served (`primary_id`, `primary_created_at`: the primary's key). Kept
+    apart from `predictions`, so the audit, statistics and roll-ups never count it. A row the
+    shadow's signature or estimator refused holds the reason and no output."""
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (
+        Index(None, "primary_id"),
+        Index(None, "model_version_id", "created_at", "id"),
+        Index(None, "primary_created_at"),
+        CheckConstraint(FINITE_NUMBERS, name="finite_numbers"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    primary_id: Mapped[uuid.UUID] = mapped_column()
+    primary_created_at: Mapped[datetime] = mapped_column()
+    model_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    model_version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="RESTRICT")
+    )
+    label: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Double)
+    probabilities: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    confidence: Mapped[float | None] = mapped_column(Double)
+    latency_ms: Mapped[float] = mapped_column(Double)
+    refusal: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class DataSlice(Base):

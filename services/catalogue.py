@@ -110,6 +110,10 @@ class ModelRoute:
     """(version id, weight) in version-number order; empty: no split."""
     loaded_at: float
     """Monotonic time the read of this route started."""
+    shadows: tuple[uuid.UUID, ...] = ()
+    """Versions scoring a sampled share of requests in the shadow, in version-number order."""
+    shadow_sample: float = 0.0
+    """The share of requests the shadows score, in (0, 1]; 0 without shadows."""
 
     @classmethod
     def from_row(cls, row: RouteRow, loaded_at: float) -> ModelRoute:
@@ -127,6 +131,13 @@ class ModelRoute:
             numbers=numbers,
             split=tuple(split),
             loaded_at=loaded_at,
+            shadows=tuple(
+                sorted(
+                    (uuid.UUID(str(version)) for version, _ in row.shadows),
+                    key=lambda version: position[version],
+                )
+            ),
+            shadow_sample=max((float(sample) for _, sample in row.shadows), default=0.0),
         )
 
     @property

@@ -1,6 +1,8 @@
 """Comparing versions on stored traffic: re-score a sample of stored predictions with a
-candidate version and set the answers beside a baseline's (or those actually served). Stores
-nothing; scoring runs in the model cache's worker threads."""
+candidate version and set the answers beside a baseline's (or those actually served), or
+(source SHADOW) set a shadow version's stored answers beside the primary's. Where outcomes
+are known, a paired test of the two sides on the same rows. Stores nothing; scoring runs in
+the model cache's worker threads."""
 
 from __future__ import annotations
 
@@ -9,10 +11,12 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.models.metrics import overall_metrics
+from modelql.models.paired_tests import PairedTest, mcnemar, paired_t
 from modelql.models.predictor import ModelOutput
 from modelql.models.vocabulary import Task
 from modelql.persistence.prediction_filters import PredictionQuery
@@ -21,7 +25,8 @@ from modelql.persistence.prediction_repository import (
     list_predictions,
     outcomes_for_predictions,
 )
-from modelql.persistence.tables import Prediction
+from modelql.persistence.shadow_repository import shadow_pairs
+from modelql.persistence.tables import Prediction, ShadowPrediction
 from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.features import validate_instance
@@ -31,6 +36,13 @@ MAX_SAMPLE = 10_000
 MAX_EXAMPLES = 100
 SKIPPED_EXAMPLES = 3
 """Skipped inputs shown first among the examples, each with the reason."""
+
+
+class ComparisonSource(StrEnum):
+    REPLAY = "REPLAY"
+    """The candidate re-scores stored predictions now."""
+    SHADOW = "SHADOW"
+    """The candidate's answers stored while it ran in the shadow of live requests."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,7 @@ class ComparisonRequest:
     """None: compare with what each stored prediction answered."""
     query: PredictionQuery
     sample: int
+    source: ComparisonSource = ComparisonSource.REPLAY
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,23 @@ class Comparison:
     baseline_metrics: dict[str, float]
     candidate_metrics: dict[str, float]
     examples: list[PredictionDiff]
+    source: ComparisonSource = ComparisonSource.REPLAY
+    paired: PairedTest | None = None
+    """The paired test on the compared predictions with an outcome; None without any."""
+
+    def summary(self) -> dict[str, object]:
+        """What an alias history keeps of the comparison a move was based on."""
+        paired = dataclasses.asdict(self.paired) if self.paired is not None else None
+        return {
+            "source": self.source.value,
+            "candidate": self.candidate.number,
+            "baseline": self.baseline.number if self.baseline is not None else None,
+            "compared": self.compared,
+            "skipped": self.skipped,
+            "agreement": self.agreement,
+            "meanAbsoluteDifference": self.mean_absolute_difference,
+            "paired": paired,
+        }
 
 
 class VersionComparisons:
@@ -110,6 +140,8 @@ class VersionComparisons:
                     ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {request.model!r}."
                 )
             candidate_id = _chosen(route, request.candidate, "candidate")
+            if request.source is ComparisonSource.SHADOW:
+                return await self._shadowed(session, route, candidate_id, request)
             baseline_id = _chosen(route, request.baseline, "baseline") if request.baseline else None
             wanted = [candidate_id] if baseline_id is None else [candidate_id, baseline_id]
             versions = await self._catalogue.versions(session, wanted)
@@ -120,6 +152,33 @@ class VersionComparisons:
         baseline = versions[baseline_id] if baseline_id is not None else None
         diffs = await self._diffs(rows, candidate, baseline)
         return _summary(route.task, candidate, baseline, diffs, outcomes)
+
+    async def _shadowed(
+        self,
+        session: AsyncSession,
+        route: ModelRoute,
+        candidate_id: uuid.UUID,
+        request: ComparisonRequest,
+    ) -> Comparison:
+        """The shadow's stored answers beside what was served, on its newest `sample` ones."""
+        if request.baseline is not None:
+            raise UserInputError.single(
+                ("baseline",),
+                ErrorCode.INVALID_SHADOW,
+                "With source SHADOW the baseline is what each request was answered; give none.",
+            )
+        candidate = (await self._catalogue.versions(session, [candidate_id]))[candidate_id]
+        pairs = await shadow_pairs(
+            session, model_id=route.model_id, version_id=candidate_id, limit=request.sample
+        )
+        outcomes = await outcomes_for_predictions(session, [primary.id for primary, _ in pairs])
+        diffs = [
+            PredictionDiff(primary, served_output(primary), _shadow_output(shadow))
+            if shadow.refusal is None
+            else PredictionDiff(primary, None, None, shadow.refusal)
+            for primary, shadow in pairs
+        ]
+        return _summary(route.task, candidate, None, diffs, outcomes, ComparisonSource.SHADOW)
 
     async def _diffs(
         self, rows: Sequence[Prediction], candidate: Version, baseline: Version | None
@@ -199,6 +258,15 @@ def _features(
     return features, None
 
 
+def _shadow_output(row: ShadowPrediction) -> ModelOutput:
+    probabilities = (
+        tuple((item["label"], item["probability"]) for item in row.probabilities)
+        if row.probabilities is not None
+        else None
+    )
+    return ModelOutput(row.label, row.value, probabilities, row.confidence)
+
+
 def served_output(row: Prediction) -> ModelOutput:
     """What the stored prediction answered, shaped like a model output."""
     probabilities = (
@@ -215,6 +283,7 @@ def _summary(
     baseline: Version | None,
     diffs: list[PredictionDiff],
     outcomes: dict[uuid.UUID, RecordedOutcome],
+    source: ComparisonSource = ComparisonSource.REPLAY,
 ) -> Comparison:
     scored = [diff for diff in diffs if diff.candidate is not None]
     skipped = [diff for diff in diffs if diff.candidate is None]
@@ -248,6 +317,8 @@ def _summary(
         baseline_metrics=_metrics(classification, scored, outcomes, baseline_side=True),
         candidate_metrics=_metrics(classification, scored, outcomes, baseline_side=False),
         examples=examples[:MAX_EXAMPLES],
+        source=source,
+        paired=_paired(classification, scored, outcomes),
     )
 
 
@@ -273,3 +344,33 @@ def _metrics(
         truths.append(outcome.label if classification else outcome.value)
         answers.append(answer.label if classification else answer.value)
     return overall_metrics(classification, truths, answers) if truths else {}
+
+
+def _paired(
+    classification: bool,
+    scored: list[PredictionDiff],
+    outcomes: dict[uuid.UUID, RecordedOutcome],
+) -> PairedTest | None:
+    """The paired test of both sides on the compared predictions that have an outcome."""
+    labelled = [
+        (outcome, diff.baseline, diff.candidate)
+        for diff in scored
+        if (outcome := outcomes.get(diff.prediction.id)) is not None
+        and diff.baseline is not None
+        and diff.candidate is not None
+    ]
+    if classification:
+        labels = [
+            (o.label, b.label, c.label)
+            for o, b, c in labelled
+            if o.label is not None and b.label is not None and c.label is not None
+        ]
+        if not labels:
+            return None
+        return mcnemar(
+            [t for t, _, _ in labels], [b for _, b, _ in labels], [c for *_, c in labels]
+        )
+    values = [(o.value, _value(b), _value(c)) for o, b, c in labelled if o.value is not None]
+    if not values:
+        return None
+    return paired_t([t for t, _, _ in values], [b for _, b, _ in values], [c for *_, c in values])

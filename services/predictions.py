@@ -206,6 +206,12 @@ class NoObserver:
         return None
 
 
+class ShadowSink(Protocol):
+    """Where committed requests go for their model's shadow versions (never waits)."""
+
+    def offer(self, model: str, batch: StoredBatch) -> None: ...
+
+
 class PredictionPipelines(Protocol):
     """What the use case needs from the pipelines: run a job, get its outcome after COMMIT."""
 
@@ -223,7 +229,9 @@ class PredictionService:
         pipelines: PredictionPipelines,
         max_batch_size: int,
         observer: PredictionObserver | None = None,
+        shadows: ShadowSink | None = None,
     ) -> None:
+        self._shadows = shadows
         self._sessionmaker = sessionmaker
         self._catalogue = catalogue
         self._pipelines = pipelines
@@ -266,7 +274,10 @@ class PredictionService:
             self._observer.rejected(request.model, version.number, len(request.instances))
             raise
         job = PredictionJob(request, requester, version, rows, fingerprint, routed_by, matrix)
-        return await self._pipelines.run(job)
+        outcome = await self._pipelines.run(job)
+        if self._shadows is not None and isinstance(outcome.predictions, StoredBatch):
+            self._shadows.offer(request.model, outcome.predictions)  # committed: off the path
+        return outcome
 
     async def choose_version(
         self, request: PredictionRequest, requester: Requester

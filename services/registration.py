@@ -280,7 +280,7 @@ async def _insert_version(
     )
 
 
-async def _locked_model(session: AsyncSession, model_name: str) -> Model:
+async def locked_model(session: AsyncSession, model_name: str) -> Model:
     """The named model, locked until COMMIT so that catalogue writes to it are serialised."""
     model = await registration_repository.locked_model(session, model_name)
     if model is None:
@@ -291,11 +291,18 @@ async def _locked_model(session: AsyncSession, model_name: str) -> Model:
 
 
 async def set_alias(
-    session: AsyncSession, *, model_name: str, alias: str, number: int, actor: str | None = None
+    session: AsyncSession,
+    *,
+    model_name: str,
+    alias: str,
+    number: int,
+    actor: str | None = None,
+    based_on: dict[str, Any] | None = None,
 ) -> ModelVersion:
-    """Point `alias` of a model at one of its versions, recording the move in the history."""
+    """Point `alias` of a model at one of its versions, recording the move in the history
+    (with the summary of the comparison it was based on, if any)."""
     _check_alias(alias)
-    model = await _locked_model(session, model_name)
+    model = await locked_model(session, model_name)
     version = await registration_repository.version_by_number(session, model.id, number)
     if version is None:
         raise CatalogueInputError.single(
@@ -304,7 +311,12 @@ async def set_alias(
             f"Model {model_name!r} has no version {number}.",
         )
     moved = await registration_repository.move_alias(
-        session, model_id=model.id, alias=alias, version_id=version.id, actor=actor
+        session,
+        model_id=model.id,
+        alias=alias,
+        version_id=version.id,
+        actor=actor,
+        based_on=based_on,
     )
     if moved:
         await notify_catalogue_changed(session, model.name)
@@ -320,7 +332,7 @@ async def set_traffic_split(
 ) -> list[tuple[int, float]]:
     """Replace the model's traffic split by (version number, weight) shares, recording the
     change; an empty list removes the split. Weights are relative: positive and finite."""
-    model = await _locked_model(session, model_name)
+    model = await locked_model(session, model_name)
     numbers = await registration_repository.version_ids_by_number(session, model.id)
     _check_shares(model_name, shares, numbers)
     wanted = {numbers[number]: weight for number, weight in shares}

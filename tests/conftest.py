@@ -46,6 +46,7 @@ PER_TEST_TABLES = (
     "prediction_jobs",
     "pgqueuer",
     "prediction_commits",
+    "shadow_predictions",
     "latest_outcomes",
     "prediction_outcomes",
     "prediction_rollups",

@@ -7,10 +7,17 @@ import strawberry
 from modelql.graph.context import GraphContext
 from modelql.graph.types.catalogue import MetricType
 from modelql.graph.types.nodes import ModelVersionType, PredictionType
+from modelql.graph.types.paired import PairedTestType
 from modelql.models.predictor import ModelOutput
 from modelql.services import comparison
 
 Info = strawberry.Info[GraphContext, None]
+ComparisonSource = strawberry.enum(
+    comparison.ComparisonSource,
+    name="ComparisonSource",
+    description="REPLAY: the candidate re-scores stored predictions now; SHADOW: the answers "
+    "the candidate stored while it ran in the shadow of live requests (`setShadow`).",
+)
 
 
 @strawberry.input(description="A version by number or alias (both: they must agree).")
@@ -65,7 +72,8 @@ class PredictionDiff:
 
 @strawberry.type(
     description="A candidate version re-scoring a sample of stored predictions (newest first), "
-    "against a baseline version or what each prediction answered. Nothing is stored."
+    "against a baseline version or what each prediction answered; or (source SHADOW) the "
+    "answers a shadow version stored beside what was served. Nothing is stored."
 )
 class VersionComparison:
     candidate: ModelVersionType
@@ -87,6 +95,11 @@ class VersionComparison:
         description="On the compared predictions that have a recorded outcome."
     )
     candidate_metrics: list[MetricType]
+    source: ComparisonSource
+    paired: PairedTestType | None = strawberry.field(
+        description="Both sides on the compared predictions with a recorded outcome, paired "
+        "row by row; null without any."
+    )
     diffs: strawberry.Private[list[comparison.PredictionDiff]]
 
     @classmethod
@@ -104,6 +117,8 @@ class VersionComparison:
             mean_absolute_difference=result.mean_absolute_difference,
             baseline_metrics=_metrics(result.baseline_metrics),
             candidate_metrics=_metrics(result.candidate_metrics),
+            source=result.source,
+            paired=PairedTestType.of(result.paired) if result.paired else None,
             diffs=result.examples,
         )
 

@@ -29,6 +29,7 @@ from modelql.graph.types.drift import DriftReportType
 from modelql.graph.types.enums import DataSplit, ModelTask, RoutingReason
 from modelql.graph.types.estimation import EstimatedPerformanceType
 from modelql.graph.types.node import Node, to_global_id, to_global_ids
+from modelql.graph.types.paired import PairedTestType
 from modelql.graph.types.predictions import (
     MAX_GROUPS,
     ClassProbabilityType,
@@ -147,6 +148,32 @@ class ModelType(Node):
         return [TrafficSplitChangeType.from_row(event) for event in events]
 
     @strawberry.field(
+        description="The versions scoring a sampled share of live requests in the shadow "
+        "(`setShadow`), in version order; empty: none."
+    )
+    async def shadow_versions(self, info: Info) -> list[ModelVersionType]:
+        route = await info.context.loaders.route_by_model_id.load(self.key)
+        return [await _existing_version(info, v) for v in (route.shadows if route else ())]
+
+    @strawberry.field(description="The share of live requests the shadows score; null: none.")
+    async def shadow_sample(self, info: Info) -> float | None:
+        route = await info.context.loaders.route_by_model_id.load(self.key)
+        return route.shadow_sample if route and route.shadows else None
+
+    @strawberry.field(description="Every change of the shadow versions, newest first.")
+    async def shadow_history(self, info: Info) -> list[ShadowChangeType]:
+        events = await info.context.loaders.shadow_events_by_model.load(self.key)
+        return [
+            ShadowChangeType(
+                versions=list(event.versions),
+                sample=event.sample,
+                changed_at=event.changed_at,
+                changed_by=event.changed_by,
+            )
+            for event in events
+        ]
+
+    @strawberry.field(
         description="Predictions made by any version of this model, newest first.",
         permission_classes=[CanAudit],
     )
@@ -230,6 +257,47 @@ class SignatureChangeType:
 
 
 @strawberry.type(
+    name="ShadowChange",
+    description="One change of a model's shadow versions; empty versions: they were cleared.",
+)
+class ShadowChangeType:
+    versions: list[int]
+    sample: float | None
+    changed_at: datetime
+    changed_by: str | None
+
+
+@strawberry.type(
+    name="ComparisonSummary",
+    description="What an alias move was based on: the comparison run by `setAlias(basedOn)` "
+    "with the version moved to as the candidate, as it stood then.",
+)
+class ComparisonSummaryType:
+    source: str = strawberry.field(description="`SHADOW` or `REPLAY`.")
+    candidate: int
+    baseline: int | None = strawberry.field(description="Null: what requests were answered.")
+    compared: int
+    skipped: int
+    agreement: float | None
+    mean_absolute_difference: float | None
+    paired: PairedTestType | None
+
+    @classmethod
+    def of(cls, kept: dict[str, Any]) -> ComparisonSummaryType:
+        paired = kept.get("paired")
+        return cls(
+            source=kept["source"],
+            candidate=kept["candidate"],
+            baseline=kept.get("baseline"),
+            compared=kept["compared"],
+            skipped=kept["skipped"],
+            agreement=kept.get("agreement"),
+            mean_absolute_difference=kept.get("meanAbsoluteDifference"),
+            paired=PairedTestType.from_summary(paired) if paired else None,
+        )
+
+
+@strawberry.type(
     name="AliasChange",
     description="One move of an alias; a null version means none (set or removed).",
 )
@@ -237,6 +305,10 @@ class AliasChangeType:
     alias: str
     changed_at: datetime
     changed_by: str | None
+    based_on: ComparisonSummaryType | None = strawberry.field(
+        description="The comparison the move was based on (`setAlias(input: {basedOn})`); "
+        "null when none was asked for."
+    )
     from_version_id: strawberry.Private[uuid.UUID | None]
     to_version_id: strawberry.Private[uuid.UUID | None]
 
@@ -246,6 +318,7 @@ class AliasChangeType:
             alias=row.alias,
             changed_at=row.changed_at,
             changed_by=row.changed_by,
+            based_on=ComparisonSummaryType.of(row.based_on) if row.based_on else None,
             from_version_id=row.from_version_id,
             to_version_id=row.to_version_id,
         )
@@ -621,6 +694,14 @@ class PredictionType(Node):
         assert version is not None, "a prediction always references an existing version"
         return ModelVersionType.from_version(version)
 
+    @strawberry.field(
+        description="The shadow versions' answers to this prediction's input, stored after it "
+        "was answered (`setShadow`); empty while none scored it (or not sampled, or shed)."
+    )
+    async def shadows(self, info: Info) -> list[ShadowPredictionType]:
+        rows = await info.context.loaders.shadows_by_prediction.load(self.key)
+        return [ShadowPredictionType.from_row(row) for row in rows]
+
     @strawberry.field(description="The latest recorded truth; null when none was recorded.")
     async def outcome(self, info: Info) -> OutcomeType | None:
         latest = await self._latest_outcome(info)
@@ -655,3 +736,46 @@ class PredictionType(Node):
         if outcome is None or self.value is None or outcome.value is None:
             return None
         return self.value - outcome.value
+
+
+@strawberry.type(
+    name="ShadowPrediction",
+    description="A shadow version's answer to a live prediction's input; kept apart from "
+    "predictions (never in the audit, statistics or LIVE metrics).",
+)
+class ShadowPredictionType:
+    id: strawberry.ID
+    label: str | None
+    value: float | None
+    probabilities: list[ClassProbabilityType] | None
+    confidence: float | None
+    latency_ms: float = strawberry.field(description="Its share of the shadow's estimator call.")
+    created_at: datetime
+    refusal: str | None = strawberry.field(
+        description="Why the shadow could not score the input (its signature or estimator "
+        "refused it); the outputs are then null."
+    )
+    version_id: strawberry.Private[uuid.UUID]
+
+    @classmethod
+    def from_row(cls, row: tables.ShadowPrediction) -> ShadowPredictionType:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            label=row.label,
+            value=_finite(row.value),
+            probabilities=[
+                ClassProbabilityType(label=item["label"], probability=item["probability"])
+                for item in row.probabilities
+            ]
+            if row.probabilities is not None
+            else None,
+            confidence=_finite(row.confidence),
+            latency_ms=row.latency_ms,
+            created_at=row.created_at,
+            refusal=row.refusal,
+            version_id=row.model_version_id,
+        )
+
+    @strawberry.field(description="The shadow version that answered.")
+    async def model_version(self, info: Info) -> ModelVersionType:
+        return await _existing_version(info, self.version_id)

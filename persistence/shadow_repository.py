@@ -1,0 +1,176 @@
+"""Shadow versions (the repository): which versions of a model score in the shadow, their
+history, and the shadows' stored answers beside the primary predictions."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+import orjson
+from sqlalchemy import and_, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from modelql.persistence.tables import Prediction, ShadowEvent, ShadowPrediction, ShadowVersion
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowColumns:
+    """One shadow version's answers (or refusals) to a round's rows, column by column, each
+    linked to its primary by the primary's key."""
+
+    model_version_id: uuid.UUID
+    classes: Sequence[str] | None
+    """The labels the probabilities are in the order of; None for regressors."""
+    latency_ms: float
+    """Each row's share of the estimator call."""
+    ids: Sequence[uuid.UUID]
+    primary_ids: Sequence[uuid.UUID]
+    primary_created_ats: Sequence[datetime]
+    model_ids: Sequence[uuid.UUID]
+    labels: Sequence[str | None]
+    values: Sequence[float | None]
+    confidences: Sequence[float | None]
+    probabilities: Sequence[Sequence[float] | None]
+    refusals: Sequence[str | None]
+
+
+async def shadow_versions(session: AsyncSession, model_id: uuid.UUID) -> dict[uuid.UUID, float]:
+    """The model's shadow versions now: version id -> sample."""
+    rows = await session.execute(
+        select(ShadowVersion.version_id, ShadowVersion.sample).where(
+            ShadowVersion.model_id == model_id
+        )
+    )
+    return {version_id: sample for version_id, sample in rows.all()}
+
+
+async def replace_shadows(
+    session: AsyncSession,
+    *,
+    model_id: uuid.UUID,
+    versions: Mapping[int, uuid.UUID],
+    sample: float | None,
+    actor: str | None,
+) -> None:
+    """Replace the model's shadow versions (number -> id; empty: none) and record the change."""
+    await session.execute(delete(ShadowVersion).where(ShadowVersion.model_id == model_id))
+    if versions:
+        await session.execute(
+            insert(ShadowVersion),
+            [
+                {"model_id": model_id, "version_id": version_id, "sample": sample}
+                for version_id in versions.values()
+            ],
+        )
+    session.add(
+        ShadowEvent(
+            model_id=model_id,
+            versions=sorted(versions),
+            sample=sample if versions else None,
+            changed_by=actor,
+        )
+    )
+    await session.flush()
+
+
+async def shadow_events_for_models(
+    session: AsyncSession, model_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ShadowEvent]]:
+    """Every change of each model's shadow versions, newest first."""
+    statement = (
+        select(ShadowEvent)
+        .where(ShadowEvent.model_id.in_(model_ids))
+        .order_by(ShadowEvent.changed_at.desc(), ShadowEvent.id.desc())
+    )
+    grouped: dict[uuid.UUID, list[ShadowEvent]] = defaultdict(list)
+    for row in await session.scalars(statement):
+        grouped[row.model_id].append(row)
+    return grouped
+
+
+INSERT_SHADOWS = """
+INSERT INTO shadow_predictions (id, primary_id, primary_created_at, model_id, model_version_id,
+                                label, value, probabilities, confidence, latency_ms, refusal)
+SELECT r.id, r.primary_id, r.primary_created_at, r.model_id, $5, r.label, r.value,
+       (SELECT jsonb_agg(jsonb_build_object('label', c.label, 'probability', e.value)
+                         ORDER BY e.n)
+        FROM jsonb_array_elements(NULLIF(p.probabilities, 'null'::jsonb))
+             WITH ORDINALITY AS e(value, n)
+        JOIN unnest($11::text[]) WITH ORDINALITY AS c(label, n) USING (n)),
+       r.confidence, $9, r.refusal
+FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::uuid[], $6::text[], $7::float8[],
+            $8::float8[], $10::text[])
+     WITH ORDINALITY AS r(id, primary_id, primary_created_at, model_id, label, value,
+                          confidence, refusal, n)
+JOIN jsonb_array_elements($12::jsonb) WITH ORDINALITY AS p(probabilities, n) USING (n)
+"""
+"""The probabilities travel as one JSON array of arrays of numbers and are labelled here, in
+PostgreSQL, as the primaries' are stored: [{"label": ..., "probability": ...}, ...]."""
+
+
+async def insert_shadow_predictions(
+    session: AsyncSession, answers: Sequence[ShadowColumns]
+) -> None:
+    """Store shadow answers: one statement per shadow version (columns as arrays)."""
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
+    for columns in answers:
+        await driver.execute(
+            INSERT_SHADOWS,
+            columns.ids,
+            columns.primary_ids,
+            columns.primary_created_ats,
+            columns.model_ids,
+            columns.model_version_id,
+            columns.labels,
+            columns.values,
+            columns.confidences,
+            columns.latency_ms,
+            columns.refusals,
+            columns.classes,
+            orjson.dumps(columns.probabilities).decode(),
+        )
+
+
+async def shadows_of_predictions(
+    session: AsyncSession, primary_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[ShadowPrediction]]:
+    """Each primary prediction's shadow answers, oldest first."""
+    statement = (
+        select(ShadowPrediction)
+        .where(ShadowPrediction.primary_id.in_(primary_ids))
+        .order_by(ShadowPrediction.created_at, ShadowPrediction.id)
+    )
+    grouped: dict[uuid.UUID, list[ShadowPrediction]] = defaultdict(list)
+    for row in await session.scalars(statement):
+        grouped[row.primary_id].append(row)
+    return grouped
+
+
+async def shadow_pairs(
+    session: AsyncSession, *, model_id: uuid.UUID, version_id: uuid.UUID, limit: int
+) -> list[tuple[Prediction, ShadowPrediction]]:
+    """The newest `limit` answers of a shadow version with the primary predictions they
+    shadowed (the primary by its whole key, so one partition is read per row)."""
+    statement = (
+        select(Prediction, ShadowPrediction)
+        .join(
+            ShadowPrediction,
+            and_(
+                ShadowPrediction.primary_id == Prediction.id,
+                ShadowPrediction.primary_created_at == Prediction.created_at,
+            ),
+        )
+        .where(
+            ShadowPrediction.model_version_id == version_id,
+            ShadowPrediction.model_id == model_id,
+        )
+        .order_by(ShadowPrediction.created_at.desc(), ShadowPrediction.id.desc())
+        .limit(limit)
+    )
+    return [(primary, shadow) for primary, shadow in (await session.execute(statement)).all()]
