@@ -205,6 +205,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
                 plan,
                 request_data.variables,
                 context.scopes,
+                context.model_limit.key if context.model_limit else None,
                 lambda: super(GraphQLEndpoint, self).execute_single(
                     request, request_adapter, sub_response, context, root_value, request_data
                 ),

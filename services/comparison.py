@@ -23,9 +23,10 @@ from modelql.persistence.prediction_repository import (
 )
 from modelql.persistence.tables import Prediction
 from modelql.services.catalogue import Catalogue, ModelRoute, Version
-from modelql.services.errors import ErrorCode, UserInputError
+from modelql.services.errors import UserInputError
 from modelql.services.features import validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
+from modelql.services.model_access import allows, unknown_model
 
 MAX_SAMPLE = 10_000
 MAX_EXAMPLES = 100
@@ -105,10 +106,8 @@ class VersionComparisons:
             route = (await self._catalogue.routes_by_name(session, [request.model])).get(
                 request.model
             )
-            if route is None:
-                raise UserInputError.single(
-                    ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {request.model!r}."
-                )
+            if route is None or not allows(request.query.limit, request.model):
+                raise unknown_model(request.model)
             candidate_id = _chosen(route, request.candidate, "candidate")
             baseline_id = _chosen(route, request.baseline, "baseline") if request.baseline else None
             wanted = [candidate_id] if baseline_id is None else [candidate_id, baseline_id]

@@ -13,6 +13,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from modelql.graph.context import GraphContext
 from modelql.services import audit
+from modelql.services.model_access import ModelLimit
 from modelql.services.outcomes import OutcomeRow
 
 Info = strawberry.Info[GraphContext, None]
@@ -73,12 +74,14 @@ class PredictionFilter:
         *,
         model_id: uuid.UUID | None = None,
         version_id: uuid.UUID | None = None,
+        limit: ModelLimit | None = None,
     ) -> audit.PredictionQuery:
-        """The audit query of a filter (none: every prediction), narrowed to a model/version:
-        each field goes to the `PredictionQuery` field of its name (a test holds the two alike)."""
+        """The audit query of a filter (none: every prediction), narrowed to a model/version
+        and to the caller's model limit: each field goes to the `PredictionQuery` field of its
+        name (a test holds the two alike)."""
         where = where or PredictionFilter()
         given = {each.name: getattr(where, each.name) for each in dataclasses.fields(where)}
-        return audit.PredictionQuery(**given, model_id=model_id, version_id=version_id)
+        return audit.PredictionQuery(**given, model_id=model_id, version_id=version_id, limit=limit)
 
 
 @strawberry.type(name="LabelCount")
