@@ -128,8 +128,13 @@ class Subscription:
         dependencies = info.context.dependencies
         try:
             async for ids in dependencies.alert_changes.changes():
-                rules = await dependencies.alert_rules.rules(info.context.model_limit)
-                yield [AlertRuleType.of(row) for row in rules if str(row.id) in ids]
+                changed = [
+                    row for row in await dependencies.alert_rules.rules() if str(row.id) in ids
+                ]
+                loaders = info.context.loaders  # of the key's models only
+                shown = [r for r in changed if await loaders.model_by_id.load(r.model_id)]
+                if shown or not changed:  # nothing of another model, not even that it moved
+                    yield [AlertRuleType.of(row) for row in shown]
                 await info.context.release()
         except SubscriptionEndedError as error:
             info.context.end_connection(error)
