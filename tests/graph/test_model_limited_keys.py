@@ -29,6 +29,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import make_settings, reachable_temp_dir
 
+from modelql.graph.direct import DirectExecutor
+from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.schema import build_schema
 from modelql.graph.types.node import to_global_id
 from modelql.models.artifacts import ArtifactStore
@@ -520,7 +522,7 @@ async def next_messages(connection: Subscriptions, within: float) -> list[dict]:
 
 
 async def test_a_limited_key_gets_no_event_of_another_model_from_any_subscription(
-    server: Served, http: httpx.AsyncClient, keys: dict[str, str], world: World
+    server: Served, http: httpx.AsyncClient, keys: dict[str, str], world: World, engine: AsyncEngine
 ):
     built = schema()
     subscriptions = [op for op in operations(built, world.beta) if op.kind == "subscription"]
@@ -548,6 +550,10 @@ async def test_a_limited_key_gets_no_event_of_another_model_from_any_subscriptio
             )
         received = await next_messages(limited, within=2.0)
         shown_to_all = await next_messages(full, within=0.5)
+        for operation in documents:  # ended while the sockets stay open
+            await limited.complete(operation)
+        await asyncio.sleep(0.3)
+        assert await idle_in_transaction(engine) == 0
 
     by_field: dict[str, list[dict]] = {}
     for message in received:
@@ -617,3 +623,25 @@ async def test_patterns_match_alike_in_sql_and_in_memory(engine: AsyncEngine, na
 def test_depth_reaches_three_object_levels():
     document = next(op for op in operations(schema(), ghost()) if op.field == "model").make(ghost())
     assert re.search(r"versions(\([^)]*\))? \{ .*nodes \{ ", document)
+
+
+DIRECT = """mutation { createPrediction(input: {model: "%s", features: {x: 1.0}}) {
+  prediction { id label } userErrors { field code message } } }"""
+
+
+async def test_the_direct_executor_refuses_another_model_as_one_that_does_not_exist(
+    http: httpx.AsyncClient, keys: dict[str, str], world: World
+):
+    built = build_schema()
+    executor = DirectExecutor(
+        schema=built, prepare=built.documents, handlers=DIRECT_MUTATIONS, cache_size=8
+    )
+    assert executor.plan(DIRECT % BETA, None) is not None  # the direct path answers it
+    before = await snapshot(http, keys["full"])
+    refused = await ask(http, keys["limited"], DIRECT % BETA)
+    unknown = await ask(http, keys["limited"], DIRECT % GHOST)
+    assert refused["data"]["createPrediction"]["userErrors"][0]["code"] == "MODEL_NOT_FOUND"
+    assert normalised(refused, world.beta) == normalised(unknown, world.ghost)
+    assert await snapshot(http, keys["full"]) == before
+    own = await ask(http, keys["limited"], DIRECT % ALPHA)
+    assert own["data"]["createPrediction"]["prediction"]["label"] in ("a", "b")
