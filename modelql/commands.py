@@ -32,7 +32,6 @@ from modelql.graph.schema import build_schema
 from modelql.logs import configure_logging
 from modelql.models.artifacts import ArtifactStore
 from modelql.models.demo import DEMO_VERSION_COUNT, train_demo
-from modelql.models.model_limit import ModelLimit
 from modelql.outcome_files import OutcomeFileError, read_outcomes
 from modelql.persistence.database import create_engine, create_sessionmaker
 from modelql.persistence.partitions import (
@@ -55,6 +54,7 @@ from modelql.services.catalogue import Catalogue
 from modelql.services.errors import RegistrationError, UserInputError, is_connection_failure
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache
+from modelql.services.model_access import ModelLimit
 from modelql.services.verification import VerificationReport, Verifier
 from modelql.settings import Settings, UnsafeExposureError, check_exposure
 from modelql.workers import worker_environment

@@ -26,8 +26,8 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from modelql.graph.request_log import RequestLog
-from modelql.models.model_limit import ModelLimit
 from modelql.persistence.tables import AlertRule
+from modelql.services.model_access import ModelLimit
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_NAMES = 200  # distinct names kept as labels per process; later ones are "other"

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Row, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from modelql.models.model_limit import ModelLimit
+from modelql.persistence.model_limit import ModelLimit
 from modelql.persistence.tables import (
     AliasEvent,
     Model,

@@ -16,9 +16,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import aliased
 
-from modelql.models.model_limit import ModelLimit
 from modelql.persistence.catalogue_repository import limited_names
 from modelql.persistence.feed_repository import NamedPrediction
+from modelql.persistence.model_limit import ModelLimit
 from modelql.persistence.tables import LatestOutcome, Model, ModelVersion, Prediction
 
 Columns = Any

@@ -11,8 +11,8 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from modelql.models.model_limit import ModelLimit, ModelLimitError
 from modelql.persistence import api_key_repository, catalogue_repository
+from modelql.persistence.model_limit import ModelLimit, ModelLimitError
 from modelql.persistence.notifications import KEYS_CHANNEL, notify
 from modelql.persistence.tables import ApiKey
 from modelql.services.errors import DomainError

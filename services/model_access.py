@@ -3,7 +3,7 @@ exist (same error, same message, so names do not leak)."""
 
 from __future__ import annotations
 
-from modelql.models.model_limit import ModelLimit, allows
+from modelql.persistence.model_limit import ModelLimit, allows
 from modelql.services.errors import ErrorCode, UserInputError
 
 __all__ = ["ModelLimit", "allows", "check_model", "unknown_model"]

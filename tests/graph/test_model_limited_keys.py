@@ -34,10 +34,10 @@ from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.schema import build_schema
 from modelql.graph.types.node import to_global_id
 from modelql.models.artifacts import ArtifactStore
-from modelql.models.model_limit import ModelLimit
 from modelql.models.signature import FeatureSpec, FeatureType
 from modelql.services import api_keys, registration
 from modelql.services.api_keys import Scope
+from modelql.services.model_access import ModelLimit
 from modelql.settings import AuthMode
 
 ALPHA, BETA, GHOST = "keys-alpha", "keys-beta", "keys-ghost"
