@@ -245,17 +245,15 @@ def within(text: bytes, limit: ModelLimit) -> bytes:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    """GET /metrics. No key is needed; a presented key is checked (401 when unknown), and a
-    key limited to models sees only the series of its models (and those of no model)."""
+    """GET /metrics. No key is needed; a presented Bearer key is checked (401 when unknown),
+    and a key limited to models sees only the series of its models (and those of no model)."""
     runtime = getattr(request.app.state, "runtime", None)
     body = b""
     limit: ModelLimit | None = None
     if runtime is not None:
-        presented = request.headers.get("authorization", "")
-        if presented:
-            scheme, _, key = presented.partition(" ")
-            keys = runtime.graph_dependencies.keys
-            caller = await keys.authenticate(key.strip()) if scheme.lower() == "bearer" else None
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            caller = await runtime.graph_dependencies.keys.authenticate(key.strip())
             if caller is None:
                 return Response("Unknown or revoked API key.\n", status_code=401)
             limit = caller.models

@@ -22,6 +22,8 @@ from graphql import (
     GraphQLObjectType,
     GraphQLSchema,
     get_named_type,
+    parse,
+    validate,
 )
 from live_support import Served, Subscriptions, served
 from sklearn.dummy import DummyClassifier
@@ -403,22 +405,21 @@ def test_every_root_field_has_its_argument_variants():
 
 
 def test_every_generated_document_is_valid():
-    from graphql import parse, validate
-
     built = schema()
     for operation in operations(built, ghost()):
         document = operation.make(ghost())
         assert validate(built, parse(document)) == [], (operation.field, document)
 
 
-async def snapshot(http: httpx.AsyncClient, key: str) -> dict:
-    """What the unlimited key sees of beta (aliases, split, rules, jobs, predictions, outcomes)."""
+async def snapshot(http: httpx.AsyncClient, key: str, world: World) -> dict:
+    """What the unlimited key sees of beta (aliases, split, rules, job, predictions, outcomes)."""
     return await ask(
         http,
         key,
         f"""{{ model(name: {q(BETA)}) {{ aliases {{ alias }} trafficSplit {{ weight }}
              versions {{ nodes {{ number }} }} }}
            alertRules {{ id name enabled }}
+           predictionJob(id: {q(world.beta.job_id)}) {{ state }}
            predictionStats(filter: {{model: {q(BETA)}}}) {{ count labelled }} }}""",
     )
 
@@ -427,7 +428,7 @@ async def test_a_limited_key_sees_nothing_of_another_model_in_any_query_or_mutat
     http: httpx.AsyncClient, keys: dict[str, str], world: World, engine: AsyncEngine
 ):
     built = schema()
-    before = await snapshot(http, keys["full"])
+    before = await snapshot(http, keys["full"], world)
     checked = []
     for operation in operations(built, world.beta):
         if operation.kind == "subscription":
@@ -447,7 +448,7 @@ async def test_a_limited_key_sees_nothing_of_another_model_in_any_query_or_mutat
     assert set(checked) == {
         name for root, name, _ in root_fields(built) if root in ("Query", "Mutation")
     }
-    assert await snapshot(http, keys["full"]) == before, "a refused mutation changed beta"
+    assert await snapshot(http, keys["full"], world) == before, "a refused mutation changed beta"
 
     own = await ask(
         http, keys["limited"], "{ models { nodes { name } } predictions { nodes { id } } }"
@@ -637,11 +638,11 @@ async def test_the_direct_executor_refuses_another_model_as_one_that_does_not_ex
         schema=built, prepare=built.documents, handlers=DIRECT_MUTATIONS, cache_size=8
     )
     assert executor.plan(DIRECT % BETA, None) is not None  # the direct path answers it
-    before = await snapshot(http, keys["full"])
+    before = await snapshot(http, keys["full"], world)
     refused = await ask(http, keys["limited"], DIRECT % BETA)
     unknown = await ask(http, keys["limited"], DIRECT % GHOST)
     assert refused["data"]["createPrediction"]["userErrors"][0]["code"] == "MODEL_NOT_FOUND"
     assert normalised(refused, world.beta) == normalised(unknown, world.ghost)
-    assert await snapshot(http, keys["full"]) == before
+    assert await snapshot(http, keys["full"], world) == before
     own = await ask(http, keys["limited"], DIRECT % ALPHA)
     assert own["data"]["createPrediction"]["prediction"]["label"] in ("a", "b")
