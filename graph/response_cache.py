@@ -1,8 +1,8 @@
 """Answers to queries kept per process: keyed by the normalised document, the operation, the
 variables, the caller's scopes and model limit (one key's answer never serves a key limited
-otherwise); valid while the generations of the datasets the document
-reads have not moved (`answer_dependencies`), for at most a time-to-live. An answer that
-carried errors is never kept. Concurrent misses of one key share one execution."""
+otherwise); valid while the generations of the datasets the document reads have not moved
+(`answer_dependencies`), for at most a time-to-live. An answer that carried errors is never
+kept. Concurrent misses of one key share one execution."""
 
 from __future__ import annotations
 
