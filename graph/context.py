@@ -26,6 +26,7 @@ from modelql.services.comparison import VersionComparisons
 from modelql.services.drift import DriftPolicy
 from modelql.services.estimated_performance import EstimationPolicy
 from modelql.services.feed import LiveFeeds
+from modelql.services.model_access import ModelLimit
 from modelql.services.outcomes import OutcomeRecorder
 from modelql.services.prediction_jobs import PredictionJobs
 from modelql.services.predictions import PredictionService
@@ -96,6 +97,11 @@ class GraphContext:
             return frozenset() if self.dependencies.auth_required else frozenset(Scope)
         return self.caller_identity.scopes
 
+    @property
+    def model_limit(self) -> ModelLimit | None:
+        """The models the caller's key may reach; None: every model."""
+        return self.caller_identity.models if self.caller_identity else None
+
     @cached_property
     def loaders(self) -> Loaders:
         return Loaders(
@@ -103,6 +109,7 @@ class GraphContext:
             self.dependencies.catalogue,
             self.dependencies.drift_policy,
             self.dependencies.estimation_policy,
+            limit=self.model_limit,
         )
 
     @property

@@ -230,6 +230,7 @@ class GraphQLEndpoint(GraphQL[GraphContext, None]):
                 plan,
                 request_data.variables,
                 context.scopes,
+                context.model_limit.key if context.model_limit else None,
                 execute,
             )
             if request_adapter.method == "GET" and not result.errors:

@@ -25,6 +25,7 @@ from modelql.services.estimated_performance import (
     estimate,
 )
 from modelql.services.live_performance import live_performance
+from modelql.services.model_access import ModelLimit
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -74,6 +75,28 @@ def _lists_loader(
     return DataLoader(load_fn=load)
 
 
+def _limited(
+    memory: catalogue.Catalogue,
+    fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]],
+    model_of: Callable[[V], uuid.UUID],
+    limit: ModelLimit | None,
+) -> Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]]:
+    """`fetch`, but what belongs to a model outside `limit` is not found."""
+    if limit is None:
+        return fetch
+
+    async def limited(session: AsyncSession, keys: Sequence[K]) -> Mapping[K, V]:
+        found = await fetch(session, keys)
+        models = await memory.models_by_id(session, list({model_of(v) for v in found.values()}))
+        return {
+            key: value
+            for key, value in found.items()
+            if (model := models.get(model_of(value))) is not None and limit.allows(model.name)
+        }
+
+    return limited
+
+
 class Loaders:
     """Every relation a list can fan out to, batched for the lifetime of one request."""
 
@@ -83,18 +106,33 @@ class Loaders:
         memory: catalogue.Catalogue,
         drift_policy: DriftPolicy,
         estimation_policy: EstimationPolicy | None = None,
+        *,
+        limit: ModelLimit | None = None,
     ) -> None:
-        self.model_by_id = _mapping_loader(db, memory.models_by_id)
-        self.model_by_name = _mapping_loader(db, memory.models_by_name)
-        self.version_by_id = _mapping_loader(db, memory.versions)
-        self.route_by_model_id = _mapping_loader(db, memory.routes_by_id)
+        """`limit`: the caller's; every object of another model is not found (the ones
+        reached from these, by id, belong to the same model)."""
+        self.model_by_id = _mapping_loader(
+            db, _limited(memory, memory.models_by_id, lambda row: row.id, limit)
+        )
+        self.model_by_name = _mapping_loader(
+            db, _limited(memory, memory.models_by_name, lambda row: row.id, limit)
+        )
+        self.version_by_id = _mapping_loader(
+            db, _limited(memory, memory.versions, lambda row: row.model_id, limit)
+        )
+        self.route_by_model_id = _mapping_loader(
+            db, _limited(memory, memory.routes_by_id, lambda row: row.model_id, limit)
+        )
         self.alias_events_by_model = _lists_loader(db, catalogue.alias_histories)
         self.split_events_by_model = _lists_loader(db, catalogue.split_histories)
         self.shadow_events_by_model = _lists_loader(db, shadow_versions.shadow_events_for_models)
         self.shadows_by_prediction = _lists_loader(db, shadow_versions.shadows_of_predictions)
         self.training_arguments = _lists_loader(db, memory.training_arguments)
         self.metrics = _lists_loader(db, memory.metrics)
-        self.prediction_by_id = _mapping_loader(db, prediction_audit.predictions_by_id)
+        self.prediction_by_id = _mapping_loader(
+            db,
+            _limited(memory, prediction_audit.predictions_by_id, lambda row: row.model_id, limit),
+        )
         self.outcome_history = _lists_loader(db, outcomes.histories)
         self.live_performance: DataLoader[LiveKey, list[PerformanceRecord]] = DataLoader(
             load_fn=lambda keys: self._load_live(db, memory, keys)

@@ -26,6 +26,7 @@ from modelql.services import outcomes, prediction_jobs, predictions
 from modelql.services.catalogue_changes import BasedOn
 from modelql.services.errors import ErrorCode as DomainCode
 from modelql.services.errors import ModelUnavailableError, UserInputError
+from modelql.services.model_access import check_model
 from modelql.services.shadow_versions import ShadowVersionRef
 
 Info = strawberry.Info[GraphContext, None]
@@ -258,7 +259,9 @@ async def _create(
     context: GraphContext, request: predictions.PredictionRequest
 ) -> list[PredictionType]:
     """The request's stored predictions, committed; UserInputError with nothing stored."""
-    requester = predictions.Requester(request_id=context.request_id, caller=context.caller)
+    requester = predictions.Requester(
+        request_id=context.request_id, caller=context.caller, limit=context.model_limit
+    )
     try:
         outcome = await context.dependencies.predictions.create(request, requester)
     except ModelUnavailableError as error:
@@ -415,6 +418,7 @@ class Mutation:
     )
     async def set_alias(self, info: Info, input: SetAliasInput) -> SetAliasPayload:
         try:
+            check_model(info.context.model_limit, input.model)
             await info.context.dependencies.catalogue_changes.set_alias(
                 model_name=input.model,
                 alias=input.alias,
@@ -437,6 +441,7 @@ class Mutation:
         self, info: Info, input: SetTrafficSplitInput
     ) -> SetTrafficSplitPayload:
         try:
+            check_model(info.context.model_limit, input.model)
             await info.context.dependencies.catalogue_changes.set_traffic_split(
                 model_name=input.model,
                 shares=[(share.version, share.weight) for share in input.shares],
@@ -479,7 +484,7 @@ class Mutation:
         requests = [item.request() for item in input.outcomes]
         try:
             rows = await info.context.dependencies.outcomes.record(
-                requests, caller=info.context.caller
+                requests, caller=info.context.caller, limit=info.context.model_limit
             )
         except UserInputError as error:
             return RecordOutcomesPayload(outcomes=[], user_errors=UserError.from_error(error))
@@ -493,7 +498,9 @@ class Mutation:
         self, info: Info, input: CreateAlertRuleInput
     ) -> CreateAlertRulePayload:
         try:
-            created = await info.context.dependencies.alert_rules.create(input.request())
+            created = await info.context.dependencies.alert_rules.create(
+                input.request(), info.context.model_limit
+            )
         except UserInputError as error:
             return CreateAlertRulePayload(
                 rule=None, secret=None, user_errors=UserError.from_error(error)
@@ -510,7 +517,9 @@ class Mutation:
         self, info: Info, id: strawberry.ID, enabled: bool
     ) -> AlertRulePayload:
         try:
-            row = await info.context.dependencies.alert_rules.set_enabled(_rule_id(id), enabled)
+            row = await info.context.dependencies.alert_rules.set_enabled(
+                _rule_id(id), enabled, info.context.model_limit
+            )
         except UserInputError as error:
             return AlertRulePayload(rule=None, user_errors=UserError.from_error(error))
         return AlertRulePayload(rule=AlertRuleType.of(row), user_errors=[])
@@ -520,7 +529,9 @@ class Mutation:
     )
     async def delete_alert_rule(self, info: Info, id: strawberry.ID) -> AlertRulePayload:
         try:
-            await info.context.dependencies.alert_rules.delete(_rule_id(id))
+            await info.context.dependencies.alert_rules.delete(
+                _rule_id(id), info.context.model_limit
+            )
         except UserInputError as error:
             return AlertRulePayload(rule=None, user_errors=UserError.from_error(error))
         return AlertRulePayload(rule=None, user_errors=[])
@@ -535,7 +546,9 @@ class Mutation:
         self, info: Info, input: SubmitPredictionJobInput
     ) -> PredictionJobPayload:
         requester = predictions.Requester(
-            request_id=info.context.request_id, caller=info.context.caller
+            request_id=info.context.request_id,
+            caller=info.context.caller,
+            limit=info.context.model_limit,
         )
         try:
             job = await info.context.dependencies.jobs.submit(input.submission(), requester)
@@ -550,7 +563,7 @@ class Mutation:
     )
     async def cancel_prediction_job(self, info: Info, id: strawberry.ID) -> PredictionJobPayload:
         try:
-            job = await info.context.dependencies.jobs.cancel(job_id(id))
+            job = await info.context.dependencies.jobs.cancel(job_id(id), info.context.model_limit)
         except UserInputError as error:
             return PredictionJobPayload(job=None, user_errors=UserError.from_error(error))
         return PredictionJobPayload(job=PredictionJob.of(job), user_errors=[])

@@ -21,6 +21,7 @@ from modelql.graph.types.predictions import PredictionFilter, PredictionStatsTyp
 from modelql.services import catalogue, comparison
 from modelql.services.api_keys import Scope
 from modelql.services.errors import UserInputError
+from modelql.services.model_access import ModelLimit
 
 Info = strawberry.Info[GraphContext, None]
 
@@ -34,10 +35,13 @@ class ModelFilter:
     )
 
     @staticmethod
-    def query(where: ModelFilter | None) -> catalogue.ModelFilter:
+    def query(where: ModelFilter | None, limit: ModelLimit | None) -> catalogue.ModelFilter:
+        """The catalogue's filter, narrowed to the caller's model limit."""
         if where is None:
-            return catalogue.ModelFilter()
-        return catalogue.ModelFilter(task=where.task, tag=where.tag, search=where.search)
+            return catalogue.ModelFilter(limit=limit)
+        return catalogue.ModelFilter(
+            task=where.task, tag=where.tag, search=where.search, limit=limit
+        )
 
 
 NODE_SCOPES = {"Model": Scope.READ, "ModelVersion": Scope.READ, "Prediction": Scope.AUDIT}
@@ -79,9 +83,8 @@ class Query:
         description="Alert rules with their states, oldest first.", permission_classes=[CanRead]
     )
     async def alert_rules(self, info: Info) -> list[AlertRuleType]:
-        return [
-            AlertRuleType.of(row) for row in await info.context.dependencies.alert_rules.rules()
-        ]
+        rules = await info.context.dependencies.alert_rules.rules(info.context.model_limit)
+        return [AlertRuleType.of(row) for row in rules]
 
     @strawberry.field(description="Models ordered by name.", permission_classes=[CanRead])
     async def models(
@@ -91,7 +94,8 @@ class Query:
         after: str | None = None,
         filter: ModelFilter | None = None,
     ) -> Connection[ModelType]:
-        page = await model_page(info, first, after, ModelFilter.query(filter))
+        where = ModelFilter.query(filter, info.context.model_limit)
+        page = await model_page(info, first, after, where)
         return Connection.of(page, ModelType.from_row)
 
     @strawberry.field(
@@ -122,14 +126,15 @@ class Query:
         after: str | None = None,
         filter: PredictionFilter | None = None,
     ) -> Connection[PredictionType]:
-        page = await prediction_page(info, first, after, PredictionFilter.query(filter))
+        query = PredictionFilter.query(filter, limit=info.context.model_limit)
+        page = await prediction_page(info, first, after, query)
         return Connection.of(page, PredictionType.from_row)
 
     @strawberry.field(
         description="A prediction job by id; null when unknown.", permission_classes=[CanRead]
     )
     async def prediction_job(self, info: Info, id: strawberry.ID) -> PredictionJob | None:
-        job = await info.context.dependencies.jobs.get(job_id(id))
+        job = await info.context.dependencies.jobs.get(job_id(id), info.context.model_limit)
         return PredictionJob.of(job) if job else None
 
     @strawberry.field(
@@ -145,7 +150,9 @@ class Query:
     async def prediction_stats(
         self, info: Info, filter: PredictionFilter | None = None
     ) -> PredictionStatsType:
-        return PredictionStatsType.of(PredictionFilter.query(filter))
+        return PredictionStatsType.of(
+            PredictionFilter.query(filter, limit=info.context.model_limit)
+        )
 
     @strawberry.field(
         description="Re-score a sample of stored predictions of the model (the newest matching "
@@ -185,7 +192,7 @@ class Query:
             model=model,
             candidate=candidate.to_selector(),
             baseline=baseline.to_selector() if baseline else None,
-            query=PredictionFilter.query(filter),
+            query=PredictionFilter.query(filter, limit=info.context.model_limit),
             sample=sample,
             source=comparison_source,
         )

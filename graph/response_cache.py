@@ -1,7 +1,8 @@
 """Answers to queries kept per process: keyed by the normalised document, the operation, the
-variables and the caller's scopes; valid while the generations of the datasets the document
-reads have not moved (`answer_dependencies`), for at most a time-to-live. An answer that
-carried errors is never kept. Concurrent misses of one key share one execution."""
+variables, the caller's scopes and model limit (one key's answer never serves a key limited
+otherwise); valid while the generations of the datasets the document reads have not moved
+(`answer_dependencies`), for at most a time-to-live. An answer that carried errors is never
+kept. Concurrent misses of one key share one execution."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class _Answer:
     size: int
 
 
-Key = tuple[str, str, frozenset[str]]
+Key = tuple[str, str, frozenset[str], str | None]
 
 
 class ResponseCache:
@@ -104,14 +105,16 @@ class ResponseCache:
         plan: CachePlan,
         variables: Mapping[str, object] | None,
         scopes: frozenset[str],
+        limit: str | None,
         execute: Callable[[], Awaitable[ExecutionResult]],
     ) -> ExecutionResult:
-        """The kept answer when it is current, else `execute()`'s (kept when error-free)."""
+        """The kept answer when it is current, else `execute()`'s (kept when error-free);
+        `limit` is the text of the caller's model limit (None: every model)."""
         canonical = _canonical(variables)
         if canonical is None:
             self._observe("miss")
             return await execute()
-        key: Key = (plan.digest, canonical, scopes)
+        key: Key = (plan.digest, canonical, scopes, limit)
         answer = self._answers.get(key)
         if answer is not None and self._current(plan.datasets, answer.stamp):
             self._observe("hit")

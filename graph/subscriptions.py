@@ -91,7 +91,8 @@ class Subscription:
     async def predictions_created(
         self, info: Info, filter: PredictionFilter | None = None
     ) -> AsyncGenerator[list[PredictionType], None]:
-        select = prediction_feed.selector(PredictionFilter.query(filter))
+        query = PredictionFilter.query(filter, limit=info.context.model_limit)
+        select = prediction_feed.selector(query)
         feed = info.context.dependencies.feeds.predictions
         async with _subscription(info, feed, select) as subscriber:
             async for commit in subscriber.messages():
@@ -109,6 +110,9 @@ class Subscription:
         feed = info.context.dependencies.feeds.catalogue
         async with _subscription(info, feed, catalogue_feed.selector(model)) as subscriber:
             async for change in subscriber.messages():
+                if await info.context.loaders.model_by_id.load(change.model_id) is None:
+                    await info.context.release()
+                    continue  # a model outside the key's limit
                 yield CatalogueEvent(
                     kind=CatalogueEventKind(change.kind),
                     alias=change.alias,
@@ -127,8 +131,13 @@ class Subscription:
         dependencies = info.context.dependencies
         try:
             async for ids in dependencies.alert_changes.changes():
-                rules = await dependencies.alert_rules.rules()
-                yield [AlertRuleType.of(row) for row in rules if str(row.id) in ids]
+                changed = [
+                    row for row in await dependencies.alert_rules.rules() if str(row.id) in ids
+                ]
+                loaders = info.context.loaders  # of the key's models only
+                shown = [r for r in changed if await loaders.model_by_id.load(r.model_id)]
+                if shown or not changed:  # nothing of another model, not even that it moved
+                    yield [AlertRuleType.of(row) for row in shown]
                 await info.context.release()
         except SubscriptionEndedError as error:
             info.context.end_connection(error)
@@ -145,15 +154,16 @@ class Subscription:
         self, info: Info, id: strawberry.ID
     ) -> AsyncGenerator[PredictionJob | None, None]:
         jobs = info.context.dependencies.jobs
+        limit = info.context.model_limit
         wanted = job_id(id)
         feed = info.context.dependencies.feeds.jobs
         async with _subscription(info, feed, job_feed.selector(wanted)) as subscriber:
-            job = await jobs.get(wanted)
+            job = await jobs.get(wanted, limit)
             yield PredictionJob.of(job) if job else None
             if job is None or job.state.finished:
                 return
             async for _ in subscriber.messages():
-                job = await jobs.get(wanted)
+                job = await jobs.get(wanted, limit)
                 yield PredictionJob.of(job) if job else None
                 await info.context.release()
                 if job is None or job.state.finished:

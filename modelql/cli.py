@@ -138,11 +138,18 @@ def keys_create(
     rate: Annotated[
         str | None, typer.Option(help="Its own rate, e.g. 100/second. Default: MODELQL_RATE_LIMIT.")
     ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated model names or patterns (fraud-*) it may reach. "
+            "Default: every model."
+        ),
+    ] = None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     from modelql import commands
 
-    commands.keys_create(name=name, scopes=scopes, rate=rate)
+    commands.keys_create(name=name, scopes=scopes, rate=rate, models=models)
 
 
 @keys_app.command("list")

@@ -53,6 +53,7 @@ from modelql.services.catalogue import Catalogue
 from modelql.services.errors import RegistrationError, UserInputError, is_connection_failure
 from modelql.services.freshness import Freshness
 from modelql.services.inference import ModelCache
+from modelql.services.model_access import ModelLimit
 from modelql.services.prediction_audit import PredictionQuery
 from modelql.services.verification import VerificationReport, Verifier
 from modelql.settings import Settings, UnsafeExposureError, check_exposure
@@ -347,15 +348,20 @@ def keys_create(
     name: str,
     scopes: str = "read",
     rate: str | None = None,
+    models: str | None = None,
 ) -> None:
     """Create a key and print it once; only its hash is stored."""
     parsed = _parse_scopes(scopes)
+    limit = _parse_models(models) if models is not None else None
     _, plain = _run_key_command(
-        lambda session: api_keys.create(session, name=name, scopes=parsed, rate_limit=rate)
+        lambda session: api_keys.create(
+            session, name=name, scopes=parsed, rate_limit=rate, models=limit
+        )
     )
     budget = f"rate {rate}" if rate else "the default rate"
+    reach = f"models {', '.join(limit.patterns)}" if limit else "every model"
     console.print(
-        f"Key {name!r} with scopes {', '.join(sorted(parsed))} and {budget}. Store it now:"
+        f"Key {name!r} with scopes {', '.join(sorted(parsed))}, {budget} and {reach}. Store it now:"
     )
     typer.echo(plain)
 
@@ -368,6 +374,14 @@ def _parse_scopes(text: str) -> frozenset[api_keys.Scope]:
         raise typer.Exit(2) from None
 
 
+def _parse_models(text: str) -> ModelLimit:
+    try:
+        return api_keys.parse_models(text)
+    except ApiKeyError as error:
+        console.print(f"[red]{error}[/red]")
+        raise typer.Exit(2) from None
+
+
 def keys_list() -> None:
     """List keys (never their secret): name, scopes, created, revoked."""
     rows = _run_key_command(api_keys.list_all)
@@ -375,7 +389,8 @@ def keys_list() -> None:
         state = f"revoked {row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "active"
         rate = row.rate_limit or "default rate"
         created = f"{row.created_at:%Y-%m-%d %H:%M}"
-        typer.echo(f"{row.name}\t{','.join(row.scopes)}\t{rate}\t{created}\t{state}")
+        reach = ",".join(row.models) if row.models is not None else "all models"
+        typer.echo(f"{row.name}\t{','.join(row.scopes)}\t{rate}\t{reach}\t{created}\t{state}")
 
 
 def keys_revoke(name: str) -> None:

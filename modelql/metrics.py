@@ -27,6 +27,7 @@ from starlette.types import Scope
 
 from modelql.graph.request_log import RequestLog
 from modelql.persistence.tables import AlertRule
+from modelql.services.model_access import ModelLimit
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 MAX_OPERATION_NAMES = 200  # distinct names kept as labels per process; later ones are "other"
@@ -253,11 +254,33 @@ def alert_series(rules: list[tuple[AlertRule, str]]) -> bytes:
     return ("\n".join(lines + states) + "\n").encode()
 
 
+MODEL_LABEL = re.compile(r'[{,]model="((?:[^"\\]|\\.)*)"')
+
+
+def within(text: bytes, limit: ModelLimit) -> bytes:
+    """The exposition without the samples labelled with a model outside `limit`."""
+    kept = []
+    for line in text.decode().splitlines():
+        found = MODEL_LABEL.search(line) if not line.startswith("#") else None
+        if found is None or limit.allows(found.group(1)):  # model names need no escaping
+            kept.append(line)
+    return ("\n".join(kept) + "\n").encode()
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    """GET /metrics."""
+    """GET /metrics. No key is needed; a presented Bearer key is checked (401 when unknown),
+    and a key limited to models sees only the series of its models (and those of no model)."""
     runtime = getattr(request.app.state, "runtime", None)
     body = b""
+    limit: ModelLimit | None = None
     if runtime is not None:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            caller = await runtime.graph_dependencies.keys.authenticate(key.strip())
+            if caller is None:
+                return Response("Unknown or revoked API key.\n", status_code=401)
+            limit = caller.models
         sample(runtime.engine, runtime.model_cache)
         body = alert_series(await runtime.graph_dependencies.alert_rules.watched())
-    return Response(exposition() + body, media_type=CONTENT_TYPE_LATEST)
+    text = exposition() + body
+    return Response(within(text, limit) if limit else text, media_type=CONTENT_TYPE_LATEST)

@@ -41,6 +41,10 @@ async def model(session: AsyncSession, name: str) -> ModelRef | None:
     return None if row is None else ModelRef(row.id, row.task)
 
 
+async def model_name(session: AsyncSession, model_id: uuid.UUID) -> str | None:
+    return await session.scalar(select(Model.name).where(Model.id == model_id))
+
+
 async def version_id(session: AsyncSession, model_id: uuid.UUID, number: int) -> uuid.UUID | None:
     return (
         await session.execute(

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Row, func, literal, or_, select
+from sqlalchemy import ColumnElement, Row, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from modelql.persistence.model_limit import ModelLimit
 from modelql.persistence.tables import (
     AliasEvent,
     Model,
@@ -40,6 +41,8 @@ class ModelFilter:
     task: str | None = None
     tag: str | None = None
     search: str | None = None
+    limit: ModelLimit | None = None
+    """The caller's model limit (None: every model)."""
 
 
 def _escape_like(text: str) -> str:
@@ -57,12 +60,24 @@ async def list_models(
         statement = statement.where(Model.task == where.task)
     if where.tag is not None:
         statement = statement.where(Model.tags.any_() == where.tag)
+    if where.limit is not None:
+        statement = statement.where(limited_names(Model.name, where.limit))
     if where.search:
         pattern = f"%{_escape_like(where.search)}%"
         statement = statement.where(
             or_(Model.name.ilike(pattern), Model.description.ilike(pattern))
         )
     return list((await session.scalars(statement)).all())
+
+
+def limited_names(column: Any, limit: ModelLimit) -> ColumnElement[bool]:
+    """The condition that the model name in `column` is within `limit`."""
+    return or_(*(column.like(pattern, escape="\\") for pattern in limit.like_patterns()))
+
+
+async def model_names(session: AsyncSession) -> list[str]:
+    """Every model's name."""
+    return list((await session.scalars(select(Model.name))).all())
 
 
 async def models_in_name_order(session: AsyncSession, *, limit: int) -> list[Model]:

@@ -16,7 +16,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import aliased
 
+from modelql.persistence.catalogue_repository import limited_names
 from modelql.persistence.feed_repository import NamedPrediction
+from modelql.persistence.model_limit import ModelLimit
 from modelql.persistence.tables import LatestOutcome, Model, ModelVersion, Prediction
 
 Columns = Any
@@ -199,6 +201,18 @@ class PredictionQuery:
             public=False,
         ),
     )
+    limit: ModelLimit | None = field(
+        default=None,
+        metadata=narrowing(
+            sql=lambda p, limit: p.model_id.in_(
+                select(Model.id).where(limited_names(Model.name, limit))
+            ),
+            live=lambda item, limit: limit.allows(item.model),
+            rollups=RollupDecision.ROLLUPS_ANSWER,
+            public=False,
+        ),
+    )
+    """The caller's model limit: predictions of other models are never seen."""
 
     def __post_init__(self) -> None:
         """A time without an offset is UTC (as the API says), so every path compares alike."""

@@ -580,6 +580,7 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column()
     rate_limit: Mapped[str | None] = mapped_column(String(100))  # e.g. "100/second"
+    models: Mapped[list[str] | None] = mapped_column()  # names or globs; None: every model
 
 
 class AlertRule(Base):

@@ -20,6 +20,7 @@ from modelql.persistence import alert_repository as repo
 from modelql.persistence.notifications import notify
 from modelql.persistence.tables import AlertDelivery, AlertRule
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
+from modelql.services.model_access import ModelLimit, allows
 
 
 class Signal(StrEnum):
@@ -109,7 +110,9 @@ class AlertRules:
         self._changed = changed
         """Called after each COMMIT of a change (moves the store's generation)."""
 
-    async def create(self, given: AlertRuleInput) -> CreatedRule:
+    async def create(self, given: AlertRuleInput, limit: ModelLimit | None = None) -> CreatedRule:
+        """A rule on a model within the caller's `limit` (another is a model that does not
+        exist)."""
         problems = []
         if not math.isfinite(given.threshold):
             problems.append(
@@ -125,7 +128,7 @@ class AlertRules:
             if why is not None:
                 problems.append(FieldProblem(("webhookUrl",), ErrorCode.INVALID_WEBHOOK, why))
         async with self._sessionmaker() as session, session.begin():
-            found = await repo.model(session, given.model)
+            found = await repo.model(session, given.model) if allows(limit, given.model) else None
             version = None
             if found is None:
                 problems.append(
@@ -173,10 +176,12 @@ class AlertRules:
         self._changed()
         return CreatedRule(rule, secret)
 
-    async def set_enabled(self, rule_id: uuid.UUID, enabled: bool) -> AlertRule:
+    async def set_enabled(
+        self, rule_id: uuid.UUID, enabled: bool, limit: ModelLimit | None = None
+    ) -> AlertRule:
         async with self._sessionmaker() as session, session.begin():
             found = await repo.rule(session, rule_id)
-            if found is None:
+            if found is None or not await _reachable(session, found, limit):
                 raise _not_found()
             found.enabled = enabled
             if not enabled:
@@ -185,15 +190,22 @@ class AlertRules:
         self._changed()
         return found
 
-    async def delete(self, rule_id: uuid.UUID) -> None:
+    async def delete(self, rule_id: uuid.UUID, limit: ModelLimit | None = None) -> None:
         async with self._sessionmaker() as session, session.begin():
+            found = await repo.rule(session, rule_id)
+            if found is None or not await _reachable(session, found, limit):
+                raise _not_found()
             if not await repo.delete_rule(session, rule_id):
                 raise _not_found()
             await notify(session, repo.ALERTS_CHANNEL, str(rule_id))
 
-    async def rules(self) -> list[AlertRule]:
+    async def rules(self, limit: ModelLimit | None = None) -> list[AlertRule]:
+        """Every rule, oldest first; only those on models within `limit` when given."""
         async with self._sessionmaker() as session:
-            return await repo.rules(session)
+            if limit is None:
+                return await repo.rules(session)
+            named = await repo.rules_with_models(session)
+        return [rule for rule, name in named if limit.allows(name)]
 
     async def watched(self) -> list[tuple[AlertRule, str]]:
         """Every rule with its model's name (for /metrics)."""
@@ -203,6 +215,14 @@ class AlertRules:
     async def deliveries(self, rule_id: uuid.UUID | None, limit: int) -> list[AlertDelivery]:
         async with self._sessionmaker() as session:
             return await repo.deliveries(session, rule_id, limit)
+
+
+async def _reachable(session: AsyncSession, rule: AlertRule, limit: ModelLimit | None) -> bool:
+    """Whether the rule's model is within the caller's limit."""
+    if limit is None:
+        return True
+    name = await repo.model_name(session, rule.model_id)
+    return name is not None and limit.allows(name)
 
 
 def _not_found() -> UserInputError:

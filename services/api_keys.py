@@ -11,7 +11,8 @@ from enum import StrEnum
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from modelql.persistence import api_key_repository
+from modelql.persistence import api_key_repository, catalogue_repository
+from modelql.persistence.model_limit import ModelLimit, ModelLimitError
 from modelql.persistence.notifications import KEYS_CHANNEL, notify
 from modelql.persistence.tables import ApiKey
 from modelql.services.errors import DomainError
@@ -41,6 +42,7 @@ class Caller:
     name: str
     scopes: frozenset[Scope]
     rate_limit: str | None = None  # None: the service's default rate
+    models: ModelLimit | None = None  # None: every model
 
 
 def _digest(key: str) -> str:
@@ -58,11 +60,24 @@ def parse_scopes(text: str) -> frozenset[Scope]:
     return frozenset(Scope(name) for name in names)
 
 
+def parse_models(text: str) -> ModelLimit:
+    """`fraud-*,iris-classifier` -> the model limit; a malformed pattern is refused."""
+    try:
+        return ModelLimit.parse(text)
+    except ModelLimitError as error:
+        raise ApiKeyError(str(error)) from None
+
+
 async def create(
-    session: AsyncSession, *, name: str, scopes: frozenset[Scope], rate_limit: str | None = None
+    session: AsyncSession,
+    *,
+    name: str,
+    scopes: frozenset[Scope],
+    rate_limit: str | None = None,
+    models: ModelLimit | None = None,
 ) -> tuple[ApiKey, str]:
-    """A new key (with its own rate, else the default); the plain key is returned once and
-    never stored."""
+    """A new key (with its own rate, else the default; limited to `models`, else reaching
+    every model); the plain key is returned once and never stored."""
     if not KEY_NAME.fullmatch(name):
         raise ApiKeyError(f"Key name {name!r} must be 1-100 letters, digits, '.', '_', '@' or '-'.")
     if rate_limit is not None:
@@ -70,6 +85,8 @@ async def create(
             parse_rate(rate_limit)
         except RateError as error:
             raise ApiKeyError(str(error)) from None
+    if models is not None:
+        await _check_matches(session, models)
     if await api_key_repository.name_taken(session, name):
         raise ApiKeyError(f"A key named {name!r} already exists; revoke it or pick another name.")
     prefix = secrets.token_hex(6)
@@ -80,8 +97,17 @@ async def create(
         key_sha256=_digest(plain),
         scopes=sorted(scopes),
         rate_limit=rate_limit,
+        models=list(models.patterns) if models is not None else None,
     )
     return await api_key_repository.add(session, row), plain
+
+
+async def _check_matches(session: AsyncSession, models: ModelLimit) -> None:
+    """Refuse a pattern that names no model (a typo would make a key that reaches nothing)."""
+    names = await catalogue_repository.model_names(session)
+    idle = [p for p in models.patterns if not any(ModelLimit((p,)).allows(n) for n in names)]
+    if idle:
+        raise ApiKeyError(f"No model matches {', '.join(map(repr, idle))}.")
 
 
 async def list_all(session: AsyncSession) -> list[ApiKey]:
@@ -109,6 +135,7 @@ async def authenticate(session: AsyncSession, presented: str) -> Caller | None:
         name=row.name,
         scopes=frozenset(Scope(scope) for scope in row.scopes),
         rate_limit=row.rate_limit,
+        models=ModelLimit(tuple(row.models)) if row.models is not None else None,
     )
 
 

@@ -31,6 +31,7 @@ from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.features import validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
+from modelql.services.model_access import allows, unknown_model
 
 MAX_SAMPLE = 10_000
 MAX_EXAMPLES = 100
@@ -135,10 +136,8 @@ class VersionComparisons:
             route = (await self._catalogue.routes_by_name(session, [request.model])).get(
                 request.model
             )
-            if route is None:
-                raise UserInputError.single(
-                    ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {request.model!r}."
-                )
+            if route is None or not allows(request.query.limit, request.model):
+                raise unknown_model(request.model)
             candidate_id = _chosen(route, request.candidate, "candidate")
             if request.source is ComparisonSource.SHADOW:
                 return await self._shadowed(session, route, candidate_id, request)

@@ -65,6 +65,8 @@ class ModelDirectory:
         for row in self.rows[start:]:
             if len(found) == limit:
                 break
+            if where.limit is not None and not where.limit.allows(row.name):
+                continue
             if where.task is not None and row.task != where.task:
                 continue
             if where.tag is not None and where.tag not in row.tags:

@@ -21,6 +21,7 @@ from modelql.persistence.outcome_repository import NewOutcome, OutcomeRow, Targe
 from modelql.services.catalogue import Catalogue, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
 from modelql.services.generations import Dataset, Generations
+from modelql.services.model_access import ModelLimit
 
 __all__ = [
     "NO_PREDICTION",
@@ -67,9 +68,11 @@ async def record(
     *,
     caller: str | None,
     max_batch_size: int,
+    limit: ModelLimit | None = None,
 ) -> list[OutcomeRow]:
     """The outcome that counts for each request's prediction, in request order; every problem
-    as a UserInputError, and then nothing is stored. The same outcome again stores nothing."""
+    as a UserInputError, and then nothing is stored. The same outcome again stores nothing.
+    A prediction of a model outside the caller's `limit` is one that does not exist."""
     _check_size(requests, max_batch_size)
     problems = [problem for index, item in enumerate(requests) for problem in _shape(index, item)]
     connection = await driver_connection(session)
@@ -78,6 +81,8 @@ async def record(
         [item.prediction_id for item in requests if item.prediction_id is not None],
         [reference for item in requests if (reference := item.reference) is not None],
     )
+    if limit is not None:
+        targets = await _reachable(session, catalogue, targets, limit)
     found = [_target(index, item, targets, problems) for index, item in enumerate(requests)]
     versions = await catalogue.versions(session, list({t.model_version_id for t in targets}))
     for index, (item, target) in enumerate(zip(requests, found, strict=True)):
@@ -109,7 +114,11 @@ class OutcomeRecorder:
         self._max_batch_size = max_batch_size
 
     async def record(
-        self, requests: Sequence[OutcomeRequest], *, caller: str | None
+        self,
+        requests: Sequence[OutcomeRequest],
+        *,
+        caller: str | None,
+        limit: ModelLimit | None = None,
     ) -> list[OutcomeRow]:
         """As `record`, committed."""
         async with self._sessionmaker.begin() as session:
@@ -119,9 +128,23 @@ class OutcomeRecorder:
                 requests,
                 caller=caller,
                 max_batch_size=self._max_batch_size,
+                limit=limit,
             )
         self._generations.changed(Dataset.STORE)
         return rows
+
+
+async def _reachable(
+    session: AsyncSession, catalogue: Catalogue, targets: list[Target], limit: ModelLimit
+) -> list[Target]:
+    """The targets whose model is within `limit`."""
+    versions = await catalogue.versions(session, list({t.model_version_id for t in targets}))
+    models = await catalogue.models_by_id(session, list({v.model_id for v in versions.values()}))
+    return [
+        target
+        for target in targets
+        if limit.allows(models[versions[target.model_version_id].model_id].name)
+    ]
 
 
 async def _store(

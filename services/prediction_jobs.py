@@ -35,6 +35,7 @@ from modelql.services.errors import (
 )
 from modelql.services.features import matrix_passes, rows_checked_in_bulk, validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
+from modelql.services.model_access import ModelLimit
 from modelql.services.predictions import PredictionRequest, PredictionService, Requester
 
 logger = logging.getLogger(__name__)
@@ -241,24 +242,32 @@ class PredictionJobs:
         assert record is not None
         return JobView.of(record, 0)
 
-    async def get(self, job_id: uuid.UUID) -> JobView | None:
+    async def get(self, job_id: uuid.UUID, limit: ModelLimit | None = None) -> JobView | None:
+        """The job; None when unknown or of a model outside the caller's `limit`."""
         async with self._connection() as connection:
             record = await job_repository.get(connection, job_id)
-            if record is None:
+            if record is None or not await self._reachable(record["model_id"], limit):
                 return None
             return JobView.of(record, _rows_done(await job_repository.parts(connection, job_id)))
 
-    async def cancel(self, job_id: uuid.UUID) -> JobView:
+    async def _reachable(self, model_id: uuid.UUID, limit: ModelLimit | None) -> bool:
+        if limit is None:
+            return True
+        async with self._sessionmaker() as session:
+            found = (await self._catalogue.models_by_id(session, [model_id])).get(model_id)
+        return found is not None and limit.allows(found.name)
+
+    async def cancel(self, job_id: uuid.UUID, limit: ModelLimit | None = None) -> JobView:
         """Cancel a queued or running job: no chunk commits after this one does (chunks
         committed before stay stored). A finished job is returned as it is."""
+        if limit is not None and await self.get(job_id, limit) is None:
+            raise _job_not_found()
         async with self._connection() as connection:
             async with connection.transaction():
                 record = await job_repository.cancel(connection, job_id)
             self._on_commit()
             if record is None:
-                raise UserInputError.single(
-                    ("id",), ErrorCode.JOB_NOT_FOUND, "No prediction job has this id."
-                )
+                raise _job_not_found()
             return JobView.of(record, _rows_done(await job_repository.parts(connection, job_id)))
 
     async def results(self, job_id: uuid.UUID) -> list[job_files.JobResult]:
@@ -653,6 +662,10 @@ def _kept(scores: Scores, keep: list[int]) -> Scores:
 
 def _source_field(submission: JobSubmission) -> tuple[str, ...]:
     return ("source", "file") if submission.upload is not None else ("source", "path")
+
+
+def _job_not_found() -> UserInputError:
+    return UserInputError.single(("id",), ErrorCode.JOB_NOT_FOUND, "No prediction job has this id.")
 
 
 def _too_large(path: tuple[str, ...], size: int, limit: int) -> UserInputError:

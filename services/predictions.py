@@ -22,6 +22,7 @@ from modelql.services.catalogue import Catalogue, ModelRoute, RouteChoice, Versi
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
 from modelql.services.failure_counts import count_failure, counts_as_failure
 from modelql.services.features import rows_checked_in_bulk, validate_instance
+from modelql.services.model_access import ModelLimit, check_model, unknown_model
 
 MAX_INPUT_DEPTH = 64
 """Deepest JSON nesting a fingerprint follows; features deeper than this are refused."""
@@ -84,6 +85,8 @@ def _normalised(value: Any, path: tuple[str, ...], depth: int) -> Any:
 class Requester:
     request_id: str
     caller: str | None
+    limit: ModelLimit | None = None
+    """The models the caller's key may reach (None: every model)."""
 
     def routing_key(self, request: PredictionRequest) -> str:
         """Who a traffic split keeps on one side: the request's routing key, else the caller;
@@ -241,6 +244,7 @@ class PredictionService:
     async def create(self, request: PredictionRequest, requester: Requester) -> PredictionOutcome:
         """Stored predictions for the request, or a UserInputError with every problem found;
         nothing is stored unless everything is, and nothing is returned before COMMIT."""
+        check_model(requester.limit, request.model)
         self._check_size(request)
         fingerprint = request.fingerprint() if request.idempotency_key is not None else None
         chosen = None if fingerprint is not None else self._version_in_memory(request, requester)
@@ -284,6 +288,7 @@ class PredictionService:
     ) -> tuple[Version, RoutingReason]:
         """The version that answers the request (from memory when the catalogue holds it);
         a UserInputError naming the model, version or alias that names none."""
+        check_model(requester.limit, request.model)
         chosen = self._version_in_memory(request, requester)
         if chosen is not None:
             return chosen
@@ -319,9 +324,7 @@ class PredictionService:
     ) -> tuple[Version, RoutingReason]:
         route = (await self._catalogue.routes_by_name(session, [request.model])).get(request.model)
         if route is None:
-            raise UserInputError.single(
-                ("model",), ErrorCode.MODEL_NOT_FOUND, f"No model is named {request.model!r}."
-            )
+            raise unknown_model(request.model)
         choice = _choice(route, request, requester)
         versions = await self._catalogue.versions(session, [choice.version_id])
         return versions[choice.version_id], choice.routed_by

@@ -510,6 +510,40 @@ async def test_keys_are_created_once_listed_without_secret_and_revoked(
     assert again.returncode != 0
 
 
+async def test_a_key_created_for_some_models_reaches_only_those(
+    cli_env: dict[str, str], sessionmaker: async_sessionmaker[AsyncSession], demo_catalogue: None
+):
+    name = f"cli-limited-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    created = _run_cli(
+        [
+            "keys",
+            "create",
+            "--name",
+            name,
+            "--scopes",
+            "read",
+            "--models",
+            "iris-*,wine-classifier",
+        ],
+        cli_env,
+    )
+    assert created.returncode == 0, _said(created)
+    assert "models iris-*, wine-classifier" in _said(created)
+    async with sessionmaker() as session:
+        caller = await api_keys.authenticate(session, created.stdout.strip().splitlines()[-1])
+    assert caller is not None and caller.models is not None
+    assert caller.models.patterns == ("iris-*", "wine-classifier")
+    listed = _run_cli(["keys", "list"], cli_env)
+    assert f"{name}\tread\tdefault rate\tiris-*,wine-classifier\t" in listed.stdout
+
+    unmatched = _run_cli(["keys", "create", "--name", f"{name}-x", "--models", "fraud-*"], cli_env)
+    assert unmatched.returncode != 0
+    assert "No model matches 'fraud-*'" in _said(unmatched)
+    malformed = _run_cli(["keys", "create", "--name", f"{name}-y", "--models", "Fraud%"], cli_env)
+    assert malformed.returncode != 0
+    assert "model names or patterns" in _said(malformed)
+
+
 def test_serving_without_auth_off_loopback_is_refused():
     result = subprocess.run(
         [MODELQL, "serve", "--host", "0.0.0.0", "--port", str(_free_port())],

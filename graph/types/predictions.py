@@ -15,6 +15,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from modelql.graph.context import GraphContext
 from modelql.services import prediction_audit
+from modelql.services.model_access import ModelLimit
 from modelql.services.outcomes import OutcomeRow
 
 Info = strawberry.Info[GraphContext, None]
@@ -76,12 +77,16 @@ class PredictionFilter:
         *,
         model_id: uuid.UUID | None = None,
         version_id: uuid.UUID | None = None,
+        limit: ModelLimit | None = None,
     ) -> prediction_audit.PredictionQuery:
-        """The audit query of a filter (none: every prediction), narrowed to a model/version:
-        each field goes to the `PredictionQuery` field of its name (a test holds the two alike)."""
+        """The audit query of a filter (none: every prediction), narrowed to a model/version
+        and to the caller's model limit: each field goes to the `PredictionQuery` field of its
+        name (a test holds the two alike)."""
         where = where or PredictionFilter()
         given = {each.name: getattr(where, each.name) for each in dataclasses.fields(where)}
-        return prediction_audit.PredictionQuery(**given, model_id=model_id, version_id=version_id)
+        return prediction_audit.PredictionQuery(
+            **given, model_id=model_id, version_id=version_id, limit=limit
+        )
 
 
 @strawberry.type(name="LabelCount")

@@ -4,7 +4,7 @@ linked to the primary predictions (`shadow_predictions`), and the comparison an 
 was based on (`model_alias_events.based_on`).
 
 Revision ID: 20261206_shadow
-Revises: 20261205_prediction_jobs
+Revises: 20261206_error_counts
 Create Date: 2026-12-06 08:40:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "20261206_shadow"
-down_revision: str | None = "20261205_prediction_jobs"
+down_revision: str | None = "20261206_error_counts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

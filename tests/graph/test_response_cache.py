@@ -192,7 +192,7 @@ async def test_an_answer_orjson_cannot_encode_is_answered_and_not_kept():
         return ExecutionResult(data={"deep": deep}, errors=None)
 
     for _ in range(2):
-        assert (await cache.answer(plan, None, frozenset(), execute)).data == {"deep": deep}
+        assert (await cache.answer(plan, None, frozenset(), None, execute)).data == {"deep": deep}
     assert executions == 2
 
 

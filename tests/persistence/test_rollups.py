@@ -26,6 +26,7 @@ from uuid_utils.compat import uuid7
 
 from modelql.persistence import outcome_repository
 from modelql.persistence.database import driver_connection
+from modelql.persistence.model_limit import ModelLimit
 from modelql.persistence.prediction_filters import FILTER_FIELDS, PredictionQuery, RollupDecision
 from modelql.persistence.prediction_writer import RequestRows, insert
 from modelql.persistence.stats_repository import (
@@ -200,6 +201,9 @@ DRAWN = {
     "caller": st.sampled_from([None, "alice", "bob"]),
     "created_after": moments,
     "created_before": moments,
+    "limit": st.sampled_from(
+        [None, ModelLimit.parse("iris-*"), ModelLimit.parse("diabetes-regressor,wine-*")]
+    ),
 }
 queries = st.builds(PredictionQuery, **DRAWN)
 groupings = st.lists(st.sampled_from(list(Dimension)), min_size=1, max_size=3, unique=True)
@@ -343,11 +347,13 @@ async def test_outcomes_and_predictions_lock_roll_up_rows_in_one_order(
 
 
 def test_the_property_draws_every_filter_field_the_roll_ups_may_answer():
-    """The API's own scope fields (a model's or version's predictions) aside."""
+    """The API's own scope fields (a model's or version's predictions) aside; the caller's
+    model limit is drawn too."""
     answerable = {
         name
         for name, declared in FILTER_FIELDS.items()
-        if declared.rollups is not RollupDecision.RAW_TABLE_ONLY and declared.public
+        if declared.rollups is not RollupDecision.RAW_TABLE_ONLY
+        and (declared.public or name == "limit")
     }
     assert answerable == set(DRAWN)
 
@@ -359,6 +365,7 @@ SAMPLE_VALUES = {
     bool: True,
     datetime: NOW,
     uuid.UUID: uuid.UUID(int=1),
+    ModelLimit: ModelLimit.parse("iris-*"),
 }
 
 

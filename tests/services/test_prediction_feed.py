@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modelql.persistence import feed_repository, prediction_writer
 from modelql.persistence.database import driver_connection, libpq_url
 from modelql.persistence.feed_repository import NamedPrediction
+from modelql.persistence.model_limit import ModelLimit
 from modelql.persistence.prediction_filters import FILTER_FIELDS, PredictionQuery
 from modelql.persistence.tables import Model, ModelVersion, Prediction
 from modelql.services import prediction_feed
@@ -195,6 +196,12 @@ def _samples(
         "correct": [True, False],
         "model_id": [iris[0], iris_v2[0], uuid.uuid4()],
         "version_id": [iris[1], iris_v2[1], uuid.uuid4()],
+        "limit": [
+            ModelLimit.parse("iris-*"),
+            ModelLimit.parse("diabetes-regressor,wine-*"),
+            ModelLimit.parse("?ris-classifier"),
+            ModelLimit.parse("iris_classifier"),
+        ],
     }
 
 
