@@ -32,13 +32,22 @@ class Generations:
     def __init__(self, *, listening_since: Callable[[], float | None]) -> None:
         self._values = dict.fromkeys(Dataset, 0)
         self._listening_since = listening_since
+        self._followers: list[Callable[[tuple[Dataset, ...]], None]] = []
+
+    def follow(self, moved: Callable[[tuple[Dataset, ...]], None]) -> None:
+        """Call `moved` with the datasets of every later change (e.g. to tell other replicas)."""
+        self._followers.append(moved)
 
     def changed(self, dataset: Dataset) -> None:
         self._values[dataset] += 1
+        for moved in self._followers:
+            moved((dataset,))
 
     def everything_changed(self) -> None:
         for dataset in Dataset:
             self._values[dataset] += 1
+        for moved in self._followers:
+            moved(tuple(Dataset))
 
     def stamp(self, datasets: Iterable[Dataset]) -> Stamp:
         return Stamp(tuple(self._values[d] for d in datasets), time.monotonic())
