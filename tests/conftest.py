@@ -12,15 +12,12 @@ import os
 import shutil
 import socket
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import redis
-from redis_support import client as redis_client
-from redis_support import keys_under
+from redis_support import unique_prefix
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import (
@@ -182,18 +179,6 @@ async def client(settings: Settings, demo_catalogue: None) -> AsyncIterator[http
 
 @pytest.fixture
 def cache_prefix() -> Iterator[str]:
-    """A Redis key prefix no other test uses, every key under it removed afterwards; skips,
-    saying why, when Redis does not answer on 127.0.0.1:6379."""
-    client = redis_client()
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        pytest.skip(f"no Redis answering on 127.0.0.1:6379 ({error!r})")
-    prefix = f"modelql-test:{uuid.uuid4().hex[:12]}:"
-    try:
+    """A Redis key prefix of the test's own (skips when Redis does not answer)."""
+    with unique_prefix() as prefix:
         yield prefix
-    finally:
-        stale = keys_under(prefix)
-        if stale:
-            client.delete(*stale)
-        client.close()
