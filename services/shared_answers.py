@@ -113,12 +113,15 @@ class SharedAnswers:
         if ttl_ms < MIN_TTL_MS:
             return
         stored = f"{self.answer_key(key)}:{generations}"
-        expires_ms = int(time.time() * 1000) + ttl_ms
+        now_ms = int(time.time() * 1000)
 
         async def store() -> None:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(stored, answer, px=ttl_ms)
-                pipe.zadd(self._index_key, {f"{len(answer)}|{stored}": expires_ms})
+                index = self._index_key  # what `size` reads; pruned here, gone once idle
+                pipe.zremrangebyscore(index, "-inf", now_ms)
+                pipe.zadd(index, {f"{len(answer)}|{stored}": now_ms + ttl_ms})
+                pipe.pexpire(index, int(FRESHNESS_BOUND_S * 1000))
                 await pipe.execute()
 
         await self._call(store)
