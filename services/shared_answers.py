@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ FRESHNESS_BOUND_S = 1.0
 """Longest a shared answer lives after the generations it was stored under were taken."""
 MIN_TTL_MS = 10
 """An answer with less life left than this is not worth storing."""
+WARN_EVERY_S = 60.0
+"""Outages closer together than this (a flapping link, a saturated event loop) log one warning."""
 
 T = TypeVar("T")
 
@@ -91,17 +94,18 @@ class SharedAnswers:
         self._size = self._redis.register_script(_SIZE)
         self._down_until = 0.0
         self._down = False
+        self._warned_at = -math.inf
         self._dirty: set[Dataset] = set()
         self._announcing: asyncio.Task[None] | None = None
 
-    def answer_key(self, key: str) -> str:
+    def _answer_key(self, key: str) -> str:
         return f"{self._prefix}a:{key}"
 
     async def look_up(self, key: str, datasets: Iterable[Dataset]) -> Found | None:
         """The current generations of `datasets` and the answer kept for `key` under them;
         None when Redis does not answer."""
         counters = [self._generation_key(d) for d in datasets] or [self._prefix + "g:"]
-        reply = await self._call(lambda: self._look_up(keys=counters, args=[self.answer_key(key)]))
+        reply = await self._call(lambda: self._look_up(keys=counters, args=[self._answer_key(key)]))
         if reply is None:
             return None
         generations, answer, ttl_ms = reply
@@ -112,7 +116,7 @@ class SharedAnswers:
         ttl_ms = int((FRESHNESS_BOUND_S - age_s) * 1000)
         if ttl_ms < MIN_TTL_MS:
             return
-        stored = f"{self.answer_key(key)}:{generations}"
+        stored = f"{self._answer_key(key)}:{generations}"
         now_ms = int(time.time() * 1000)
 
         async def store() -> None:
@@ -171,7 +175,7 @@ class SharedAnswers:
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T | None:
         """`call()`'s result; None, at once, while Redis is taken to be down, or when it fails
         (then Redis is left alone for `retry_after_s`; the first failure of an outage is
-        logged)."""
+        logged, at most once a minute)."""
         if time.monotonic() < self._down_until:
             return None
         try:
@@ -183,9 +187,11 @@ class SharedAnswers:
                 self._observer.failed()
             if not self._down:
                 self._down = True
-                logger.warning(
-                    "shared response cache unavailable, answering from memory: %r", error
-                )
+                if time.monotonic() - self._warned_at >= WARN_EVERY_S:
+                    self._warned_at = time.monotonic()
+                    logger.warning(
+                        "shared response cache unavailable, answering from memory: %r", error
+                    )
             return None
         if self._down:
             self._down = False

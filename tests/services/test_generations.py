@@ -39,3 +39,13 @@ def test_a_stamp_taken_before_the_listener_connected_is_not_current():
     later = generations.stamp(CATALOGUE)
     assert not generations.current(CATALOGUE, stamp)
     assert generations.current(CATALOGUE, later)
+
+
+def test_followers_hear_every_change_and_the_lost_notifications():
+    """What tells the other replicas (the shared cache's generations in Redis)."""
+    generations = Generations(listening_since=lambda: 0.0)
+    heard: list[tuple[Dataset, ...]] = []
+    generations.follow(heard.append)
+    generations.changed(Dataset.STORE)
+    generations.everything_changed()
+    assert heard == [(Dataset.STORE,), (Dataset.CATALOGUE, Dataset.STORE)]
