@@ -12,7 +12,8 @@ replicas' req/s summed, p50/p99 of each replica's wrk (the worse of the two), th
 each layer, and the executions per second (queries neither layer answered).
 
     .venv/bin/python bench/shared_cache.py [--rounds 3] [--seconds 10] [--connections 16]
-        [--predictions 200000] [--writes-per-s 20] [--redis redis://127.0.0.1:6379/0]
+        [--predictions 200000] [--writes-per-s 2] [--redis redis://127.0.0.1:6379/0]
+        [--rate 300]   # paced requests/s instead of wrk's closed loop
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -117,6 +119,48 @@ def round_of(pair: list[Service], script: Path, connections: int, seconds: int) 
     }
 
 
+def paced_round(pair: list[Service], rate: float, seconds: int) -> dict:
+    """`rate` requests a second, whatever the answers' speed (an open loop: the hit ratio is
+    not coupled to the throughput), alternating replicas, each a random question."""
+    before = [lookups(service) for service in pair]
+    latencies = asyncio.run(_paced(pair, rate, seconds))
+    after = [lookups(service) for service in pair]
+    counts: dict[tuple[str, str], float] = {}
+    for old, new in zip(before, after, strict=True):
+        for key, value in new.items():
+            counts[key] = counts.get(key, 0.0) + value - old.get(key, 0.0)
+    cuts = statistics.quantiles(latencies, n=100)
+    return {
+        "requests_per_s": len(latencies) / seconds,
+        "p50_ms": cuts[49],
+        "p99_ms": cuts[98],
+        "counts": counts,
+        "seconds": seconds,
+    }
+
+
+async def _paced(pair: list[Service], rate: float, seconds: int) -> list[float]:
+    requests = [json.loads(body) for body in bodies()]
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
+
+        async def one(number: int) -> None:
+            url = f"http://127.0.0.1:{pair[number % 2].port}/graphql"
+            sent = time.perf_counter()
+            response = await http.post(url, json=random.choice(requests))
+            response.raise_for_status()
+            latencies.append((time.perf_counter() - sent) * 1000)
+
+        start = time.perf_counter()
+        tasks = []
+        for number in range(int(rate * seconds)):
+            await asyncio.sleep(max(0.0, start + number / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(number)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
 def writer(service: Service, per_s: float, stop_writing: threading.Event) -> None:
     """createPrediction at a steady rate through a replica of its own."""
     url = f"http://127.0.0.1:{service.port}/graphql"
@@ -152,8 +196,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--predictions", type=int, default=200_000)
-    parser.add_argument("--writes-per-s", type=float, default=20.0)
+    parser.add_argument("--writes-per-s", type=float, default=2.0)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests/s, paced (default: wrk, closed loop)"
+    )
     options = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="mqshared"))
     prefix = f"modelql-bench:{uuid.uuid4().hex[:8]}:"
@@ -190,13 +237,20 @@ def main() -> None:
             for number in range(options.rounds):
                 for name in random.sample(list(pairs), len(pairs)) if number else list(pairs):
                     results[name].append(
-                        round_of(pairs[name], script, options.connections, options.seconds)
+                        paced_round(pairs[name], options.rate, options.seconds)
+                        if options.rate
+                        else round_of(pairs[name], script, options.connections, options.seconds)
                     )
                     wait_quiet(db)
             stop_writing.set()
             thread.join()
+            driven = (
+                f"{options.rate:g} requests/s paced"
+                if options.rate
+                else f"wrk, {options.connections} connections"
+            )
             print(
-                f"\n{options.connections} connections over two replicas, "
+                f"\n{driven} over two replicas, "
                 f"{options.writes_per_s:g} createPrediction/s through a third, "
                 f"{options.rounds} rounds x {options.seconds} s (medians)\n"
             )
