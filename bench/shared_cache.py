@@ -147,8 +147,12 @@ async def _paced(pair: list[Service], rate: float, seconds: int) -> list[float]:
 
         async def one(number: int) -> None:
             url = f"http://127.0.0.1:{pair[number % 2].port}/graphql"
+            body = random.choice(requests)
             sent = time.perf_counter()
-            response = await http.post(url, json=random.choice(requests))
+            try:
+                response = await http.post(url, json=body)
+            except httpx.TransportError:  # a kept-alive connection the server just closed
+                response = await http.post(url, json=body)
             response.raise_for_status()
             latencies.append((time.perf_counter() - sent) * 1000)
 

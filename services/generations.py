@@ -35,11 +35,15 @@ class Generations:
         self._followers: list[Callable[[tuple[Dataset, ...]], None]] = []
 
     def follow(self, moved: Callable[[tuple[Dataset, ...]], None]) -> None:
-        """Call `moved` with the datasets of every later change (e.g. to tell other replicas)."""
+        """Call `moved` with the datasets of every later change but the store changes this
+        process only heard of (to tell other replicas what they may not know yet)."""
         self._followers.append(moved)
 
-    def changed(self, dataset: Dataset) -> None:
+    def changed(self, dataset: Dataset, *, heard: bool = False) -> None:
+        """`heard`: a notification of another process's store commit (whose maker tells)."""
         self._values[dataset] += 1
+        if heard and dataset is Dataset.STORE:
+            return
         for moved in self._followers:
             moved((dataset,))
 
