@@ -212,3 +212,29 @@ async def test_metrics_show_each_layer_and_what_redis_holds(
         line.startswith("modelql_response_cache_shared_bytes ") and float(line.split()[1]) > 100
         for line in lines
     )
+
+
+async def test_an_answer_from_redis_is_kept_in_memory_no_longer_than_in_redis(
+    settings: Settings, demo_catalogue: None, cache_prefix: str
+):
+    """Its maker's change may never be announced (Redis unreachable at that moment): the copy
+    in memory ends with the shared one, within the bound, not after MODELQL_RESPONSE_CACHE_TTL_S."""
+    shared = _shared(settings, cache_prefix)
+    async with _replicas(shared, shared) as [(_, first), (_, second)]:
+        await _post(first, STATS)
+        redis_hits = _redis_lookups("hit")
+        await _post(second, STATS)
+        assert _redis_lookups("hit") == redis_hits + 1
+        memory_hits = _count("modelql_response_cache_lookups_total", layer="memory", outcome="hit")
+        await _post(second, STATS)
+        assert (
+            _count("modelql_response_cache_lookups_total", layer="memory", outcome="hit")
+            == memory_hits + 1
+        )
+        await asyncio.sleep(FRESHNESS_BOUND_S)
+        misses = _count("modelql_response_cache_lookups_total", layer="memory", outcome="miss")
+        await _post(second, STATS)
+        assert (
+            _count("modelql_response_cache_lookups_total", layer="memory", outcome="miss")
+            == misses + 1
+        )
