@@ -2,7 +2,8 @@
 variables, the caller's scopes and model limit (one key's answer never serves a key limited
 otherwise); valid while the generations of the datasets the document reads have not moved
 (`answer_dependencies`), for at most a time-to-live. An answer that carried errors is never
-kept. Concurrent misses of one key share one execution."""
+kept. Concurrent misses of one key share one execution. With a shared layer (Redis), a miss in
+memory looks there before executing, and what it executes is shared."""
 
 from __future__ import annotations
 
@@ -17,19 +18,28 @@ from typing import Any, Protocol
 
 import orjson
 from cachetools import LRUCache
-from graphql import GraphQLError, GraphQLSchema, OperationType, get_operation_ast, print_ast
+from graphql import (
+    GraphQLError,
+    GraphQLSchema,
+    OperationType,
+    get_operation_ast,
+    print_ast,
+    print_schema,
+)
 from strawberry.types import ExecutionResult
 
 from modelql.graph.answer_dependencies import datasets_read
 from modelql.graph.documents import Prepared
 from modelql.services.generations import Dataset, Generations, Stamp
+from modelql.services.shared_answers import Found, SharedAnswers
 
 Data = dict[str, Any]
 
 
 class CacheObserver(Protocol):
-    def looked_up(self, outcome: str) -> None:
-        """`hit`, `miss` or `shared` (a concurrent miss's execution answered it)."""
+    def looked_up(self, outcome: str, layer: str) -> None:
+        """In `memory`: `hit`, `miss` or `shared` (a concurrent miss's execution answered it);
+        in `redis` (after a miss in memory): `hit`, `miss` or `unavailable`."""
 
     def resized(self, entries: int, size_bytes: int) -> None: ...
 
@@ -49,6 +59,8 @@ class _Answer:
     data: Data
     stamp: Stamp
     size: int
+    expires_at: float
+    """Monotonic seconds."""
 
 
 Key = tuple[str, str, frozenset[str], str | None]
@@ -67,6 +79,7 @@ class ResponseCache:
         ttl_s: float,
         plan_cache_size: int,
         observer: CacheObserver | None = None,
+        shared: SharedAnswers | None = None,
     ) -> None:
         self._schema = schema
         self._prepare = prepare
@@ -76,6 +89,8 @@ class ResponseCache:
         self._in_flight: dict[Key, tuple[Stamp, asyncio.Future[Data | None]]] = {}
         self._observer = observer
         self._plans = lru_cache(maxsize=plan_cache_size)(self._plan)
+        self._shared = shared
+        self._schema_digest = hashlib.sha256(print_schema(schema).encode()).hexdigest()
 
     def plan(self, query: str, operation_name: object) -> CachePlan | None:
         """As `_plan`; None for an operation name that is not a string (the general path
@@ -116,11 +131,13 @@ class ResponseCache:
             return await execute()
         key: Key = (plan.digest, canonical, scopes, limit)
         answer = self._answers.get(key)
-        if answer is not None and self._current(plan.datasets, answer.stamp):
+        if answer is not None and self._current(plan.datasets, answer.stamp, answer.expires_at):
             self._observe("hit")
             return ExecutionResult(data=answer.data, errors=None)
         shared = self._in_flight.get(key)
-        if shared is not None and self._current(plan.datasets, shared[0]):
+        if shared is not None and self._current(
+            plan.datasets, shared[0], shared[0].read_at + self._ttl_s
+        ):
             data = await asyncio.shield(shared[1])
             if data is not None:
                 self._observe("shared")
@@ -136,18 +153,52 @@ class ResponseCache:
         self._in_flight[key] = (stamp, future)
         data: Data | None = None
         try:
+            shared_key = self._shared_key(key) if self._shared is not None else ""
+            found = await self._from_shared(shared_key, plan)
+            if found is not None and found.answer is not None:
+                data = orjson.loads(found.answer)
+                size = len(found.answer) + len(key[0]) + len(key[1])
+                self._keep(key, _Answer(data, stamp, size, time.monotonic() + found.ttl_s))
+                return ExecutionResult(data=data, errors=None)
             result = await execute()
-            if not result.errors and result.data is not None:
-                size = _encoded_size(result.data)
-                if size is not None:
-                    data = result.data
-                    size += len(key[0]) + len(key[1])
-                    self._keep(key, _Answer(data, stamp, size))
+            encoded = _encoded(result.data) if not result.errors else None
+            if encoded is not None:
+                data = result.data
+                size = len(encoded) + len(key[0]) + len(key[1])
+                self._keep(key, _Answer(data, stamp, size, stamp.read_at + self._ttl_s))
+                future.set_result(data)  # waiters need not wait for Redis
+                if found is not None and self._generations.current(plan.datasets, stamp):
+                    await self._to_shared(shared_key, found.generations, encoded, stamp)
             return result
         finally:
-            future.set_result(data)
+            if not future.done():
+                future.set_result(data)
             if self._in_flight.get(key, (None, None))[1] is future:
                 del self._in_flight[key]
+
+    def _shared_key(self, key: Key) -> str:
+        """The key among replicas: the memory key (model limit included) and the schema
+        (replicas of another release never share answers)."""
+        scopes = ",".join(sorted(key[2]))
+        limit = "*" if key[3] is None else f"only:{key[3]}"
+        text = f"{self._schema_digest}\n{key[0]}\n{key[1]}\n{scopes}\n{limit}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    async def _from_shared(self, shared_key: str, plan: CachePlan) -> Found | None:
+        if self._shared is None:
+            return None
+        found = await self._shared.look_up(shared_key, plan.datasets)
+        outcome = "unavailable" if found is None else "miss" if found.answer is None else "hit"
+        self._observe(outcome, "redis")
+        return found
+
+    async def _to_shared(
+        self, shared_key: str, generations: str, encoded: bytes, stamp: Stamp
+    ) -> None:
+        if self._shared is not None:
+            await self._shared.keep(
+                shared_key, generations, encoded, time.monotonic() - stamp.read_at
+            )
 
     def _keep(self, key: Key, answer: _Answer) -> None:
         if answer.size > self._answers.maxsize:
@@ -156,25 +207,26 @@ class ResponseCache:
         if self._observer is not None:
             self._observer.resized(len(self._answers), int(self._answers.currsize))
 
-    def _current(self, datasets: tuple[Dataset, ...], stamp: Stamp) -> bool:
-        return time.monotonic() - stamp.read_at < self._ttl_s and self._generations.current(
-            datasets, stamp
-        )
+    def _current(self, datasets: tuple[Dataset, ...], stamp: Stamp, expires_at: float) -> bool:
+        return time.monotonic() < expires_at and self._generations.current(datasets, stamp)
 
-    def _observe(self, outcome: str) -> None:
+    def _observe(self, outcome: str, layer: str = "memory") -> None:
         if self._observer is not None:
-            self._observer.looked_up(outcome)
+            self._observer.looked_up(outcome, layer)
 
 
 def _size_of(answer: _Answer) -> int:
     return answer.size
 
 
-def _encoded_size(data: Data) -> int | None:
-    """Bytes of the JSON answer; None when orjson refuses it (nested past its depth limit:
-    the endpoint's encoder falls back to the standard one, and such an answer is not kept)."""
+def _encoded(data: Data | None) -> bytes | None:
+    """The JSON answer; None when there is none or orjson refuses it (nested past its depth
+    limit: the endpoint's encoder falls back to the standard one, and such an answer is not
+    kept)."""
+    if data is None:
+        return None
     try:
-        return len(orjson.dumps(data))
+        return orjson.dumps(data)
     except TypeError:
         return None
 

@@ -40,6 +40,7 @@ from modelql.middleware import (
     graphql_error_body,
 )
 from modelql.runtime import Runtime
+from modelql.services.shared_answers import SharedAnswers, SharedObserver
 from modelql.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -75,12 +76,25 @@ UPLOAD_OVERHEAD_BYTES = 1024 * 1024
 """What a multipart request carries besides its file (the document, the variables, the map)."""
 
 
+def shared_answers(settings: Settings, observer: SharedObserver | None) -> SharedAnswers | None:
+    """The Redis layer of the response cache, when `MODELQL_CACHE_URL` names one."""
+    if not settings.cache_url:
+        return None
+    return SharedAnswers(
+        settings.cache_url,
+        prefix=settings.cache_prefix,
+        timeout_s=settings.cache_timeout_ms / 1000,
+        observer=observer,
+    )
+
+
 def create_app(settings: Settings, *, database_url: str) -> FastAPI:
     """The ASGI application; `database_url` is the external or the started embedded database."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         thresholds = None
+        shared: SharedAnswers | None = None
         try:
             runtime = Runtime.build(settings, database_url=database_url)
             try:
@@ -88,6 +102,11 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
                 app.state.runtime = runtime
                 app.state.graph_dependencies = runtime.graph_dependencies
                 if settings.response_cache:
+                    observer = PrometheusCacheMetrics() if settings.metrics else None
+                    shared = shared_answers(settings, observer)
+                    if shared is not None:
+                        runtime.generations.follow(shared.changed)
+                        app.state.shared_answers = shared
                     endpoint.responses = ResponseCache(
                         schema=schema._schema,
                         prepare=schema.documents,
@@ -95,12 +114,15 @@ def create_app(settings: Settings, *, database_url: str) -> FastAPI:
                         max_bytes=settings.response_cache_max_bytes,
                         ttl_s=settings.response_cache_ttl_s,
                         plan_cache_size=settings.query_cache_size,
-                        observer=PrometheusCacheMetrics() if settings.metrics else None,
+                        observer=observer,
+                        shared=shared,
                     )
                 thresholds = freeze_startup_objects() if settings.gc_freeze else None
                 yield
             finally:
                 await runtime.stop()  # queued predictions answered before the collector thaws
+                if shared is not None:
+                    await shared.close()
         finally:
             if thresholds is not None:
                 thaw(thresholds)

@@ -94,37 +94,62 @@ SHADOW_QUEUE_ROWS = Gauge(
 
 RESPONSE_CACHE_LOOKUPS = Counter(
     "modelql_response_cache_lookups",
-    "Cacheable queries by outcome: hit (a kept answer), shared (a concurrent miss's "
-    "execution answered it) or miss (executed).",
-    ["outcome"],
+    "Cacheable queries by layer and outcome. memory: hit (a kept answer), shared (a concurrent "
+    "miss's execution answered it) or miss; redis (after a miss in memory): hit, miss "
+    "(executed) or unavailable (Redis failed or is left alone after a failure: executed).",
+    ["layer", "outcome"],
+)
+RESPONSE_CACHE_ERRORS = Counter(
+    "modelql_response_cache_errors",
+    "Calls to the shared cache that failed or timed out, by layer.",
+    ["layer"],
 )
 RESPONSE_CACHE_ENTRIES = Gauge(
     "modelql_response_cache_entries",
-    "Answers kept (summed over live workers).",
+    "Answers kept in memory (summed over live workers).",
     multiprocess_mode="livesum",
 )
 RESPONSE_CACHE_BYTES = Gauge(
     "modelql_response_cache_bytes",
-    "JSON bytes of the answers kept (summed over live workers).",
+    "JSON bytes of the answers kept in memory (summed over live workers).",
     multiprocess_mode="livesum",
+)
+SHARED_CACHE_ENTRIES = Gauge(
+    "modelql_response_cache_shared_entries",
+    "Answers kept in Redis by every replica, not yet expired (read at scrape).",
+    multiprocess_mode="mostrecent",
+)
+SHARED_CACHE_BYTES = Gauge(
+    "modelql_response_cache_shared_bytes",
+    "JSON bytes of the answers kept in Redis (read at scrape).",
+    multiprocess_mode="mostrecent",
 )
 
 
 class PrometheusCacheMetrics:
-    """What the response cache reports: each lookup, and its size after each change."""
+    """What the response cache reports: each lookup, its size after each change, and the
+    shared layer's failures."""
 
     def __init__(self) -> None:
         self._lookups = {
-            outcome: RESPONSE_CACHE_LOOKUPS.labels(outcome=outcome)
-            for outcome in ("hit", "shared", "miss")
+            (layer, outcome): RESPONSE_CACHE_LOOKUPS.labels(layer=layer, outcome=outcome)
+            for layer, outcomes in (
+                ("memory", ("hit", "shared", "miss")),
+                ("redis", ("hit", "miss", "unavailable")),
+            )
+            for outcome in outcomes
         }
+        self._failures = RESPONSE_CACHE_ERRORS.labels(layer="redis")
 
-    def looked_up(self, outcome: str) -> None:
-        self._lookups[outcome].inc()
+    def looked_up(self, outcome: str, layer: str) -> None:
+        self._lookups[layer, outcome].inc()
 
     def resized(self, entries: int, size_bytes: int) -> None:
         RESPONSE_CACHE_ENTRIES.set(entries)
         RESPONSE_CACHE_BYTES.set(size_bytes)
+
+    def failed(self) -> None:
+        self._failures.inc()
 
 
 class PrometheusInferenceCacheMetrics:
@@ -281,6 +306,11 @@ async def metrics_endpoint(request: Request) -> Response:
                 return Response("Unknown or revoked API key.\n", status_code=401)
             limit = caller.models
         sample(runtime.engine, runtime.model_cache)
+        shared = getattr(request.app.state, "shared_answers", None)
+        size = await shared.size() if shared is not None else None
+        if size is not None:
+            SHARED_CACHE_ENTRIES.set(size[0])
+            SHARED_CACHE_BYTES.set(size[1])
         body = alert_series(await runtime.graph_dependencies.alert_rules.watched())
     text = exposition() + body
     return Response(within(text, limit) if limit else text, media_type=CONTENT_TYPE_LATEST)

@@ -372,12 +372,12 @@ def _invalidate_on_notifications(
     """What each notification makes this process forget; a (re)connection forgets it all,
     since notifications sent while disconnected are lost."""
     listener.on(CATALOGUE_CHANNEL, lambda _model: catalogue_changed())
-    listener.on(PREDICTIONS_CHANNEL, lambda _commits: generations.changed(Dataset.STORE))
-    listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE))
-    listener.on(JOBS_CHANNEL, lambda _job: generations.changed(Dataset.STORE))
-    listener.on(SHADOWS_CHANNEL, lambda _: generations.changed(Dataset.STORE))
+    listener.on(PREDICTIONS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
+    listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
+    listener.on(JOBS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
+    listener.on(SHADOWS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
-    listener.on(ALERTS_CHANNEL, lambda _: generations.changed(Dataset.STORE))
+    listener.on(ALERTS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
     listener.on_connect(keys.forget)
     listener.on_connect(catalogue_changed)
     listener.on_connect(generations.everything_changed)

@@ -110,6 +110,18 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest an answer is kept (changes made behind ModelQL's back, by SQL).",
     )
+    cache_url: str | None = Field(
+        default=None,
+        description="redis://host:6379/0: replicas share kept answers there (for at most 1 s).",
+    )
+    cache_prefix: str = Field(
+        default="modelql:cache:", description="Prefix of every Redis key the shared cache writes."
+    )
+    cache_timeout_ms: float = Field(
+        default=100.0,
+        gt=0,
+        description="Longest wait for Redis; past it, answers come from memory for a second.",
+    )
 
     drift_psi_threshold: float = Field(
         default=0.2, gt=0, description="A feature drifted when its PSI exceeds this."

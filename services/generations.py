@@ -32,13 +32,26 @@ class Generations:
     def __init__(self, *, listening_since: Callable[[], float | None]) -> None:
         self._values = dict.fromkeys(Dataset, 0)
         self._listening_since = listening_since
+        self._followers: list[Callable[[tuple[Dataset, ...]], None]] = []
 
-    def changed(self, dataset: Dataset) -> None:
+    def follow(self, moved: Callable[[tuple[Dataset, ...]], None]) -> None:
+        """Call `moved` with the datasets of every later change but the store changes this
+        process only heard of (to tell other replicas what they may not know yet)."""
+        self._followers.append(moved)
+
+    def changed(self, dataset: Dataset, *, heard: bool = False) -> None:
+        """`heard`: a notification of another process's store commit (whose maker tells)."""
         self._values[dataset] += 1
+        if heard and dataset is Dataset.STORE:
+            return
+        for moved in self._followers:
+            moved((dataset,))
 
     def everything_changed(self) -> None:
         for dataset in Dataset:
             self._values[dataset] += 1
+        for moved in self._followers:
+            moved(tuple(Dataset))
 
     def stamp(self, datasets: Iterable[Dataset]) -> Stamp:
         return Stamp(tuple(self._values[d] for d in datasets), time.monotonic())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis_support import unique_prefix
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from support import (
@@ -176,3 +177,10 @@ async def client(settings: Settings, demo_catalogue: None) -> AsyncIterator[http
     """An HTTP client on the app (lifespan run), over the demo catalogue."""
     async with app_client(settings) as http:
         yield http
+
+
+@pytest.fixture
+def cache_prefix() -> Iterator[str]:
+    """A Redis key prefix of the test's own (skips when Redis does not answer)."""
+    with unique_prefix() as prefix:
+        yield prefix

@@ -69,8 +69,11 @@ async def served(settings: Settings, *, small_send_buffer: bool = False) -> Asyn
 
 
 @asynccontextmanager
-async def served_elsewhere(settings: Settings) -> AsyncIterator[str]:
-    """The application in a process of its own (`modelql serve`), on the same database."""
+async def served_elsewhere(
+    settings: Settings, environment: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """The application in a process of its own (`modelql serve`), on the same database, with
+    `environment`'s settings too."""
     port = free_port()
     environment = {
         **os.environ,
@@ -78,6 +81,7 @@ async def served_elsewhere(settings: Settings) -> AsyncIterator[str]:
         "MODELQL_DATA_DIR": str(settings.data_dir),
         "MODELQL_AUTH_MODE": str(settings.auth_mode),
         "MODELQL_LOG_JSON": "false",
+        **(environment or {}),
     }
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "modelql.cli", "serve", "--no-demo", "--no-migrate"),

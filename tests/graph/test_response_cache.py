@@ -198,7 +198,9 @@ async def test_an_answer_orjson_cannot_encode_is_answered_and_not_kept():
 
 def _lookups(outcome: str) -> float:
     """The response cache's lookups so far, from the /metrics registry."""
-    value = REGISTRY.get_sample_value("modelql_response_cache_lookups_total", {"outcome": outcome})
+    value = REGISTRY.get_sample_value(
+        "modelql_response_cache_lookups_total", {"layer": "memory", "outcome": outcome}
+    )
     return value or 0.0
 
 

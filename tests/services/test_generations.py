@@ -39,3 +39,18 @@ def test_a_stamp_taken_before_the_listener_connected_is_not_current():
     later = generations.stamp(CATALOGUE)
     assert not generations.current(CATALOGUE, stamp)
     assert generations.current(CATALOGUE, later)
+
+
+def test_followers_hear_of_changes_made_here_catalogue_notices_and_lost_notifications():
+    """What tells the other replicas (the shared cache's generations in Redis): a store commit
+    another process made and notified is told by that process, not by every listener."""
+    generations = Generations(listening_since=lambda: 0.0)
+    told: list[tuple[Dataset, ...]] = []
+    generations.follow(told.append)
+    stamp = generations.stamp((Dataset.STORE,))
+    generations.changed(Dataset.STORE, heard=True)
+    assert told == [] and not generations.current((Dataset.STORE,), stamp)
+    generations.changed(Dataset.STORE)
+    generations.changed(Dataset.CATALOGUE, heard=True)
+    generations.everything_changed()
+    assert told == [(Dataset.STORE,), (Dataset.CATALOGUE,), (Dataset.CATALOGUE, Dataset.STORE)]
