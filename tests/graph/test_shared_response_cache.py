@@ -26,6 +26,7 @@ from test_statement_count import counting_statements
 
 from modelql.services import api_keys
 from modelql.services.api_keys import Scope
+from modelql.services.model_access import ModelLimit
 from modelql.services.shared_answers import FRESHNESS_BOUND_S
 from modelql.settings import AuthMode, Settings
 
@@ -135,6 +136,30 @@ async def test_callers_with_different_scopes_never_share_an_answer_across_replic
         refused = await graphql(second, STATS, headers=reader)
         assert refused["data"] is None
         assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_keys_limited_to_other_models_never_share_an_answer_across_replicas(
+    settings: Settings,
+    demo_catalogue: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache_prefix: str,
+):
+    async def key(name: str, models: str | None) -> dict[str, str]:
+        limit = ModelLimit.parse(models) if models else None
+        async with sessionmaker.begin() as session:
+            _, plain = await api_keys.create(
+                session, name=name, scopes=frozenset({Scope.READ}), models=limit
+            )
+        return {"Authorization": f"Bearer {plain}"}
+
+    everything = await key("shared-everything", None)
+    iris_only = await key("shared-iris-only", "iris-*")
+    shared = _shared(settings, cache_prefix, auth_mode=AuthMode.REQUIRED)
+    async with _replicas(shared, shared) as [(_, first), (_, second)]:
+        all_names = await graphql(first, "{ models { nodes { name } } }", headers=everything)
+        limited = await graphql(second, "{ models { nodes { name } } }", headers=iris_only)
+    assert len(all_names["data"]["models"]["nodes"]) > 1
+    assert {node["name"] for node in limited["data"]["models"]["nodes"]} == {"iris-classifier"}
 
 
 def _closed_port() -> int:
