@@ -463,6 +463,7 @@ class Mutation:
         if errors:
             return SetShadowPayload(model=None, user_errors=errors)
         try:
+            check_model(info.context.model_limit, input.model)
             await info.context.dependencies.catalogue_changes.set_shadow(
                 model_name=input.model,
                 versions=refs,

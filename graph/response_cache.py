@@ -161,9 +161,9 @@ class ResponseCache:
                 self._keep(key, _Answer(data, stamp, size, time.monotonic() + found.ttl_s))
                 return ExecutionResult(data=data, errors=None)
             result = await execute()
-            encoded = _encoded(result.data) if not result.errors else None
-            if encoded is not None:
-                data = result.data
+            data = result.data
+            encoded = _encoded(data) if not result.errors else None
+            if encoded is not None and data is not None:
                 size = len(encoded) + len(key[0]) + len(key[1])
                 self._keep(key, _Answer(data, stamp, size, stamp.read_at + self._ttl_s))
                 future.set_result(data)  # waiters need not wait for Redis

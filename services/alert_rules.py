@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.persistence import alert_repository as repo
+from modelql.persistence.model_limit import allows
 from modelql.persistence.notifications import notify
 from modelql.persistence.tables import AlertDelivery, AlertRule
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
-from modelql.services.model_access import ModelLimit, allows
+from modelql.services.model_access import ModelLimit
 
 
 class Signal(StrEnum):

@@ -19,6 +19,7 @@ from modelql.models.metrics import overall_metrics
 from modelql.models.paired_tests import PairedTest, mcnemar, paired_t
 from modelql.models.predictor import ModelOutput
 from modelql.models.vocabulary import Task
+from modelql.persistence.model_limit import allows
 from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.prediction_repository import (
     RecordedOutcome,
@@ -31,7 +32,7 @@ from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.features import validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
-from modelql.services.model_access import allows, unknown_model
+from modelql.services.model_access import unknown_model
 
 MAX_SAMPLE = 10_000
 MAX_EXAMPLES = 100

@@ -6,7 +6,7 @@ from __future__ import annotations
 from modelql.persistence.model_limit import ModelLimit, allows
 from modelql.services.errors import ErrorCode, UserInputError
 
-__all__ = ["ModelLimit", "allows", "check_model", "unknown_model"]
+__all__ = ["ModelLimit", "check_model", "unknown_model"]
 
 
 def unknown_model(name: str, path: tuple[str, ...] = ("model",)) -> UserInputError:

@@ -12,8 +12,10 @@ from modelql.models.predictor import ModelOutput
 from modelql.services import comparison
 
 Info = strawberry.Info[GraphContext, None]
-ComparisonSource = strawberry.enum(
-    comparison.ComparisonSource,
+# The enum itself (a type to mypy), registered with Strawberry as a GraphQL enum.
+ComparisonSource = comparison.ComparisonSource
+strawberry.enum(
+    ComparisonSource,
     name="ComparisonSource",
     description="REPLAY: the candidate re-scores stored predictions now; SHADOW: the answers "
     "the candidate stored while it ran in the shadow of live requests (`setShadow`).",

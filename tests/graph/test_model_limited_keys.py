@@ -118,6 +118,9 @@ ROOT_ARGUMENTS: dict[str, Callable[[Target], list[dict[str, str]]]] = {
     "Mutation.setAlias": lambda t: [
         {"input": f'{{model: {q(t.model)}, alias: "canary", version: 1}}'}
     ],
+    "Mutation.setShadow": lambda t: [
+        {"input": f"{{model: {q(t.model)}, versions: [{{version: 1}}], sample: 0.5}}"}
+    ],
     "Mutation.setTrafficSplit": lambda t: [
         {"input": f"{{model: {q(t.model)}, shares: [{{version: 1, weight: 1}}]}}"}
     ],
