@@ -123,13 +123,14 @@ async def test_the_shadow_comparison_is_stated_in_plain_words(
     assert 0 < comparison["agreement"] < 1, "the example needs agreement and disagreement"
     difference = paired["difference"]
     significant = "significant" if paired["pValue"] < 0.05 else "not significant"
+    p_value = "p < 0.001" if paired["pValue"] < 0.001 else f"p = {paired['pValue']:.3f}"
     sentence = (
         f"v2 agrees with the answers served on {round(comparison['agreement'] * 100)}% of"
         f" {len(POINTS)} requests; on {len(POINTS)} labelled ones its accuracy is"
         f" {abs(difference):.3f} {'higher' if difference > 0 else 'lower'}"
         f" ({paired['candidate']:.3f} against {paired['baseline']:.3f};"
         f" 95% CI {fixed(paired['confidenceLow'])} to {fixed(paired['confidenceHigh'])},"
-        f" p = {paired['pValue']:.3f}, {significant})."
+        f" {p_value}, {significant})."
     )
     assert difference != 0, "the example needs a difference"
 

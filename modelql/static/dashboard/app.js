@@ -354,7 +354,8 @@ function comparisonSentence(candidate, baseline, comparison) {
   if (paired.pValue !== null) {
     const significant = paired.pValue < 1 - paired.confidenceLevel ? "significant" : "not significant";
     const interval = paired.confidenceLow === null ? "" : `${level} CI ${signed(paired.confidenceLow)} to ${signed(paired.confidenceHigh)}, `;
-    test = `${interval}p = ${number(paired.pValue)}, ${significant}`;
+    const p = paired.pValue < 0.001 ? "p < 0.001" : `p = ${number(paired.pValue)}`;
+    test = `${interval}${p}, ${significant}`;
   }
   return `${agreement}; on ${count(paired.pairs)} labelled ones its ${metric} is ${size}${direction} (${number(paired.candidate)} against ${number(paired.baseline)}; ${test}).`;
 }
