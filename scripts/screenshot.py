@@ -5,7 +5,9 @@
 
 Without --url the demo is started on an embedded PostgreSQL in a temporary directory. Some
 predictions are made first (so the charts have data), and more while the page is open (so
-the live tail shows them arrive). Uses the machine's Chromium through Playwright.
+the live tail shows them arrive). The iris model's other version runs in the shadow and some
+outcomes are recorded, so the shadow comparison has a paired test to show. Uses the machine's
+Chromium through Playwright.
 """
 
 from __future__ import annotations
@@ -29,20 +31,28 @@ OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "dashboard.png"
 PREDICT = """mutation($instances: [JSON!]!) {
   createPredictions(input: {model: "iris-classifier", instances: $instances}) {
     predictions { id } } }"""
+VERSIONS = """{ model(name: "iris-classifier") {
+  defaultVersion { number } versions { nodes { number } } } }"""
+SHADOW = """mutation($version: Int!) { setShadow(input: {model: "iris-classifier",
+  versions: [{version: $version}], sample: 1}) { userErrors { message } } }"""
+RECORD = """mutation($outcomes: [OutcomeInput!]!) { recordOutcomes(input: {outcomes: $outcomes}) {
+  userErrors { message } } }"""
+KINDS = ("setosa", "versicolor", "virginica")
 
 
-def iris_instances(count: int) -> list[dict[str, float]]:
-    """Plausible iris flowers of all three kinds."""
+def iris_instances(count: int) -> tuple[list[dict[str, float]], list[str]]:
+    """Plausible iris flowers of all three kinds, and the kind each was drawn from."""
     centres = [(5.0, 3.4, 1.5, 0.2), (5.9, 2.8, 4.3, 1.3), (6.6, 3.0, 5.6, 2.0)]
     names = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-    kinds = random.choices(centres, k=count)
-    return [
+    kinds = random.choices(range(len(centres)), k=count)
+    instances = [
         {
             name: round(value + random.gauss(0, 0.3), 1)
-            for name, value in zip(names, kind, strict=True)
+            for name, value in zip(names, centres[kind], strict=True)
         }
         for kind in kinds
     ]
+    return instances, [KINDS[kind] for kind in kinds]
 
 
 @contextlib.asynccontextmanager
@@ -73,11 +83,29 @@ async def demo_server() -> AsyncIterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
-async def predict(http: httpx.AsyncClient, count: int) -> None:
-    response = await http.post(
-        "/graphql", json={"query": PREDICT, "variables": {"instances": iris_instances(count)}}
-    )
+async def post(http: httpx.AsyncClient, query: str, **variables: object) -> dict:
+    response = await http.post("/graphql", json={"query": query, "variables": variables})
     response.raise_for_status()
+    return response.json()["data"]
+
+
+async def predict(http: httpx.AsyncClient, count: int, *, label: bool = False) -> None:
+    """`count` predictions; with `label`, their outcomes recorded too."""
+    instances, kinds = iris_instances(count)
+    made = (await post(http, PREDICT, instances=instances))["createPredictions"]["predictions"]
+    if label:
+        outcomes = [
+            {"predictionId": p["id"], "label": kind} for p, kind in zip(made, kinds, strict=True)
+        ]
+        await post(http, RECORD, outcomes=outcomes)
+
+
+async def shadow_the_other_version(http: httpx.AsyncClient) -> None:
+    """The iris version that is not the default scores every request in the shadow."""
+    model = (await post(http, VERSIONS))["model"]
+    numbers = [version["number"] for version in model["versions"]["nodes"]]
+    other = next(n for n in numbers if n != model["defaultVersion"]["number"])
+    await post(http, SHADOW, version=other)
 
 
 async def capture(url: str, output: Path) -> None:
@@ -85,8 +113,11 @@ async def capture(url: str, output: Path) -> None:
     if chromium is None:
         raise SystemExit("no Chromium found (Debian: apt-get install chromium)")
     async with httpx.AsyncClient(base_url=url) as http, async_playwright() as playwright:
+        await shadow_the_other_version(http)
         for size in (5, 12, 3, 8, 20):
             await predict(http, size)
+        await predict(http, 150, label=True)
+        await asyncio.sleep(1)  # the shadow scores after each answer is sent
         browser = await playwright.chromium.launch(executable_path=chromium)
         page = await browser.new_page(viewport={"width": 1440, "height": 1000})
         await page.goto(f"{url}/dashboard#model=iris-classifier")

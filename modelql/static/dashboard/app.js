@@ -24,6 +24,9 @@ function element(tag, attributes = {}, ...children) {
 
 const number = (value, digits = 3) => (value === null || value === undefined ? "—" : Number(value).toFixed(digits));
 const time = (iso) => new Date(iso).toLocaleString();
+const count = (value) => Number(value).toLocaleString("en");
+const percent = (share) => `${Math.round(share * 100)}%`;
+const signed = (value, digits = 3) => `${value < 0 ? "\u2212" : ""}${Math.abs(value).toFixed(digits)}`;
 
 function panel(id, title, { wide = false } = {}) {
   const body = element("div", { class: "panel-body", id: `${id}-body` });
@@ -134,6 +137,8 @@ async function showModel(name) {
   const header = element("p", { class: "note", id: "model-summary", text: "Loading…" });
   main.append(header);
   const versions = panel("versions", "Versions side by side", { wide: true });
+  const shadow = panel("shadow", "Shadow versions");
+  const comparison = panel("shadow-comparison", "Shadow comparison");
   const metrics = panel("metrics", "TEST metrics by version");
   const labels = panel("labels", "Predicted labels");
   const volume = panel("volume", "Volume over time");
@@ -153,6 +158,7 @@ async function showModel(name) {
   header.textContent = `${model.task.toLowerCase()}${model.description ? ` — ${model.description}` : ""}${model.tags.length ? ` · tags: ${model.tags.join(", ")}` : ""}`;
   await Promise.all([
     showVersions(versions, model),
+    showShadow(shadow, comparison, name),
     showMetricsChart(metrics, model),
     showHistory(history, model),
     showLabels(labels, name),
@@ -260,17 +266,98 @@ function showMetricsChart(body, model) {
   done(body);
 }
 
-function showHistory(body, model) {
+async function showHistory(body, model) {
   const moves = model.aliasHistory;
   if (!moves.length) return note(body, "No alias has moved.");
+  const basis = await graphql(Q.ALIAS_BASIS, { name: model.name }).catch(() => null);
+  const basedOn = new Map((basis?.data?.model?.aliasHistory ?? []).map((move) => [`${move.alias}@${move.changedAt}`, move.basedOn]));
   const list = element("ol", { class: "history" });
   for (const move of moves) {
+    const summary = basedOn.get(`${move.alias}@${move.changedAt}`);
     list.append(
-      element("li", {}, element("time", { datetime: move.changedAt, text: time(move.changedAt) }), ` ${move.alias}: ${move.fromVersion ? `v${move.fromVersion.number}` : "none"} → ${move.toVersion ? `v${move.toVersion.number}` : "none"}${move.changedBy ? ` by ${move.changedBy}` : ""}`),
+      element(
+        "li",
+        {},
+        element("time", { datetime: move.changedAt, text: time(move.changedAt) }),
+        ` ${move.alias}: ${move.fromVersion ? `v${move.fromVersion.number}` : "none"} → ${move.toVersion ? `v${move.toVersion.number}` : "none"}${move.changedBy ? ` by ${move.changedBy}` : ""}`,
+        summary ? element("p", { class: "note based-on", text: `Based on a ${summary.source} comparison: ${comparisonSentence(summary.candidate, summary.baseline, summary)}` }) : null,
+      ),
     );
   }
   body.replaceChildren(list);
   done(body);
+}
+
+// --- shadow versions -------------------------------------------------------------------
+
+/** The shadow versions and their sample, then each one's comparison with what was served. */
+async function showShadow(body, comparisonBody, name) {
+  const answer = await load(body, Q.SHADOW, { name });
+  if (!answer) return note(comparisonBody, body.textContent, body.firstChild?.className);
+  const model = answer.data.model;
+  const shadows = model?.shadowVersions ?? [];
+  const last = model?.shadowHistory[0];
+  const changed = last ? ` Last changed ${time(last.changedAt)}${last.changedBy ? ` by ${last.changedBy}` : ""}.` : "";
+  if (!shadows.length) {
+    note(body, `No version runs in the shadow.${changed}`);
+    return note(comparisonBody, "No shadow version to compare.");
+  }
+  const names = shadows.map((version) => `v${version.number}`).join(", ");
+  body.replaceChildren(
+    element("p", { id: "shadow-summary", text: `${names} ${shadows.length > 1 ? "score" : "scores"} ${percent(model.shadowSample)} of live requests in the shadow, after each answer is sent.${changed}` }),
+  );
+  done(body);
+  const sections = await Promise.all(shadows.map((version) => shadowComparison(version.number, name)));
+  if (current.name !== name) return;
+  comparisonBody.replaceChildren(...sections);
+  done(comparisonBody);
+}
+
+async function shadowComparison(version, name) {
+  const section = element("div", { class: "shadow-version", "data-version": String(version) });
+  const answer = await load(section, Q.SHADOW_COMPARISON, { name, version });
+  if (!answer) return section;
+  const comparison = answer.data.compareVersions;
+  section.replaceChildren(element("p", { class: "sentence", text: comparisonSentence(version, null, comparison) }));
+  if (comparison.labelChanges.length) {
+    const table = element("table", { class: "label-changes" });
+    table.append(element("caption", { class: "visually-hidden", text: `Label changes of v${version} against what was served` }));
+    const head = element("tr");
+    for (const title of ["Served", `v${version}`, "Requests"]) head.append(element("th", { scope: "col", text: title }));
+    const rows = element("tbody");
+    for (const change of comparison.labelChanges.slice(0, 5)) {
+      rows.append(element("tr", {}, element("td", { text: change.from }), element("td", { text: change.to }), element("td", { text: count(change.count) })));
+    }
+    table.append(element("thead", {}, head), rows);
+    section.append(element("div", { class: "scroll" }, table));
+  }
+  return section;
+}
+
+/** A comparison (or the summary an alias move kept of one) in plain words. */
+function comparisonSentence(candidate, baseline, comparison) {
+  const against = baseline === null || baseline === undefined ? "the answers served" : `v${baseline}`;
+  const refused = comparison.skipped ? ` (${count(comparison.skipped)} refused)` : "";
+  if (!comparison.compared) return `v${candidate} has not answered any request yet${refused}.`;
+  const requests = `${count(comparison.compared)} requests${refused}`;
+  const agreement =
+    comparison.agreement !== null && comparison.agreement !== undefined
+      ? `v${candidate} agrees with ${against} on ${percent(comparison.agreement)} of ${requests}`
+      : `v${candidate}'s values differ from ${against} by ${number(comparison.meanAbsoluteDifference)} on average over ${requests}`;
+  const paired = comparison.paired;
+  if (!paired) return `${agreement}; none of them is labelled yet.`;
+  const metric = paired.metric === "mae" ? "mean absolute error" : paired.metric;
+  const direction = paired.difference > 0 ? "higher" : paired.difference < 0 ? "lower" : "no different";
+  const size = paired.difference === 0 ? "" : `${number(Math.abs(paired.difference))} `;
+  const level = `${Math.round(paired.confidenceLevel * 100)}%`;
+  let test = "too few for a test";
+  if (paired.pValue !== null) {
+    const significant = paired.pValue < 1 - paired.confidenceLevel ? "significant" : "not significant";
+    const interval = paired.confidenceLow === null ? "" : `${level} CI ${signed(paired.confidenceLow)} to ${signed(paired.confidenceHigh)}, `;
+    const p = paired.pValue < 0.001 ? "p < 0.001" : `p = ${number(paired.pValue)}`;
+    test = `${interval}${p}, ${significant}`;
+  }
+  return `${agreement}; on ${count(paired.pairs)} labelled ones its ${metric} is ${size}${direction} (${number(paired.candidate)} against ${number(paired.baseline)}; ${test}).`;
 }
 
 async function showLabels(body, name) {

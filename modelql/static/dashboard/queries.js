@@ -46,6 +46,27 @@ export const TRAFFIC_SPLIT = `query TrafficSplit($name: String!) {
   model(name: $name) { trafficSplit { weight version { number } } }
 }`;
 
+export const SHADOW = `query Shadow($name: String!) {
+  model(name: $name) { shadowSample shadowVersions { number } shadowHistory { versions sample changedAt changedBy } }
+}`;
+
+const PAIRED = `paired { metric test pairs baseline candidate difference confidenceLevel confidenceLow confidenceHigh pValue }`;
+
+export const SHADOW_COMPARISON = `query ShadowComparison($name: String!, $version: Int!) {
+  compareVersions(model: $name, candidate: {version: $version}, source: SHADOW, sample: 10000) {
+    compared skipped agreement meanAbsoluteDifference labelChanges { from to count } ${PAIRED}
+  }
+}`;
+
+export const ALIAS_BASIS = `query AliasBasis($name: String!) {
+  model(name: $name) {
+    aliasHistory {
+      alias changedAt
+      basedOn { source candidate baseline compared skipped agreement meanAbsoluteDifference ${PAIRED} }
+    }
+  }
+}`;
+
 export const LABELS = `query Labels($filter: PredictionFilter) {
   predictionStats(filter: $filter) { count meanLatencyMs p95LatencyMs labelCounts { label count } }
 }`;

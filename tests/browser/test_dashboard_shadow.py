@@ -1,0 +1,148 @@
+"""The dashboard's shadow panels in a real browser: a shadow set through GraphQL, live
+requests it scores, outcomes recorded, then the shadow versions, the comparison in plain
+words and the comparison a promotion was based on, as the page states them."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import sklearn
+from live_support import Served, served
+from playwright.async_api import Page, expect
+from sklearn.linear_model import LogisticRegression
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import make_settings
+
+from modelql.models.artifacts import ArtifactStore
+from modelql.models.signature import FeatureSpec
+from modelql.models.vocabulary import FeatureType
+from modelql.services import registration
+
+pytestmark = pytest.mark.slow
+
+X = np.array([[0.0, 1.0], [0.5, 1.5], [1.0, 0.5], [3.0, 4.0], [3.5, 3.0], [4.0, 5.0]])
+TRAINED_ON = (
+    np.array(["low", "low", "low", "high", "high", "high"]),
+    np.array(["low", "low", "high", "high", "high", "low"]),  # v2 disagrees on some inputs
+)
+POINTS = [[0.0, 1.0], [1.0, 1.0], [2.0, 2.0], [2.5, 2.5], [3.0, 4.0], [4.0, 5.0], [0.5, 0.5]] * 6
+SET_SHADOW = """mutation($input: SetShadowInput!) { setShadow(input: $input) {
+  userErrors { code } } }"""
+PREDICT = """mutation($input: CreatePredictionsInput!) { createPredictions(input: $input) {
+  predictions { id } userErrors { code } } }"""
+RECORD = """mutation($outcomes: [OutcomeInput!]!) { recordOutcomes(input: {outcomes: $outcomes}) {
+  userErrors { code } } }"""
+COMPARE = """query($m: String!) {
+  compareVersions(model: $m, candidate: {version: 2}, source: SHADOW, sample: 10000) {
+    compared agreement
+    paired { pairs baseline candidate difference confidenceLow confidenceHigh pValue } } }"""
+PROMOTE = """mutation($m: String!) { setAlias(input: {model: $m, alias: "production", version: 2,
+  basedOn: {source: SHADOW, sample: 1000}}) { userErrors { code } } }"""
+
+
+@pytest.fixture(scope="module")
+async def server(database_url: str, data_dir: Path, demo_catalogue: None) -> AsyncIterator[Served]:
+    async with served(make_settings(database_url, data_dir, shadow_queue=10_000)) as running:
+        yield running
+
+
+async def two_versions(sessionmaker: async_sessionmaker[AsyncSession], store: ArtifactStore) -> str:
+    """A new classifier of two logistic regressions on one signature; v1 is production."""
+    name = f"zz-dash-shadow-{uuid.uuid4().hex[:8]}"
+    signature = [FeatureSpec(name=n, type=FeatureType.NUMBER) for n in ("a", "b")]
+    for number, labels in enumerate(TRAINED_ON, start=1):
+        described = registration.VersionRegistration(
+            model_name=name,
+            task="CLASSIFICATION",
+            algorithm="sklearn.linear_model.LogisticRegression",
+            framework_version=sklearn.__version__,
+            signature=signature,
+            labels=["high", "low"],
+            aliases=["production"] if number == 1 else [],
+        )
+        estimator = LogisticRegression(max_iter=200).fit(X, labels)
+        async with sessionmaker.begin() as session:
+            await registration.register_version(
+                session, store, described, estimator=estimator, actor="tests"
+            )
+    return name
+
+
+async def data(http: httpx.AsyncClient, query: str, **variables: Any) -> Any:
+    body = (await http.post("/graphql", json={"query": query, "variables": variables})).json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+async def settled(server: Served) -> None:
+    """Wait until the server's shadow queue is empty (scored and stored)."""
+    for _ in range(500):
+        if server.app.state.runtime.shadows.pending_rows == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the shadow queue did not empty")
+
+
+def fixed(value: float) -> str:
+    """A number as the dashboard writes it: three decimals, a true minus sign."""
+    return ("\u2212" if value < 0 else "") + f"{abs(value):.3f}"
+
+
+async def test_the_shadow_comparison_is_stated_in_plain_words(
+    server: Served,
+    page: Page,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    artifact_store: ArtifactStore,
+):
+    model = await two_versions(sessionmaker, artifact_store)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        shadow = {"model": model, "versions": [{"version": 2}], "sample": 1}
+        assert (await data(http, SET_SHADOW, input=shadow))["setShadow"]["userErrors"] == []
+        instances = [{"a": a, "b": b} for a, b in POINTS]
+        made = await data(http, PREDICT, input={"model": model, "instances": instances})
+        await settled(server)
+        truths = ["high" if a + b >= 4 else "low" for a, b in POINTS]
+        outcomes = [
+            {"predictionId": p["id"], "label": truth}
+            for p, truth in zip(made["createPredictions"]["predictions"], truths, strict=True)
+        ]
+        assert (await data(http, RECORD, outcomes=outcomes))["recordOutcomes"]["userErrors"] == []
+        comparison = (await data(http, COMPARE, m=model))["compareVersions"]
+        assert (await data(http, PROMOTE, m=model))["setAlias"]["userErrors"] == []
+
+    paired = comparison["paired"]
+    assert comparison["compared"] == paired["pairs"] == len(POINTS)
+    assert 0 < comparison["agreement"] < 1, "the example needs agreement and disagreement"
+    difference = paired["difference"]
+    significant = "significant" if paired["pValue"] < 0.05 else "not significant"
+    p_value = "p < 0.001" if paired["pValue"] < 0.001 else f"p = {paired['pValue']:.3f}"
+    sentence = (
+        f"v2 agrees with the answers served on {round(comparison['agreement'] * 100)}% of"
+        f" {len(POINTS)} requests; on {len(POINTS)} labelled ones its accuracy is"
+        f" {abs(difference):.3f} {'higher' if difference > 0 else 'lower'}"
+        f" ({paired['candidate']:.3f} against {paired['baseline']:.3f};"
+        f" 95% CI {fixed(paired['confidenceLow'])} to {fixed(paired['confidenceHigh'])},"
+        f" {p_value}, {significant})."
+    )
+    assert difference != 0, "the example needs a difference"
+
+    await page.goto(f"{server.url}/dashboard#model={model}")
+    await expect(page.locator("#shadow-summary")).to_have_text(
+        re.compile(r"^v2 scores 100% of live requests in the shadow, after each answer is sent\.")
+    )
+    panel = page.locator('#shadow-comparison .shadow-version[data-version="2"]')
+    await expect(panel.locator(".sentence")).to_have_text(sentence)
+    changes = panel.locator("table.label-changes tbody tr")
+    await expect(changes.first).to_be_visible()
+    assert await changes.count() >= 1
+    await expect(page.locator("#history .based-on")).to_have_text(
+        f"Based on a SHADOW comparison: {sentence}"
+    )
