@@ -208,7 +208,9 @@ async def test_when_redis_fails_queries_are_answered_from_memory_and_the_failure
         answers.append(await _post(http, ALIASES))
         elapsed = time.monotonic() - start
         assert answers[0] == answers[1]
-        assert _count("modelql_response_cache_errors_total", layer="redis") == errors + 1
+        # At least the first look-up's failure (a slow machine may also see the answer's
+        # write to Redis time out before the back-off starts).
+        assert _count("modelql_response_cache_errors_total", layer="redis") >= errors + 1
         assert _redis_lookups("unavailable") == unavailable + 2, "then left alone for a while"
         assert elapsed < 5, "a short timeout, not the client's default retries"
         warnings = [r for r in caplog.records if "shared response cache" in r.getMessage()]
