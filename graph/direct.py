@@ -64,7 +64,12 @@ from modelql.graph.executor_internals import (
     strawberry_field,
 )
 from modelql.graph.input_conversion import UnsupportedInputError, copy_json, plan_arguments
-from modelql.graph.selections import UnplannableError, collect_fields
+from modelql.graph.selections import (
+    UnplannableError,
+    chosen_operation,
+    collect_fields,
+    plannable_request,
+)
 
 logger = logging.getLogger("modelql.graph")
 
@@ -202,14 +207,14 @@ class DirectExecutor:
         context: Any,
     ) -> ExecutionResult | None:
         """The result of a planned mutation, or None: then nothing ran and nothing was stored."""
-        if not isinstance(query, str) or not isinstance(operation_name, str | None):
+        request = plannable_request(query, operation_name, variables)
+        if request is None:
             return None
-        if not (variables is None or isinstance(variables, dict)):
-            return None
+        query, variables = request
         plan = self.plan(query, operation_name)
         if plan is None:
             return None
-        arguments = self._arguments(plan, variables or {}, context)
+        arguments = self._arguments(plan, variables, context)
         if arguments is None:
             return None
         name = plan.operation.name
@@ -271,35 +276,17 @@ class DirectExecutor:
     def _plan(self, query: str, operation_name: str | None) -> _Plan | None:
         if self._refusal is not None:
             return None
-        try:
-            document, errors = self._prepare(query, self._core)
-        except GraphQLError:
+        chosen = chosen_operation(
+            self._prepare, self._core, query, operation_name, OperationType.MUTATION
+        )
+        if chosen is None:
             return None
-        if errors:
-            return None
-        operations = [
-            node for node in document.definitions if isinstance(node, OperationDefinitionNode)
-        ]
-        chosen = [
-            node
-            for node in operations
-            if operation_name is None or (node.name and node.name.value == operation_name)
-        ]
-        if len(chosen) != 1 or chosen[0].operation is not OperationType.MUTATION:
-            return None
-        operation = chosen[0]
-        fragments = {
-            node.name.value: node
-            for node in document.definitions
-            if isinstance(node, FragmentDefinitionNode)
-        }
+        operation, fragments = chosen
         planner = _Planner(fragments)
         mutation_type = self._core.mutation_type
         if mutation_type is None:
             return None
         try:
-            if operation.directives:
-                raise UnplannableError
             fields = planner.collect(mutation_type, (operation.selection_set,))
             roots = tuple(
                 self._root(planner, mutation_type, key, nodes) for key, nodes in fields.items()

@@ -30,7 +30,6 @@ import strawberry
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
-    GraphQLError,
     GraphQLField,
     GraphQLList,
     GraphQLNonNull,
@@ -60,7 +59,12 @@ from modelql.graph.executor_internals import (
     strawberry_field,
 )
 from modelql.graph.input_conversion import UnsupportedInputError, copy_json, plan_arguments
-from modelql.graph.selections import UnplannableError, collect_fields
+from modelql.graph.selections import (
+    UnplannableError,
+    chosen_operation,
+    collect_fields,
+    plannable_request,
+)
 
 
 class _AbortError(Exception):
@@ -233,14 +237,14 @@ class ReadExecutor:
         context: Any,
     ) -> ExecutionResult | None:
         """The result of a planned query that met no error, or None."""
-        if not isinstance(query, str) or not isinstance(operation_name, str | None):
+        request = plannable_request(query, operation_name, variables)
+        if request is None:
             return None
-        if not (variables is None or isinstance(variables, dict)):
-            return None
+        query, variables = request
         plan = self.plan(query, operation_name)
         if plan is None:
             return None
-        coerced = self._variables(plan.operation, variables or {})
+        coerced = self._variables(plan.operation, variables)
         if coerced is None:
             return None
         run = _Run(context, coerced, plan.operation)
@@ -270,29 +274,13 @@ class ReadExecutor:
     def _plan(self, query: str, operation_name: str | None) -> _ReadPlan | None:
         if self._refused:
             return None
-        try:
-            document, errors = self._prepare(query, self._core)
-        except GraphQLError:
-            return None
-        if errors:
-            return None
-        chosen = [
-            node
-            for node in document.definitions
-            if isinstance(node, OperationDefinitionNode)
-            and (operation_name is None or (node.name and node.name.value == operation_name))
-        ]
-        if len(chosen) != 1 or chosen[0].operation is not OperationType.QUERY:
-            return None
-        operation = chosen[0]
-        fragments = {
-            node.name.value: node
-            for node in document.definitions
-            if isinstance(node, FragmentDefinitionNode)
-        }
+        chosen = chosen_operation(
+            self._prepare, self._core, query, operation_name, OperationType.QUERY
+        )
         query_type = self._core.query_type
-        if operation.directives or query_type is None:
+        if chosen is None or query_type is None:
             return None
+        operation, fragments = chosen
         planner = _Planner(self._schema, self._core, operation, fragments)
         try:
             roots = planner.fields(query_type, (operation,))

@@ -1,21 +1,77 @@
-"""Field collection as graphql-core does it (through fragments, by response key, in order),
-for the executors that plan a document once: anything they do not reproduce (directives,
-fragment arguments, type conditions on abstract types) is refused with UnplannableError."""
+"""What the executors that plan a document once share: the operation a request runs, and field
+collection as graphql-core does it (through fragments, by response key, in order); anything
+they do not reproduce (directives, fragment arguments, type conditions on abstract types) is
+refused with UnplannableError."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLError,
     GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
+    OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
 )
+
+from modelql.graph.documents import Prepared
+
+Fragments = dict[str, FragmentDefinitionNode]
 
 
 class UnplannableError(Exception):
     """The document needs the general executor."""
+
+
+def plannable_request(
+    query: object, operation_name: object, variables: object
+) -> tuple[str, dict[str, Any]] | None:
+    """The query and variables (none: empty) when the request's parts have the types a plan
+    needs; None when not (the general path says what is wrong with them)."""
+    if not isinstance(query, str) or not isinstance(operation_name, str | None):
+        return None
+    if variables is None:
+        return query, {}
+    return (query, variables) if isinstance(variables, dict) else None
+
+
+def chosen_operation(
+    prepare: Callable[[str, GraphQLSchema], Prepared],
+    schema: GraphQLSchema,
+    query: str,
+    operation_name: str | None,
+    kind: OperationType,
+) -> tuple[OperationDefinitionNode, Fragments] | None:
+    """The valid document's one operation of `kind` the request names (or its only one), with
+    the document's fragments; None when the document does not parse or validate, names no
+    operation or several, names one of another kind, or carries directives on it."""
+    try:
+        document, errors = prepare(query, schema)
+    except GraphQLError:
+        return None
+    if errors:
+        return None
+    chosen = [
+        node
+        for node in document.definitions
+        if isinstance(node, OperationDefinitionNode)
+        and (operation_name is None or (node.name and node.name.value == operation_name))
+    ]
+    if len(chosen) != 1 or chosen[0].operation is not kind or chosen[0].directives:
+        return None
+    fragments = {
+        node.name.value: node
+        for node in document.definitions
+        if isinstance(node, FragmentDefinitionNode)
+    }
+    return chosen[0], fragments
 
 
 def collect_fields(
