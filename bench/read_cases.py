@@ -32,6 +32,8 @@ class Subjects:
     """What the documents name, picked in the loaded data."""
 
     prediction_id: uuid.UUID
+    prediction_created_at: datetime
+    """The rest of its primary key (the table is partitioned by it)."""
     day: datetime
     """A whole UTC day inside the loaded span (midnight)."""
 
@@ -90,9 +92,10 @@ def modelql_id(local: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(f"Prediction:{local}".encode()).decode().rstrip("=")
 
 
-def postgraphile_id(local: uuid.UUID) -> str:
-    """PostGraphile v4's node id: base64 of the JSON array [table, primary key]."""
-    return base64.b64encode(json.dumps(["predictions", str(local)]).encode()).decode()
+def postgraphile_id(local: uuid.UUID, created_at: datetime) -> str:
+    """PostGraphile v4's node id: base64 of the JSON array [table, *primary key]."""
+    key = ["predictions", str(local), created_at.isoformat()]
+    return base64.b64encode(json.dumps(key).encode()).decode()
 
 
 def _from_modelql_id(value: str) -> uuid.UUID:
@@ -101,7 +104,7 @@ def _from_modelql_id(value: str) -> uuid.UUID:
 
 
 def _from_postgraphile_id(value: str) -> uuid.UUID:
-    return uuid.UUID(json.loads(base64.b64decode(value))[-1])
+    return uuid.UUID(json.loads(base64.b64decode(value))[1])
 
 
 def _moment(value: str) -> datetime:
@@ -272,7 +275,7 @@ def read_cases(subjects: Subjects) -> list[ReadCase]:
             "node(id:) of a prediction",
             NODE % node_id,
             f"/node/{node_id}",
-            PG_NODE % postgraphile_id(subjects.prediction_id),
+            PG_NODE % postgraphile_id(subjects.prediction_id, subjects.prediction_created_at),
             _node_mq,
             _node_pg,
         ),

@@ -74,7 +74,9 @@ REPEATED_SHARE, REPEATED_POOL = 0.5, 64
 sends an input never seen (six random decimals per feature)."""
 WRK_TIMEOUT_S = 30
 """Longer than any answer here takes (wrk's default, 2 s, drops slower answers uncounted)."""
-PLACEHOLDER = Subjects(uuid.UUID(int=0), datetime(2000, 1, 1, tzinfo=UTC))
+PLACEHOLDER = Subjects(
+    uuid.UUID(int=0), datetime(2000, 1, 1, tzinfo=UTC), datetime(2000, 1, 1, tzinfo=UTC)
+)
 """Subjects for read cases' names only (the real ones come from the loaded data)."""
 
 
@@ -403,7 +405,7 @@ def prepare_reads(db: Database, predictions: int, notes: list[str]) -> Subjects:
     [row] = asyncio.run(
         fetch(
             db.libpq,
-            "SELECT p.id FROM predictions p WHERE p.model_id = "
+            "SELECT p.id, p.created_at FROM predictions p WHERE p.model_id = "
             "(SELECT id FROM models WHERE name = $1) AND p.created_at >= $2 "
             "ORDER BY p.created_at, p.id LIMIT 1",
             MODEL,
@@ -411,7 +413,7 @@ def prepare_reads(db: Database, predictions: int, notes: list[str]) -> Subjects:
         )
     )
     day = (report.last_at - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return Subjects(row["id"], day)
+    return Subjects(row["id"], row["created_at"], day)
 
 
 def plan(options: argparse.Namespace) -> tuple[bool, bool]:

@@ -21,6 +21,8 @@ outcomes_app = typer.Typer(help="Ground truth for stored predictions.")
 app.add_typer(outcomes_app, name="outcomes")
 store_app = typer.Typer(help="The prediction store's partitions: prune, archive.")
 app.add_typer(store_app, name="store")
+jobs_app = typer.Typer(help="Prediction jobs' upkeep.")
+app.add_typer(jobs_app, name="jobs")
 
 SCHEMA_FILE = Path("schema.graphql")
 
@@ -242,6 +244,20 @@ def store_archive(
     from modelql import commands
 
     commands.store_archive(to=to, retention_days=retention_days)
+
+
+@jobs_app.command("prune")
+def jobs_prune(
+    retention_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Keep this many days (default: MODELQL_JOB_RETENTION_DAYS)."),
+    ] = None,
+) -> None:
+    """Drop the uploaded files and parts of prediction jobs finished longer ago than the
+    retention, and the job queue's log of that age; the jobs' records and predictions stay."""
+    from modelql import job_commands
+
+    job_commands.prune(retention_days=retention_days)
 
 
 @app.command()

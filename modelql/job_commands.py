@@ -1,23 +1,26 @@
-"""`modelql worker` (a process that only works the job queue) and `modelql predict` (a job run
-from the terminal, with a progress bar, its results written to a file)."""
+"""`modelql worker` (a process that only works the job queue), `modelql predict` (a job run
+from the terminal, with a progress bar, its results written to a file) and `modelql jobs
+prune`."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from modelql.commands import _settings, console, database
+from modelql.commands import _check_migrated, _settings, console, database
 from modelql.models.vocabulary import JobState
-from modelql.runtime import NotMigratedError, Runtime
+from modelql.runtime import NotMigratedError, Runtime, store_maintenance
 from modelql.services import job_files
 from modelql.services.errors import UserInputError
 from modelql.services.prediction_jobs import JobSubmission, JobView, UploadedFile
 from modelql.services.predictions import Requester
+from modelql.services.store_maintenance import PrunedJobs
 from modelql.settings import Settings
 
 POLL_S = 0.2
@@ -50,6 +53,34 @@ async def _work(settings: Settings, url: str) -> None:
         await stopping.wait()
     finally:
         await runtime.stop()
+
+
+def prune(retention_days: int | None = None) -> None:
+    """Drop what finished prediction jobs keep beyond the retention (uploads, parts, the
+    queue's log)."""
+    settings = _settings()
+    days = retention_days or settings.job_retention_days
+    if days is None:
+        console.print(
+            "[red]No job retention: pass --retention-days or set MODELQL_JOB_RETENTION_DAYS.[/red]"
+        )
+        raise typer.Exit(2)
+    with database(settings) as url:
+        try:
+            pruned = asyncio.run(_prune(settings, url, timedelta(days=days)))
+        except NotMigratedError as error:
+            console.print(f"[red]{error}[/red]")
+            raise typer.Exit(1) from None
+    console.print(
+        f"Pruned {pruned.jobs} prediction jobs finished over {days} days ago (their uploaded "
+        f"files and parts; records and predictions kept) and {pruned.log_rows} rows of the "
+        "job queue's log."
+    )
+
+
+async def _prune(settings: Settings, url: str, retention: timedelta) -> PrunedJobs:
+    await _check_migrated(url)
+    return await store_maintenance(settings, url).prune_jobs(retention)
 
 
 def predict(

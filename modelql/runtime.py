@@ -291,8 +291,8 @@ def inference_cache(settings: Settings) -> InferenceCache | None:
 
 
 def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance:
-    """The partitions' upkeep the settings ask for (interval, retention, archive)."""
-    days = settings.retention_days
+    """The store's upkeep the settings ask for (interval, retentions, archive)."""
+    days, job_days = settings.retention_days, settings.job_retention_days
     archiver = None
     if settings.archive_url is not None:
         # Imported here: archiving brings pyarrow, which a process that does not archive
@@ -304,6 +304,7 @@ def store_maintenance(settings: Settings, database_url: str) -> StoreMaintenance
         database_url=database_url,
         interval=PartitionInterval(settings.partition_interval),
         retention=None if days is None else timedelta(days=days),
+        job_retention=None if job_days is None else timedelta(days=job_days),
         archiver=archiver,
     )
 

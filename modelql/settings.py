@@ -26,7 +26,9 @@ class AuthMode(StrEnum):
 class Settings(BaseSettings):
     """Every setting ModelQL reads; environment variables are `MODELQL_<NAME>` unless noted."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELQL_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="MODELQL_", env_file=".env", extra="ignore", env_parse_none_str="none"
+    )
 
     environment: Environment = Environment.DEVELOPMENT
     database_url: str | None = Field(
@@ -163,6 +165,12 @@ class Settings(BaseSettings):
         default=None,
         ge=1,
         description="Drop partitions of predictions entirely older than this; unset: keep all.",
+    )
+    job_retention_days: int | None = Field(
+        default=7,
+        ge=1,
+        description="Drop the uploaded files and parts of prediction jobs finished longer ago "
+        "(the jobs and their predictions stay); none: keep them.",
     )
     archive_url: str | None = Field(
         default=None,

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager, RetryRequested
@@ -23,6 +23,9 @@ VALIDATE = "modelql_job_validate"
 """Read and validate a job's whole file, then queue its parts."""
 SCORE = "modelql_job_score"
 """Score and store one part of a job, chunk by chunk."""
+
+LOG_TABLES = ("pgqueuer_log", "pgqueuer_statistics")
+"""What the queue keeps of finished tasks (created by ModelQL's migration)."""
 
 Task = tuple[uuid.UUID, int]
 """A job id and a part number (-1 for validation)."""
@@ -38,6 +41,19 @@ async def enqueue(connection: asyncpg.Connection, entrypoint: str, tasks: list[T
         [_payload(task) for task in tasks],
         [0] * len(tasks),
     )
+
+
+async def prune_log(connection: asyncpg.Connection, *, before: datetime) -> int:
+    """Drop what the queue logged of ModelQL's tasks before then; how many rows."""
+    dropped = 0
+    for table in LOG_TABLES:
+        status = await connection.execute(
+            f"DELETE FROM {table} WHERE entrypoint = ANY($1::text[]) AND created < $2",
+            [VALIDATE, SCORE],
+            before,
+        )
+        dropped += int(status.split()[-1])
+    return dropped
 
 
 def _payload(task: Task) -> bytes:

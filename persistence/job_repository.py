@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -38,9 +39,12 @@ class NewJob:
     source_bytes: int
 
 
-async def notify(connection: asyncpg.Connection, job_id: uuid.UUID) -> None:
-    """Queue the job's notification; PostgreSQL sends it at COMMIT (once per transaction)."""
-    await connection.execute("SELECT pg_notify($1, $2)", JOBS_CHANNEL, str(job_id))
+async def notify(connection: asyncpg.Connection, job_id: uuid.UUID | None) -> None:
+    """Queue the job's notification (None: every job's); PostgreSQL sends it at COMMIT (once
+    per transaction)."""
+    await connection.execute(
+        "SELECT pg_notify($1, $2)", JOBS_CHANNEL, "" if job_id is None else str(job_id)
+    )
 
 
 async def create(connection: asyncpg.Connection, job: NewJob, content: bytes | None) -> None:
@@ -240,3 +244,37 @@ async def results(connection: asyncpg.Connection, job_id: uuid.UUID) -> list[asy
         "WHERE request_id = $1 ORDER BY batch_index",
         str(job_id),
     )
+
+
+async def prune_finished(
+    connection: asyncpg.Connection, *, finished_before: datetime, batch: int
+) -> int:
+    """Drop the uploaded files and parts of up to `batch` jobs finished before then, oldest
+    first, keeping their progress on the job (`rows_done`) and marking them `pruned_at`; how
+    many. Jobs another transaction holds are skipped, not waited for."""
+    pruned: int = await connection.fetchval(
+        f"""
+        WITH doomed AS (
+            SELECT id FROM {JOBS}
+            WHERE pruned_at IS NULL AND finished_at IS NOT NULL AND finished_at < $1
+            ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED
+        ), done AS (
+            SELECT job_id, sum(next_row - first_row) AS rows_done FROM {PARTS}
+            WHERE job_id IN (SELECT id FROM doomed) GROUP BY job_id
+        ), parts_dropped AS (
+            DELETE FROM {PARTS} WHERE job_id IN (SELECT id FROM doomed)
+        ), sources_dropped AS (
+            DELETE FROM {SOURCES} WHERE job_id IN (SELECT id FROM doomed)
+        ), marked AS (
+            UPDATE {JOBS} AS job SET pruned_at = now(), rows_done = coalesce(done.rows_done, 0)
+            FROM doomed LEFT JOIN done ON done.job_id = doomed.id
+            WHERE job.id = doomed.id RETURNING job.id
+        )
+        SELECT count(*) FROM marked
+        """,
+        finished_before,
+        batch,
+    )
+    if pruned:
+        await notify(connection, None)
+    return pruned

@@ -645,8 +645,8 @@ class AlertDelivery(Base):
 
 
 class PredictionJob(Base):
-    """A batch scoring job: its source, where it is (`next_row`, moved in the same transaction
-    as each chunk's predictions) and what it found (counts, the first errors)."""
+    """A batch scoring job: its source, its state and what it found (counts, the first
+    errors); where it is lives in its parts."""
 
     __tablename__ = "prediction_jobs"
     __table_args__ = (
@@ -658,6 +658,11 @@ class PredictionJob(Base):
             ondelete="RESTRICT",
         ),
         Index(None, "created_at"),
+        Index(
+            "ix_prediction_jobs_unpruned_finished_at",
+            "finished_at",
+            postgresql_where=text("pruned_at IS NULL AND finished_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -674,7 +679,6 @@ class PredictionJob(Base):
     source_bytes: Mapped[int] = mapped_column(BigInteger)
     validated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     rows_total: Mapped[int | None] = mapped_column(Integer)
-    next_row: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     rows_scored: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     rows_failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
@@ -683,6 +687,10 @@ class PredictionJob(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    pruned_at: Mapped[datetime | None] = mapped_column()
+    """When its uploaded file and parts were dropped (the job's retention)."""
+    rows_done: Mapped[int | None] = mapped_column(Integer)
+    """Rows settled, kept from its parts when they were dropped; null while they exist."""
 
 
 class PredictionJobSource(Base):

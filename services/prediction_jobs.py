@@ -102,6 +102,8 @@ class JobView:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    pruned_at: datetime | None
+    """When its uploaded file and parts were dropped (the job retention); None: kept."""
 
     @property
     def progress(self) -> float:
@@ -113,7 +115,11 @@ class JobView:
         return min(1.0, self.rows_done / self.rows_total)
 
     @classmethod
-    def of(cls, record: asyncpg.Record, rows_done: int) -> JobView:
+    def of(cls, record: asyncpg.Record, parts: Sequence[asyncpg.Record]) -> JobView:
+        """The job from its row and its parts (none once pruned: the row keeps the count)."""
+        rows_done = record["rows_done"]
+        if rows_done is None:
+            rows_done = sum(part["next_row"] - part["first_row"] for part in parts)
         return cls(
             id=record["id"],
             model_id=record["model_id"],
@@ -132,6 +138,7 @@ class JobView:
             created_at=record["created_at"],
             started_at=record["started_at"],
             finished_at=record["finished_at"],
+            pruned_at=record["pruned_at"],
         )
 
 
@@ -240,7 +247,7 @@ class PredictionJobs:
             record = await job_repository.get(connection, job.id)
         self._on_commit()
         assert record is not None
-        return JobView.of(record, 0)
+        return JobView.of(record, [])
 
     async def get(self, job_id: uuid.UUID, limit: ModelLimit | None = None) -> JobView | None:
         """The job; None when unknown or of a model outside the caller's `limit`."""
@@ -248,7 +255,7 @@ class PredictionJobs:
             record = await job_repository.get(connection, job_id)
             if record is None or not await self._reachable(record["model_id"], limit):
                 return None
-            return JobView.of(record, _rows_done(await job_repository.parts(connection, job_id)))
+            return JobView.of(record, await job_repository.parts(connection, job_id))
 
     async def _reachable(self, model_id: uuid.UUID, limit: ModelLimit | None) -> bool:
         if limit is None:
@@ -268,7 +275,7 @@ class PredictionJobs:
             self._on_commit()
             if record is None:
                 raise _job_not_found()
-            return JobView.of(record, _rows_done(await job_repository.parts(connection, job_id)))
+            return JobView.of(record, await job_repository.parts(connection, job_id))
 
     async def results(self, job_id: uuid.UUID) -> list[job_files.JobResult]:
         """The predictions the job stored, by row number."""
@@ -576,10 +583,6 @@ class _RawConnection:
             self._raw.terminate()
             await asyncio.shield(self._pooled.invalidate())
         await self._context.__aexit__(*exc)
-
-
-def _rows_done(parts: Sequence[asyncpg.Record]) -> int:
-    return sum(part["next_row"] - part["first_row"] for part in parts)
 
 
 def _check(

@@ -1,17 +1,19 @@
 """Keeping the prediction store's partitions: created ahead (at start-up, then every hour) and,
 with a retention, the ones entirely older than it dropped whole (with an archive location,
-each archived first, and kept when its archive failed)."""
+each archived first, and kept when its archive failed). With a job retention, the uploaded
+files and bookkeeping of prediction jobs finished longer ago go too."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 
-from modelql.persistence import partitions
+from modelql.persistence import job_queue, job_repository, partitions
 from modelql.persistence.partitions import (
     Partition,
     PartitionInterval,
@@ -26,6 +28,15 @@ if TYPE_CHECKING:  # archiving imports pyarrow: only processes that archive pay 
 logger = logging.getLogger("modelql")
 
 EVERY_S = 3600.0
+JOBS_PER_TRANSACTION = 200
+
+
+@dataclass(frozen=True)
+class PrunedJobs:
+    jobs: int
+    """Finished jobs whose uploaded file and parts were dropped."""
+    log_rows: int
+    """Rows of the job queue's log and statistics dropped."""
 
 
 def _now() -> datetime:
@@ -41,6 +52,7 @@ class StoreMaintenance:
         database_url: str,
         interval: PartitionInterval,
         retention: timedelta | None,
+        job_retention: timedelta | None = None,
         archiver: PartitionArchiver | None = None,
         every_s: float = EVERY_S,
         clock: Callable[[], datetime] = _now,
@@ -48,6 +60,7 @@ class StoreMaintenance:
         self._database_url = database_url
         self._interval = interval
         self._retention = retention
+        self._job_retention = job_retention
         self._archiver = archiver
         self._clock = clock
         self._task = PeriodicTask(
@@ -92,6 +105,27 @@ class StoreMaintenance:
                 connection, before=self._expiry(retention), on_archived=on_archived
             )
 
+    async def prune_jobs(self, retention: timedelta | None = None) -> PrunedJobs:
+        """Drop the uploaded files and parts of the prediction jobs finished longer ago than
+        the retention (this one, else the configured job retention), a few hundred jobs per
+        transaction, and what the job queue logged before then. The jobs' rows (state, counts,
+        first errors) and their predictions stay."""
+        kept = retention or self._job_retention
+        assert kept is not None, "a job retention is needed"
+        before = self._clock() - kept
+        jobs = 0
+        async with partitions.maintenance_connection(self._database_url) as connection:
+            while True:
+                async with connection.transaction():
+                    pruned = await job_repository.prune_finished(
+                        connection, finished_before=before, batch=JOBS_PER_TRANSACTION
+                    )
+                jobs += pruned
+                if pruned < JOBS_PER_TRANSACTION:
+                    break
+            log_rows = await job_queue.prune_log(connection, before=before)
+        return PrunedJobs(jobs=jobs, log_rows=log_rows)
+
     def _expiry(self, retention: timedelta | None) -> datetime:
         """Partitions ending before this are expired (by this retention, else the configured
         one)."""
@@ -108,8 +142,9 @@ class StoreMaintenance:
         await self._task.stop()
 
     async def _upkeep(self) -> None:
-        """One round: prune (with a retention; a failure is logged here), then create ahead
-        (a failure is the round's)."""
+        """One round: prune jobs and partitions (with their retentions; a failure is logged
+        here), then create ahead (a failure is the round's)."""
+        await self._prune_jobs_logged()
         try:
             if self._retention is not None:
                 dropped = await self.prune()
@@ -127,3 +162,14 @@ class StoreMaintenance:
         except Exception:
             logger.exception("pruning the prediction store failed")
         await self.ensure_partitions()
+
+    async def _prune_jobs_logged(self) -> None:
+        if self._job_retention is None:
+            return
+        try:
+            pruned = await self.prune_jobs()
+        except Exception:
+            logger.exception("pruning finished prediction jobs failed")
+            return
+        if pruned.jobs:
+            logger.info("pruned the files and parts of %d finished prediction jobs", pruned.jobs)

@@ -1,6 +1,7 @@
 """`modelql predict` runs a job from the terminal and writes its results; `modelql worker`
 processes work queued jobs, and a worker killed mid-job (SIGKILL) loses nothing and duplicates
-nothing: another worker picks the job up after the last committed chunk."""
+nothing: another worker picks the job up after the last committed chunk; `modelql jobs prune`
+drops what expired jobs keep."""
 
 from __future__ import annotations
 
@@ -91,6 +92,40 @@ async def test_predict_reports_failing_rows_and_bad_files(
     )
     assert result.returncode == 2
     assert "MISSING_COLUMN" in _said(result)
+
+
+async def test_jobs_prune_drops_the_files_of_jobs_finished_before_the_retention(
+    database_url: str, data_dir: Path, demo_catalogue: None, tmp_path: Path
+):
+    source = tmp_path / "iris.csv"
+    source.write_bytes(iris_csv(20))
+    env = cli_env(database_url, data_dir, MODELQL_JOB_RETENTION_DAYS="none")
+    args = ["predict", str(source), "--model", "iris-classifier"]
+    assert (await asyncio.to_thread(_run_cli, args, env)).returncode == 0
+    [job] = await query(
+        database_url,
+        "UPDATE prediction_jobs SET finished_at = now() - interval '3 days' "
+        "WHERE id = (SELECT id FROM prediction_jobs ORDER BY created_at DESC LIMIT 1) RETURNING id",
+    )
+
+    refused = await asyncio.to_thread(_run_cli, ["jobs", "prune"], env)
+    assert refused.returncode == 2
+    assert "No job retention" in _said(refused)
+    assert (
+        await asyncio.to_thread(_run_cli, ["jobs", "prune", "--retention-days", "0"], env)
+    ).returncode == 2
+    result = await asyncio.to_thread(_run_cli, ["jobs", "prune", "--retention-days", "2"], env)
+
+    assert result.returncode == 0, _said(result)
+    assert "Pruned 1 prediction jobs" in _said(result)
+    [kept] = await query(
+        database_url,
+        "SELECT pruned_at IS NOT NULL, rows_done, "
+        "(SELECT count(*) FROM prediction_job_sources WHERE job_id = $1) FROM prediction_jobs "
+        "WHERE id = $1",
+        job["id"],
+    )
+    assert tuple(kept) == (True, 20, 0)
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[str]:

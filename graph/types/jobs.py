@@ -64,6 +64,10 @@ class PredictionJob:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    pruned_at: datetime | None = strawberry.field(
+        description="When its uploaded file and progress bookkeeping were dropped, "
+        "MODELQL_JOB_RETENTION_DAYS after it finished; its predictions and this record stay."
+    )
     model_id: strawberry.Private[uuid.UUID]
     version_id: strawberry.Private[uuid.UUID]
 
@@ -96,6 +100,7 @@ class PredictionJob:
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            pruned_at=job.pruned_at,
             model_id=job.model_id,
             version_id=job.model_version_id,
         )

@@ -18,11 +18,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import app_client, graphql, make_settings
 
+from modelql.runtime import store_maintenance
+
 SUBMIT = """mutation($input: SubmitPredictionJobInput!) { submitPredictionJob(input: $input) {
   job { id state partial source model { name } version { number } }
   userErrors { field code message } } }"""
 JOB = """query($id: ID!) { predictionJob(id: $id) {
-  id state progress counts { total scored failed } errors { row reason } message } }"""
+  id state progress counts { total scored failed } errors { row reason } message prunedAt } }"""
 CANCEL = """mutation($id: ID!) { cancelPredictionJob(id: $id) {
   job { id state } userErrors { field code } } }"""
 UPDATED = """subscription($id: ID!) { predictionJobUpdated(id: $id) {
@@ -87,8 +89,8 @@ async def http(database_url: str, data_dir: Path, demo_catalogue: None, tmp_path
         yield client
 
 
-async def test_an_uploaded_file_becomes_stored_predictions(
-    http: httpx.AsyncClient, engine: AsyncEngine
+async def test_an_uploaded_file_becomes_stored_predictions_and_outlives_its_retention(
+    http: httpx.AsyncClient, engine: AsyncEngine, database_url: str, data_dir: Path
 ):
     payload = await submit(http, iris_csv(450))
     assert payload["userErrors"] == []
@@ -100,6 +102,20 @@ async def test_an_uploaded_file_becomes_stored_predictions(
     assert done["progress"] == 1.0
     assert done["counts"] == {"total": 450, "scored": 450, "failed": 0}
     assert [number for number, _ in await stored_rows(engine, job["id"])] == list(range(1, 451))
+
+    async with engine.begin() as connection:  # as if it had finished long ago
+        await connection.execute(
+            text(
+                "UPDATE prediction_jobs SET finished_at = now() - interval '30 days' WHERE id = :id"
+            ),
+            {"id": job["id"]},
+        )
+    await store_maintenance(make_settings(database_url, data_dir), database_url).prune_jobs()
+    pruned = (await graphql(http, JOB, {"id": job["id"]}))["data"]["predictionJob"]
+    assert pruned["prunedAt"] is not None
+    assert {key: pruned[key] for key in done if key != "prunedAt"} == {
+        key: done[key] for key in done if key != "prunedAt"
+    }
 
 
 async def test_a_server_side_path_under_the_allowed_directory(

@@ -14,42 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from job_support import iris_csv
+from job_support import IRIS, REQUESTER, iris_csv, stored, submission, upload, work
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import make_settings
 
 from modelql.models.vocabulary import JobState
-from modelql.persistence import job_repository
 from modelql.runtime import Runtime
 from modelql.services.errors import ErrorCode, UserInputError
-from modelql.services.prediction_jobs import JobSubmission, PredictionJobs, UploadedFile
-from modelql.services.predictions import Requester
-
-IRIS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
-REQUESTER = Requester(request_id="submit-1", caller="batch-team")
-
-
-def upload(content: bytes, name: str = "iris.csv") -> UploadedFile:
-    stream = io.BytesIO(content)
-
-    async def read(size: int) -> bytes:
-        return stream.read(size)
-
-    return UploadedFile(name=name, size=len(content), read=read)
-
-
-def submission(file: UploadedFile | None = None, **overrides: object) -> JobSubmission:
-    values: dict[str, object] = {
-        "model": "iris-classifier",
-        "version": None,
-        "alias": None,
-        "partial": False,
-        "upload": file,
-        "path": None,
-    }
-    values.update(overrides)
-    return JobSubmission(**values)  # type: ignore[arg-type]
+from modelql.services.prediction_jobs import UploadedFile
 
 
 @pytest.fixture
@@ -61,27 +34,6 @@ async def runtime(
     await runtime.start()
     yield runtime
     await runtime.stop()
-
-
-async def work(jobs: PredictionJobs, job_id: uuid.UUID) -> None:
-    """What the queue does: validate, then score every part."""
-    await jobs.validate(job_id)
-    async with jobs._connection() as connection:  # the parts the validation queued
-        parts = await job_repository.parts(connection, job_id)
-    for part in parts:
-        await jobs.score(job_id, part["part"])
-
-
-async def stored(engine: AsyncEngine, job_id: uuid.UUID) -> list[tuple[int, str | None, str]]:
-    async with engine.connect() as connection:
-        rows = await connection.execute(
-            text(
-                "SELECT batch_index, caller, label FROM predictions WHERE request_id = :id "
-                "ORDER BY batch_index"
-            ),
-            {"id": str(job_id)},
-        )
-        return [(row[0], row[1], row[2]) for row in rows]
 
 
 async def test_a_job_stores_each_row_as_a_prediction(runtime: Runtime, engine: AsyncEngine):

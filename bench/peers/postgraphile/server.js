@@ -29,6 +29,8 @@ const middleware = postgraphile(connectionString, ["public"], {
   disableQueryLog: true,
   retryOnInitFail: false,
   watchPg: false,
+  // predictions is partitioned by time: expose the parent table, not each partition.
+  usePartitionedParent: true,
 });
 
 const server = http.createServer(middleware);
