@@ -17,14 +17,15 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
+from parity_support import EXAMPLES, answers_counted, on_loop, parity_settings
 from prediction_documents import KEY_MARK, VARYING_FIELDS, prediction_requests
 from prediction_faults import Fault, FaultyCreate, faults
 from support import app_client, make_settings
@@ -33,7 +34,6 @@ from modelql.graph import mutations
 from modelql.graph.direct import DirectExecutor
 from modelql.settings import Settings
 
-EXAMPLES = 1_000
 MIN_DIRECT_SHARE = 0.4
 """Of the generated requests, the share the direct executor must answer itself."""
 _VARYING_KEYS = "|".join(sorted({*VARYING_FIELDS, *VARYING_FIELDS.values()}))
@@ -75,24 +75,10 @@ async def test_the_direct_answer_is_strawberrys_on_generated_requests(
 ):
     """Hypothesis draws in a worker thread; the requests run on this test's event loop, where
     the session's apps live. At least MIN_DIRECT_SHARE of them must be answered directly."""
-    loop = asyncio.get_running_loop()
+    run = on_loop(asyncio.get_running_loop())
     examples: list[None] = []
-    answered: list[bool] = []
-    execute = DirectExecutor.execute
 
-    async def counted(self: DirectExecutor, *args: Any) -> Any:
-        result = await execute(self, *args)
-        answered.append(result is not None)
-        return result
-
-    def run(coroutine: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
-
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @parity_settings
     @given(body=prediction_requests(), fault=faults())
     def check(body: dict[str, Any], fault: Fault | None) -> None:
         examples.append(None)
@@ -107,7 +93,7 @@ async def test_the_direct_answer_is_strawberrys_on_generated_requests(
         direct, strawberry = answers[-2:]
         assert _comparable(direct) == _comparable(strawberry), (direct.text, strawberry.text)
 
-    with patch.object(DirectExecutor, "execute", counted):
+    with answers_counted(DirectExecutor) as answered:
         await asyncio.to_thread(check)
 
     assert len(examples) >= EXAMPLES

@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
+from parity_support import EXAMPLES, answers_counted, on_loop, parity_settings
 from query_documents import Requests
 from support import app_client, make_settings
 
@@ -31,7 +31,6 @@ from modelql.graph.read_executor import ReadExecutor
 from modelql.graph.schema import build_schema
 from modelql.settings import Settings
 
-EXAMPLES = 1_000
 MIN_DIRECT_SHARE = 0.15
 """Of the generated queries, the share the read executor must answer itself: many draw an
 argument that does not validate or names nothing, or an abstract type: those are
@@ -109,24 +108,10 @@ async def test_the_read_executor_answers_generated_queries_as_strawberry_does(
     direct, general = executors
     ids = await _stored_predictions(direct)
     requests = Requests(core_schema(build_schema()), ids).strategy()
-    loop = asyncio.get_running_loop()
+    run = on_loop(asyncio.get_running_loop())
     examples: list[None] = []
-    answered: list[bool] = []
-    execute = ReadExecutor.execute
 
-    async def counted(self: ReadExecutor, *args: Any) -> Any:
-        result = await execute(self, *args)
-        answered.append(result is not None)
-        return result
-
-    def run(coroutine: Coroutine[Any, Any, httpx.Response]) -> httpx.Response:
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
-
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
+    @parity_settings
     @given(request=requests)
     def check(request: tuple[str, dict[str, Any]]) -> None:
         examples.append(None)
@@ -137,7 +122,7 @@ async def test_the_read_executor_answers_generated_queries_as_strawberry_does(
         theirs = run(general.post("/graphql", json=body, headers=headers))
         assert _comparable(mine) == _comparable(theirs), query
 
-    with patch.object(ReadExecutor, "execute", counted):
+    with answers_counted(ReadExecutor) as answered:
         await asyncio.to_thread(check)
 
     assert len(examples) >= EXAMPLES
