@@ -3,18 +3,24 @@ predictions a `PredictionQuery` selects, and their latest outcomes."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, text, tuple_
+from sqlalchemy import Select, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.tables import IdempotencyRecord, LatestOutcome, Prediction
 
 Keyset = tuple[datetime, uuid.UUID]
+
+BUILT_STATEMENTS = 256
+"""Statements kept built, per kind, by everything they are built from (SQLAlchemy statements
+are immutable): building one costs more than PostgreSQL spends on a page, and after a write
+the same pages are asked for again."""
 
 
 async def list_predictions(
@@ -23,6 +29,11 @@ async def list_predictions(
     """Newest first by (created_at, id), strictly after the keyset `after`; never OFFSET. The
     keyset's time also bounds created_at on its own: PostgreSQL prunes partitions on that, not
     on the row comparison."""
+    return list((await session.scalars(_page_statement(query, limit, after))).all())
+
+
+@functools.lru_cache(maxsize=BUILT_STATEMENTS)
+def _page_statement(query: PredictionQuery, limit: int, after: Keyset | None) -> Select[Prediction]:
     statement = (
         select(Prediction)
         .where(*query.conditions())
@@ -33,7 +44,7 @@ async def list_predictions(
         statement = statement.where(
             Prediction.created_at <= after[0], tuple_(Prediction.created_at, Prediction.id) < after
         )
-    return list((await session.scalars(statement)).all())
+    return statement
 
 
 async def predictions_by_id(
@@ -50,8 +61,12 @@ async def begin_snapshot(session: AsyncSession) -> None:
 
 
 async def count_predictions(session: AsyncSession, query: PredictionQuery) -> int:
-    statement = select(func.count()).select_from(Prediction).where(*query.conditions())
-    return await session.scalar(statement) or 0
+    return await session.scalar(_count_statement(query)) or 0
+
+
+@functools.lru_cache(maxsize=BUILT_STATEMENTS)
+def _count_statement(query: PredictionQuery) -> Select[int]:
+    return select(func.count()).select_from(Prediction).where(*query.conditions())
 
 
 async def predictions_after(

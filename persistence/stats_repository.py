@@ -8,6 +8,7 @@ grouped by hour). Counts and means are exact either way; p95 latency from the la
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,12 @@ from modelql.persistence.tables import (
     Prediction,
     PredictionRollup,
 )
+
+BUILT_STATEMENTS = 256
+"""Statements kept built, per kind, by everything they are built from (the query's values
+included: SQLAlchemy statements are immutable). Building one costs the server more than
+PostgreSQL spends answering it from the roll-ups, and after a write the same questions come
+again."""
 
 BUCKET_BASE_MS = 0.001
 BUCKET_GROWTH = 1.1
@@ -292,13 +299,17 @@ async def totals(
     session: AsyncSession, query: PredictionQuery, *, from_rollups: bool | None = None
 ) -> Totals:
     """Count, means, first and last time, and outcome counts of the selected predictions."""
-    if _use_rollups(query, from_rollups):
-        rows = _rollup_rows(query)
-        statement = select(*_rollup_totals(rows)).where(*_rollup_conditions(query, rows))
-    else:
-        joined, where = _raw_from(query)
-        statement = select(*_raw_totals()).select_from(joined).where(where)
+    statement = _totals_statement(query, _use_rollups(query, from_rollups))
     return Totals(*(await session.execute(statement)).one())
+
+
+@functools.lru_cache(maxsize=BUILT_STATEMENTS)
+def _totals_statement(query: PredictionQuery, rollups: bool) -> Select[*tuple[Any, ...]]:
+    if rollups:
+        rows = _rollup_rows(query)
+        return select(*_rollup_totals(rows)).where(*_rollup_conditions(query, rows))
+    joined, where = _raw_from(query)
+    return select(*_raw_totals()).select_from(joined).where(where)
 
 
 async def label_counts(
@@ -440,6 +451,29 @@ async def groups(
     second statement reads the groups' latency histograms; from the raw table, a sort)."""
     rollups = _use_rollups(query, from_rollups, interval)
     asked = list(dict.fromkeys(by))
+    statement, columns = _groups_statement(query, tuple(asked), interval, limit, with_p95, rollups)
+    keys = [column for d in asked for column in columns[d]]
+    found = (await session.execute(statement)).all()
+    width = len(keys)
+    latency = {tuple(row[:width]): row[-1] for row in found}
+    if rollups and found and with_p95:
+        latency = await _rolled_up_p95(session, query, asked, interval)
+    return [
+        _group(asked, columns, tuple(row[:width]), Totals(*row[width:-1]), latency) for row in found
+    ]
+
+
+@functools.lru_cache(maxsize=BUILT_STATEMENTS)
+def _groups_statement(
+    query: PredictionQuery,
+    dimensions: tuple[Dimension, ...],
+    interval: Interval,
+    limit: int,
+    with_p95: bool,
+    rollups: bool,
+) -> tuple[Select[*tuple[Any, ...]], dict[Dimension, list[SqlColumn]]]:
+    """The statement of `groups` and each dimension's columns in it."""
+    asked = list(dimensions)
     rows = _rollup_rows(query, interval) if rollups else None
     columns = {d: _dimension_columns(d, interval, rows) for d in asked}
     keys = [column for d in asked for column in columns[d]]
@@ -468,14 +502,7 @@ async def groups(
     statement = (
         statement.where(*where).group_by(*keys).order_by(*time, count.desc(), *keys).limit(limit)
     )
-    found = (await session.execute(statement)).all()
-    width = len(keys)
-    latency = {tuple(row[:width]): row[-1] for row in found}
-    if rollups and found and with_p95:
-        latency = await _rolled_up_p95(session, query, asked, interval)
-    return [
-        _group(asked, columns, tuple(row[:width]), Totals(*row[width:-1]), latency) for row in found
-    ]
+    return statement, columns
 
 
 def _join_catalogue(
