@@ -60,6 +60,7 @@ FIELD_READS: dict[str, dict[str, Reads]] = {
                 "createdAt",
                 "startedAt",
                 "finishedAt",
+                "prunedAt",  # pruning notifies modelql_jobs once per transaction
             ],
             Reads.STORE,
         ),
