@@ -38,7 +38,8 @@ from modelql.services.subscribers import SubscriptionEndedError
 class GraphDependencies:
     """What resolvers need from the application, built once at start-up."""
 
-    sessionmaker: async_sessionmaker[AsyncSession]
+    read_sessionmaker: async_sessionmaker[AsyncSession]
+    """Sessions for the request's reads (`create_read_sessionmaker`: no transaction)."""
     catalogue: Catalogue
     predictions: PredictionService
     jobs: PredictionJobs
@@ -83,7 +84,7 @@ class GraphContext:
         self.credential = credential
         """The presented API key (kept to check it again while a subscription is open)."""
         self.request_log = request_log
-        self.db = RequestDatabase(dependencies.sessionmaker)
+        self.db = RequestDatabase(dependencies.read_sessionmaker)
         self._closing: set[asyncio.Task[None]] = set()
 
     @property

@@ -44,22 +44,40 @@ class DataLoader(StrawberryDataLoader[K, V]):
     one: graphql-core cancels the other fields' tasks when one fails, and a task cancelled
     while awaiting the cached future would cancel it, failing every other field awaiting the
     same key with CancelledError (which escapes the request). Done futures are returned as
-    they are."""
+    they are.
+
+    `known`, when given, answers a key from memory before any batch: the future it returns is
+    done, so the awaiting resolver does not suspend (and the read executor gives it no task)."""
+
+    def __init__(
+        self,
+        load_fn: Callable[[list[K]], Awaitable[list[V]]],
+        *,
+        known: Callable[[K], V | None] | None = None,
+    ) -> None:
+        super().__init__(load_fn=load_fn)
+        self._known = known
 
     def load(self, key: K) -> Awaitable[V]:
+        if self._known is not None and (value := self._known(key)) is not None:
+            answered: asyncio.Future[V] = self.loop.create_future()  # the loop, looked up once
+            answered.set_result(value)
+            return answered
         return asyncio.shield(super().load(key))
 
 
 def _mapping_loader(
-    db: RequestDatabase, fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]]
+    db: RequestDatabase,
+    fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]],
+    known: Callable[[K], V | None] | None = None,
 ) -> DataLoader[K, V | None]:
-    """Each key's value, None when `fetch` found none."""
+    """Each key's value, None when `fetch` found none (`known`: see `DataLoader`)."""
 
     async def load(keys: list[K]) -> list[V | None]:
         found = await db.run(lambda session: fetch(session, keys))
         return [found.get(key) for key in keys]
 
-    return DataLoader(load_fn=load)
+    return DataLoader(load_fn=load, known=known)
 
 
 def _lists_loader(
@@ -118,7 +136,10 @@ class Loaders:
             db, _limited(memory, memory.models_by_name, lambda row: row.id, limit)
         )
         self.version_by_id = _mapping_loader(
-            db, _limited(memory, memory.versions, lambda row: row.model_id, limit)
+            db,
+            _limited(memory, memory.versions, lambda row: row.model_id, limit),
+            # Versions never change once read; a limited caller's go through the model check.
+            known=memory.known_version if limit is None else None,
         )
         self.route_by_model_id = _mapping_loader(
             db, _limited(memory, memory.routes_by_id, lambda row: row.model_id, limit)

@@ -26,7 +26,12 @@ from modelql.metrics import (
 )
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence.alert_repository import ALERTS_CHANNEL
-from modelql.persistence.database import create_engine, create_sessionmaker, libpq_url
+from modelql.persistence.database import (
+    create_engine,
+    create_read_sessionmaker,
+    create_sessionmaker,
+    libpq_url,
+)
 from modelql.persistence.job_queue import SCORE, VALIDATE, JobConsumer
 from modelql.persistence.notifications import (
     CATALOGUE_CHANNEL,
@@ -177,7 +182,7 @@ class Runtime:
             sessionmaker=sessionmaker, catalogue=catalogue, model_cache=model_cache
         )
         dependencies = GraphDependencies(
-            sessionmaker=sessionmaker,
+            read_sessionmaker=create_read_sessionmaker(engine),
             catalogue=catalogue,
             predictions=predictions,
             jobs=jobs,

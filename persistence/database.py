@@ -59,6 +59,17 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read: each statement commits on its own, so a read
+    costs no BEGIN and no ROLLBACK round trip (under READ COMMITTED each statement saw its own
+    snapshot anyway). The engine's pool is shared; a returned connection leaves autocommit."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+        autoflush=False,
+    )
+
+
 def is_rejected_value(error: BaseException) -> bool:
     """True when PostgreSQL refused a value the client sent (SQLSTATE class 22, data exception:
     a NUL character in text, a timestamp or integer out of range, ...)."""
