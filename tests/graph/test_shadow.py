@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import sklearn
 from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats
-from sklearn.linear_model import LogisticRegression, Ridge
+from shadow_support import FLIPPED, SIGNATURE, X, Y, register
+from sklearn.linear_model import Ridge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from support import graphql, make_settings, running_app
 
 from modelql.models.artifacts import ArtifactStore
@@ -27,12 +27,6 @@ from modelql.models.vocabulary import FeatureType
 from modelql.services import registration
 from modelql.settings import Settings
 
-X = np.array([[0.0, 1.0], [0.5, 1.5], [1.0, 0.5], [3.0, 4.0], [3.5, 3.0], [4.0, 5.0]])
-Y = np.array(["low", "low", "low", "high", "high", "high"])
-SIGNATURE = [
-    FeatureSpec(name="a", type=FeatureType.NUMBER),
-    FeatureSpec(name="b", type=FeatureType.NUMBER),
-]
 SET_SHADOW = """mutation($input: SetShadowInput!) { setShadow(input: $input) {
   model { shadowVersions { number } shadowSample shadowHistory { versions sample changedBy } }
   userErrors { field code message } } }"""
@@ -48,37 +42,6 @@ COMPARE = """query($m: String!, $v: Int!) {
     source compared skipped agreement labelChanges { from to count }
     paired { metric test pairs baseline candidate difference confidenceLevel
              confidenceLow confidenceHigh pValue baselineOnly candidateOnly } } }"""
-
-
-async def register(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    store: ArtifactStore,
-    versions: list[tuple[np.ndarray, list[FeatureSpec]]],
-) -> str:
-    """A new model with one logistic regression per (training labels, signature); v1 is
-    production."""
-    name = f"zz-shadow-{uuid.uuid4().hex[:10]}"
-    for number, (labels, specs) in enumerate(versions, start=1):
-        data = np.array([[row[0] if s.name == "a" else row[-1] for s in specs] for row in X])
-        described = registration.VersionRegistration(
-            model_name=name,
-            task="CLASSIFICATION",
-            algorithm="sklearn.linear_model.LogisticRegression",
-            framework_version=sklearn.__version__,
-            signature=specs,
-            labels=["high", "low"],
-            aliases=["production"] if number == 1 else [],
-        )
-        estimator = LogisticRegression(max_iter=200).fit(data, labels)
-        async with sessionmaker.begin() as session:
-            await registration.register_version(
-                session, store, described, estimator=estimator, actor="tests"
-            )
-    return name
-
-
-FLIPPED = np.array(["low", "low", "high", "high", "high", "low"])
-"""Labels a second version is trained on, so that it disagrees with v1 on some inputs."""
 
 
 @pytest.fixture
