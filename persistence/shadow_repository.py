@@ -119,8 +119,16 @@ async def insert_shadow_predictions(
     connection = await (await session.connection()).get_raw_connection()
     driver = connection.driver_connection
     assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
+    await insert_shadow_rows(driver, answers)
+
+
+async def insert_shadow_rows(
+    connection: asyncpg.Connection, answers: Sequence[ShadowColumns]
+) -> None:
+    """Store shadow answers on an asyncpg connection (a prediction job's, in the transaction
+    that stores the primaries): one statement per shadow version."""
     for columns in answers:
-        await driver.execute(
+        await connection.execute(
             INSERT_SHADOWS,
             columns.ids,
             columns.primary_ids,
