@@ -553,8 +553,9 @@ class PredictionFailureCount(Base):
 
 
 class PredictionCommit(Base):
-    """One stored group of predictions (one transaction): the live feed's position. Written by
-    the same statement as the predictions, so a row exists exactly when they committed."""
+    """One stored group of predictions (one transaction), or of shadow answers to stored
+    predictions (`shadows`): the live feed's position. Written in the same transaction (by the
+    same statement, for predictions), so a row exists exactly when they committed."""
 
     __tablename__ = "prediction_commits"
     __table_args__ = (Index(None, "committed_at"),)
@@ -564,6 +565,9 @@ class PredictionCommit(Base):
         ForeignKey("model_versions.id", ondelete="RESTRICT")
     )
     prediction_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    shadows: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """True: the transaction stored shadow answers, and `prediction_ids` are the primaries
+    they answer (`model_version_id` the primaries' version), not new predictions."""
     committed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

@@ -23,8 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from modelql.models.predictor import RowScore, Scores
-from modelql.persistence.notifications import SHADOWS_CHANNEL, notify
-from modelql.persistence.shadow_repository import ShadowColumns, insert_shadow_predictions
+from modelql.persistence.shadow_repository import (
+    ShadowColumns,
+    insert_shadow_predictions,
+    record_shadow_commits,
+)
 from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.features import rows_checked_in_bulk, validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
@@ -202,7 +205,12 @@ class ShadowScoring:
             return 0
         async with self._sessionmaker.begin() as session:
             await insert_shadow_predictions(session, answers)
-            await notify(session, SHADOWS_CHANNEL, "")
+            answered = [work for work in works if work.versions]
+            await record_shadow_commits(
+                session,
+                [primary for work in answered for primary in work.ids],
+                [work.primary_version_id for work in answered for _ in work.ids],
+            )
         self._on_commit()
         return sum(len(columns.ids) for columns in answers)
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import sklearn
+from live_support import Subscriptions, served
 from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats
 from shadow_support import FLIPPED, SIGNATURE, X, Y, register
@@ -468,3 +469,66 @@ async def test_a_regressor_shadow_is_paired_on_absolute_errors(
     assert paired["pValue"] == pytest.approx(expected.pvalue)
     assert paired["confidenceLow"] == pytest.approx(interval.low)
     assert paired["confidenceHigh"] == pytest.approx(interval.high)
+
+
+# --- the live tail ------------------------------------------------------------------------
+
+TAIL = """subscription($filter: PredictionFilter) { predictionsCreated(filter: $filter) {
+  id label shadows { label refusal modelVersion { number } } } }"""
+TAIL_WITHOUT_SHADOWS = """subscription($filter: PredictionFilter) {
+  predictionsCreated(filter: $filter) { id label } }"""
+
+
+async def until_quiet(connection: Subscriptions, quiet_s: float = 1.0) -> list[dict]:
+    """Every message received until none arrives for `quiet_s` (the shadow queue gathers
+    for 0.25 s before it scores)."""
+    messages = []
+    while True:
+        try:
+            messages.append(await connection.receive(within=quiet_s))
+        except TimeoutError:
+            return messages
+
+
+async def test_the_live_tail_sends_shadow_answers_to_subscribers_that_select_them(
+    shadow_settings: Settings, model: str
+):
+    """A subscriber selecting `shadows` gets the predictions as they commit, then the same
+    predictions again, with their shadows, once the shadow answers commit; a subscriber that
+    does not select `shadows` gets each prediction once. Filters apply to both."""
+    async with served(shadow_settings) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            await data(
+                http,
+                SET_SHADOW,
+                "setShadow",
+                input={"model": model, "versions": [{"version": 2}, {"version": 3}], "sample": 1},
+            )
+        async with Subscriptions.open(server.url) as connection:
+            await connection.acknowledged()
+            mine = {"filter": {"model": model}}
+            with_shadows = await connection.subscribe(TAIL, mine)
+            without = await connection.subscribe(TAIL_WITHOUT_SHADOWS, mine)
+            other_model = await connection.subscribe(TAIL, {"filter": {"model": "wine-classifier"}})
+            await asyncio.sleep(0.3)
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                primaries = await predict(http, model, POINTS)
+            ids = [primary["id"] for primary in primaries]
+
+            received: dict[str, list[list[dict]]] = {with_shadows: [], without: []}
+            for message in await until_quiet(connection):
+                assert message["type"] == "next", message
+                assert message["id"] != other_model, "a filter applies to shadow groups too"
+                received[message["id"]].append(message["payload"]["data"]["predictionsCreated"])
+
+    assert [[p["id"] for p in m] for m in received[without]] == [ids], "once, as stored"
+    first, *later = received[with_shadows]
+    assert [p["id"] for p in first] == ids
+    assert len(later) == 1, "one message for the shadow transaction, not one per row"
+    [shadowed] = later
+    assert [p["id"] for p in shadowed] == ids
+    for primary, sent in zip(primaries, shadowed, strict=True):
+        assert sent["label"] == primary["label"]
+        assert sorted(s["modelVersion"]["number"] for s in sent["shadows"]) == [2, 3]
+        by_version = {s["modelVersion"]["number"]: s for s in sent["shadows"]}
+        assert by_version[3]["label"] == primary["label"], "v3 is trained like v1"
