@@ -518,7 +518,16 @@ class PredictionJobs:
         self, connection: asyncpg.Connection, job_id: uuid.UUID, part: int, prepared: _Prepared
     ) -> bool:
         """Store a chunk's predictions with the part's cursor; False when the cursor moved or
-        the job stopped meanwhile (nothing is stored then)."""
+        the job stopped meanwhile (nothing is stored then, and no count is added: the
+        transaction is rolled back)."""
+        try:
+            return await self._store_chunk_once(connection, job_id, part, prepared)
+        except _ChunkTakenError:
+            return False
+
+    async def _store_chunk_once(
+        self, connection: asyncpg.Connection, job_id: uuid.UUID, part: int, prepared: _Prepared
+    ) -> bool:
         rows = prepared.rows
         async with connection.transaction():
             moved = await job_repository.advance(
@@ -535,7 +544,7 @@ class PredictionJobs:
                 shadow_failed=prepared.shadows.failed,
             )
             if not moved:
-                return False
+                raise _ChunkTakenError  # rolls back the counts advance added to the job
             if rows is not None and rows.ids:
                 stamped_at = await prediction_writer.insert(connection, [rows])
                 if prepared.shadows.answers:
@@ -651,6 +660,10 @@ class PredictionJobs:
 
     def _connection(self) -> _RawConnection:
         return _RawConnection(self._engine)
+
+
+class _ChunkTakenError(Exception):
+    """The part's cursor moved (another worker stored the chunk) or the job stopped."""
 
 
 class _RawConnection:
