@@ -255,10 +255,11 @@ async def shadow_answers(
     model_ids: Sequence[uuid.UUID],
 ) -> ShadowColumns:
     """One shadow version's answer (or refusal) to each primary's inputs, column by column
-    (no object per row): one estimator call for all the rows its signature takes; a row it
-    refuses (signature, estimator, a non-finite output) is answered with the reason. Raises
-    what else goes wrong (its artifact cannot be loaded, say): the caller decides."""
-    features, refusals, matrix = _validated(version, list(inputs))
+    (no object per row): validated in a thread, then one estimator call for all the rows its
+    signature takes; a row it refuses (signature, estimator, a non-finite output) is answered
+    with the reason. Raises what else goes wrong (its artifact cannot be loaded, say): the
+    caller decides."""
+    features, refusals, matrix = await asyncio.to_thread(_validated, version, list(inputs))
     usable = [position for position, refusal in enumerate(refusals) if refusal is None]
     scores, scored, latency_ms = await _scores(
         model_cache, version, usable, features, matrix, refusals
