@@ -67,7 +67,9 @@ FIELD_READS: dict[str, dict[str, Reads]] = {
         "model": Reads.CATALOGUE,
         "version": Reads.CATALOGUE,
     },
-    "PredictionJobCounts": dict.fromkeys(["total", "scored", "failed"], Reads.STORE),
+    "PredictionJobCounts": dict.fromkeys(
+        ["total", "scored", "failed", "shadowed", "shadowFailed"], Reads.STORE
+    ),
     "PredictionJobError": dict.fromkeys(["row", "reason"], Reads.STORE),
     "Model": {
         **dict.fromkeys(

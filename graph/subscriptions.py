@@ -19,7 +19,7 @@ from modelql.graph.permissions import CanAudit, CanRead
 from modelql.graph.types.alerts import AlertRuleType
 from modelql.graph.types.jobs import PredictionJob, job_id
 from modelql.graph.types.nodes import ModelType, ModelVersionType, PredictionType
-from modelql.graph.types.predictions import PredictionFilter
+from modelql.graph.types.predictions import PredictionFilter, selects
 from modelql.services import catalogue_feed, job_feed, prediction_feed
 from modelql.services.feed import Feed
 from modelql.services.subscribers import Subscriber, SubscriptionEndedError
@@ -85,18 +85,25 @@ class Subscription:
     @strawberry.subscription(
         description="Predictions as they are stored: one message per committed group (one "
         "transaction), carrying that group's predictions that match the filter; groups "
-        "with none are not sent. Needs the `audit` scope.",
+        "with none are not sent. Shadow answers are stored after the primary's answer, off "
+        "the request's path, so a prediction's `shadows` are usually empty in that message: "
+        "a subscription that selects `shadows` is also sent each committed group of shadow "
+        "answers (one transaction of the shadow scoring: every shadow version's answers to "
+        "the rows it took), as the predictions they answer that match the filter, each with "
+        "its `shadows` now stored; so such a subscriber may receive a prediction twice, "
+        "first as stored, then with its shadows (prediction jobs are not sent, nor their "
+        "shadows). Needs the `audit` scope.",
         permission_classes=[CanAudit],
     )
     async def predictions_created(
         self, info: Info, filter: PredictionFilter | None = None
     ) -> AsyncGenerator[list[PredictionType], None]:
         query = PredictionFilter.query(filter, limit=info.context.model_limit)
-        select = prediction_feed.selector(query)
+        select = prediction_feed.selector(query, shadows=selects(info, "shadows"))
         feed = info.context.dependencies.feeds.predictions
         async with _subscription(info, feed, select) as subscriber:
             async for commit in subscriber.messages():
-                yield [PredictionType.from_row(item.row) for item in commit]
+                yield [PredictionType.from_row(item.row) for item in commit.predictions]
                 await info.context.release()
 
     @strawberry.subscription(

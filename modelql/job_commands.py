@@ -114,8 +114,13 @@ def predict(
     if job.state is not JobState.SUCCEEDED:
         console.print(f"[red]Job {job.id} {job.state.value}: {job.message or ''}[/red]")
         raise typer.Exit(1)
+    shadows = ""
+    if job.rows_shadowed or job.shadow_rows_failed:
+        shadows = f", {job.rows_shadowed} shadow answers stored"
+        if job.shadow_rows_failed:
+            shadows += f" ({job.shadow_rows_failed} rows a failing shadow did not answer)"
     console.print(
-        f"Job {job.id}: {job.rows_scored} rows scored, {job.rows_failed} failed"
+        f"Job {job.id}: {job.rows_scored} rows scored, {job.rows_failed} failed{shadows}"
         + (f"; results in {output}" if output else "")
     )
 

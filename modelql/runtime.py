@@ -39,7 +39,6 @@ from modelql.persistence.notifications import (
     KEYS_CHANNEL,
     OUTCOMES_CHANNEL,
     PREDICTIONS_CHANNEL,
-    SHADOWS_CHANNEL,
     Listener,
 )
 from modelql.persistence.partitions import PartitionInterval
@@ -381,7 +380,6 @@ def _invalidate_on_notifications(
     listener.on(PREDICTIONS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
     listener.on(OUTCOMES_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
     listener.on(JOBS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
-    listener.on(SHADOWS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
     listener.on(KEYS_CHANNEL, lambda _name: keys.forget())
     listener.on(ALERTS_CHANNEL, lambda _: generations.changed(Dataset.STORE, heard=True))
     listener.on_connect(keys.forget)

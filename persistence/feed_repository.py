@@ -33,6 +33,8 @@ class FeedPosition:
 class CommittedGroup:
     id: int
     prediction_ids: list[uuid.UUID]
+    shadows: bool = False
+    """True: shadow answers to these (primary) predictions were stored, not the predictions."""
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,15 @@ async def commits_after(
 ) -> list[CommittedGroup]:
     """Commits with an id above `position` or among `missing`, in id order."""
     rows = await session.execute(
-        select(PredictionCommit.id, PredictionCommit.prediction_ids)
+        select(PredictionCommit.id, PredictionCommit.prediction_ids, PredictionCommit.shadows)
         .where(or_(PredictionCommit.id > position, PredictionCommit.id.in_(list(missing))))
         .order_by(PredictionCommit.id)
         .limit(limit)
     )
-    return [CommittedGroup(id=row.id, prediction_ids=list(row.prediction_ids)) for row in rows]
+    return [
+        CommittedGroup(id=row.id, prediction_ids=list(row.prediction_ids), shadows=row.shadows)
+        for row in rows
+    ]
 
 
 async def named_predictions(

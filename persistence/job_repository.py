@@ -159,22 +159,28 @@ async def advance(
     failed: int,
     errors: Sequence[dict[str, Any]],
     max_errors: int,
+    shadowed: int = 0,
+    shadow_failed: int = 0,
 ) -> bool:
-    """Move a part's cursor from `start` to `end` and add a chunk's counts to its job, in the
-    transaction that stores the chunk's predictions. False (store nothing: roll back) when the
-    cursor is no longer at `start` (another worker did this chunk) or the job is no longer
+    """Move a part's cursor from `start` to `end` and add a chunk's counts to its job (its
+    shadow answers stored and the sampled rows a failing shadow did not answer included), in
+    the transaction that stores the chunk's predictions. False (store nothing: roll back) when
+    the cursor is no longer at `start` (another worker did this chunk) or the job is no longer
     RUNNING (cancelled). The job's row lock orders concurrent workers."""
     job = await connection.fetchrow(
         f"UPDATE {JOBS} SET rows_scored = rows_scored + $2, rows_failed = rows_failed + $3, "
         "errors = CASE WHEN jsonb_array_length(errors) >= $5 THEN errors "
         "ELSE errors || jsonb_path_query_array($4::jsonb, "
         "('$[0 to ' || ($5 - jsonb_array_length(errors) - 1) || ']')::jsonpath) END, "
+        "rows_shadowed = rows_shadowed + $6, shadow_rows_failed = shadow_rows_failed + $7, "
         "updated_at = now() WHERE id = $1 AND state = 'RUNNING' RETURNING id",
         job_id,
         scored,
         failed,
         orjson.dumps(list(errors)).decode(),
         max_errors,
+        shadowed,
+        shadow_failed,
     )
     if job is None:
         return False

@@ -22,13 +22,12 @@ CATALOGUE_CHANNEL = "modelql_catalogue"
 KEYS_CHANNEL = "modelql_keys"
 """An API key was created or revoked; the payload is the key's name."""
 PREDICTIONS_CHANNEL = "modelql_predictions"
-"""Predictions committed; the payload is their `prediction_commits` ids, comma-separated."""
+"""Predictions committed, or shadow answers to committed predictions (`prediction_commits`
+rows marked `shadows`); the payload is their `prediction_commits` ids, comma-separated."""
 OUTCOMES_CHANNEL = "modelql_outcomes"
 """Outcomes recorded (once per transaction; no payload)."""
 JOBS_CHANNEL = "modelql_jobs"
 """A prediction job changed (and maybe stored predictions); the payload is its id."""
-SHADOWS_CHANNEL = "modelql_shadows"
-"""Shadow predictions stored (once per transaction; no payload)."""
 
 
 async def notify(session: AsyncSession, channel: str, payload: str) -> None:

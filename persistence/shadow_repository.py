@@ -14,7 +14,14 @@ import orjson
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from modelql.persistence.tables import Prediction, ShadowEvent, ShadowPrediction, ShadowVersion
+from modelql.persistence.notifications import PREDICTIONS_CHANNEL
+from modelql.persistence.tables import (
+    Prediction,
+    PredictionCommit,
+    ShadowEvent,
+    ShadowPrediction,
+    ShadowVersion,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +126,16 @@ async def insert_shadow_predictions(
     connection = await (await session.connection()).get_raw_connection()
     driver = connection.driver_connection
     assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
+    await insert_shadow_rows(driver, answers)
+
+
+async def insert_shadow_rows(
+    connection: asyncpg.Connection, answers: Sequence[ShadowColumns]
+) -> None:
+    """Store shadow answers on an asyncpg connection (a prediction job's, in the transaction
+    that stores the primaries): one statement per shadow version."""
     for columns in answers:
-        await driver.execute(
+        await connection.execute(
             INSERT_SHADOWS,
             columns.ids,
             columns.primary_ids,
@@ -135,6 +150,37 @@ async def insert_shadow_predictions(
             columns.classes,
             orjson.dumps(columns.probabilities).decode(),
         )
+
+
+RECORD_SHADOW_COMMITS = f"""
+WITH commits AS (
+    INSERT INTO {PredictionCommit.__tablename__} (model_version_id, prediction_ids, shadows)
+    SELECT s.version_id, array_agg(s.primary_id ORDER BY s.n), true
+    FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS s(primary_id, version_id, n)
+    GROUP BY s.version_id
+    RETURNING id)
+SELECT pg_notify('{PREDICTIONS_CHANNEL}',
+                 CASE WHEN count(*) <= 200 THEN string_agg(id::text, ',') ELSE '' END)
+FROM commits
+"""
+"""One feed commit per primary version (as the prediction writer records a group), and one
+NOTIFY with the commit ids (empty past 200 of them, to stay far below PostgreSQL's 8000
+bytes: listeners read from their position, the payload only says "look")."""
+
+
+async def record_shadow_commits(
+    session: AsyncSession,
+    primary_ids: Sequence[uuid.UUID],
+    primary_version_ids: Sequence[uuid.UUID],
+) -> None:
+    """Record, in the transaction storing shadow answers, which primaries they answer (each
+    with the version that answered it), for the live feed: a `prediction_commits` row per
+    primary version marked `shadows`, and one notification on the predictions channel (at
+    most the commit ids), sent at COMMIT."""
+    connection = await (await session.connection()).get_raw_connection()
+    driver = connection.driver_connection
+    assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
+    await driver.execute(RECORD_SHADOW_COMMITS, list(primary_ids), list(primary_version_ids))
 
 
 async def shadows_of_predictions(

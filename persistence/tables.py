@@ -329,8 +329,8 @@ class Prediction(Base):
 
 
 class ShadowPrediction(Base):
-    """A shadow version's answer to one row of a live request, linked to the primary
-    prediction that was served (`primary_id`, `primary_created_at`: the primary's key). Kept
+    """A shadow version's answer to one row of a live request or of a prediction job, linked
+    to the primary prediction (`primary_id`, `primary_created_at`: the primary's key). Kept
     apart from `predictions`, so the audit, statistics and roll-ups never count it. A row the
     shadow's signature or estimator refused holds the reason and no output."""
 
@@ -553,8 +553,9 @@ class PredictionFailureCount(Base):
 
 
 class PredictionCommit(Base):
-    """One stored group of predictions (one transaction): the live feed's position. Written by
-    the same statement as the predictions, so a row exists exactly when they committed."""
+    """One stored group of predictions (one transaction), or of shadow answers to stored
+    predictions (`shadows`): the live feed's position. Written in the same transaction (by the
+    same statement, for predictions), so a row exists exactly when they committed."""
 
     __tablename__ = "prediction_commits"
     __table_args__ = (Index(None, "committed_at"),)
@@ -564,6 +565,9 @@ class PredictionCommit(Base):
         ForeignKey("model_versions.id", ondelete="RESTRICT")
     )
     prediction_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    shadows: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    """True: the transaction stored shadow answers, and `prediction_ids` are the primaries
+    they answer (`model_version_id` the primaries' version), not new predictions."""
     committed_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
@@ -681,6 +685,11 @@ class PredictionJob(Base):
     rows_total: Mapped[int | None] = mapped_column(Integer)
     rows_scored: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     rows_failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    rows_shadowed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """Shadow answers stored with the job's chunks (one per shadow version and sampled row,
+    refusals included)."""
+    shadow_rows_failed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    """Sampled rows a shadow version could not score (its scoring failed), per version."""
     errors: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'"))
     message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())

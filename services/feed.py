@@ -112,10 +112,19 @@ class Feed(Generic[T]):
 
 
 @dataclass(frozen=True)
+class PredictionGroup:
+    """One committed group on the predictions feed: predictions just stored by a transaction,
+    or (`shadows`) the primary predictions whose shadow answers a transaction just stored."""
+
+    predictions: list[NamedPrediction]
+    shadows: bool = False
+
+
+@dataclass(frozen=True)
 class LiveFeeds:
     """The process's feeds and the registry of their subscriptions, as resolvers need them."""
 
-    predictions: Feed[list[NamedPrediction]]
+    predictions: Feed[PredictionGroup]
     catalogue: Feed[CatalogueChange]
     subscriptions: Subscriptions
     queue_size: int

@@ -1,5 +1,7 @@
 """The predictions feed: every committed group of predictions once, in commit-id order, to
-each subscriber whose filter selects any of them.
+each subscriber whose filter selects any of them; and, to subscribers that select `shadows`,
+every committed group of shadow answers, as the primaries they answer (recorded in the same
+commit sequence, so the same position covers both).
 
 Commit ids come from a sequence, so they are handed out in order but may commit out of
 order, and a rolled-back transaction leaves a gap. The position is therefore the highest id
@@ -15,24 +17,28 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.persistence import feed_repository
-from modelql.persistence.feed_repository import NamedPrediction
 from modelql.persistence.prediction_filters import PredictionQuery
-from modelql.services.feed import Feed
+from modelql.services.feed import Feed, PredictionGroup
 from modelql.services.subscribers import Subscriptions
 
-Commit = list[NamedPrediction]
-"""One committed group: the predictions one transaction stored."""
+Commit = PredictionGroup
+"""One committed group: the predictions one transaction stored, or the primaries whose
+shadow answers it stored."""
 
 READ_BATCH = 200
 MAX_MISSING = 10_000
 
 
-def selector(query: PredictionQuery) -> Callable[[Commit], Commit | None]:
-    """A subscriber's selection: the commit's predictions its filter keeps, None if none."""
+def selector(query: PredictionQuery, *, shadows: bool = False) -> Callable[[Commit], Commit | None]:
+    """A subscriber's selection: the commit's predictions its filter keeps, None if none.
+    A group of shadow answers is selected only by subscribers that asked for `shadows` (the
+    others were sent those predictions when they were stored)."""
 
     def select(commit: Commit) -> Commit | None:
-        kept = [item for item in commit if query.matches(item)]
-        return kept or None
+        if commit.shadows and not shadows:
+            return None
+        kept = [item for item in commit.predictions if query.matches(item)]
+        return Commit(kept, commit.shadows) if kept else None
 
     return select
 
@@ -68,7 +74,8 @@ class PredictionFeed(Feed[Commit]):
                 ids = [prediction for commit in fresh for prediction in commit.prediction_ids]
                 rows = await feed_repository.named_predictions(session, ids)
                 for commit in fresh:
-                    self._fan_out([rows[i] for i in commit.prediction_ids if i in rows])
+                    found = [rows[i] for i in commit.prediction_ids if i in rows]
+                    self._fan_out(Commit(found, commit.shadows))
             if len(commits) < READ_BATCH:
                 return
 

@@ -8,6 +8,7 @@ request id: the job's id, batch index: the row number)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,8 +24,9 @@ from uuid_utils.compat import uuid7
 
 from modelql.models.predictor import Scores
 from modelql.models.vocabulary import JobState, SourceFormat
-from modelql.persistence import job_queue, job_repository, prediction_writer
+from modelql.persistence import job_queue, job_repository, prediction_writer, shadow_repository
 from modelql.persistence.prediction_writer import RequestRows
+from modelql.persistence.shadow_repository import ShadowColumns
 from modelql.services import job_files
 from modelql.services.catalogue import Catalogue, Version
 from modelql.services.errors import (
@@ -37,6 +39,7 @@ from modelql.services.features import matrix_passes, rows_checked_in_bulk, valid
 from modelql.services.inference import ModelCache, refusal_reason
 from modelql.services.model_access import ModelLimit
 from modelql.services.predictions import PredictionRequest, PredictionService, Requester
+from modelql.services.shadow_scoring import drawn_rows, shadow_answers
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +100,11 @@ class JobView:
     rows_done: int
     rows_scored: int
     rows_failed: int
+    rows_shadowed: int
+    """Shadow answers stored with the job's rows: one per shadow version and sampled row
+    (a row the shadow refused included, with its reason)."""
+    shadow_rows_failed: int
+    """Sampled rows a shadow could not score (its scoring failed), counted per version."""
     errors: list[RowError]
     message: str | None
     created_at: datetime
@@ -133,6 +141,8 @@ class JobView:
             rows_done=rows_done,
             rows_scored=record["rows_scored"],
             rows_failed=record["rows_failed"],
+            rows_shadowed=record["rows_shadowed"],
+            shadow_rows_failed=record["shadow_rows_failed"],
             errors=[RowError(item["row"], item["reason"]) for item in record["errors"]],
             message=record["message"],
             created_at=record["created_at"],
@@ -154,14 +164,32 @@ class _Checked:
 
 
 @dataclass(frozen=True)
+class _Shadowed:
+    """A chunk's shadow answers (one set of columns per shadow version, each row linked to
+    its primary by id; the primaries' time is the storing transaction's) and the sampled
+    rows a failing shadow did not answer."""
+
+    answers: list[ShadowColumns]
+    failed: int
+
+    @property
+    def stored(self) -> int:
+        return sum(len(columns.ids) for columns in self.answers)
+
+
+NO_SHADOWS = _Shadowed([], 0)
+
+
+@dataclass(frozen=True)
 class _Prepared:
     """A chunk ready to store: rows `start` to `end`, the predictions of its valid rows (None:
-    there are none) and the rows that failed scoring."""
+    there are none), the rows that failed scoring, and the shadows' answers to them."""
 
     start: int
     end: int
     rows: RequestRows | None
     errors: list[RowError]
+    shadows: _Shadowed = NO_SHADOWS
 
 
 class PredictionJobs:
@@ -189,6 +217,10 @@ class PredictionJobs:
         self._on_commit = on_commit
         self._tables: LRUCache[uuid.UUID, job_files.RowTable] = LRUCache(maxsize=2)
         self._reading: dict[uuid.UUID, asyncio.Lock] = {}
+        self._shadow_failures_logged: LRUCache[tuple[uuid.UUID, uuid.UUID], bool] = LRUCache(
+            maxsize=1024
+        )
+        """(job, shadow version) whose failure was logged: once, not per chunk."""
 
     # --- the API's side -------------------------------------------------------------------
 
@@ -466,7 +498,7 @@ class PredictionJobs:
             rows, errors = await asyncio.to_thread(
                 _request_rows, checked, batch.scores, version, requester, job, per_row_ms
             )
-            return _Prepared(start, end, rows, errors)
+            return _Prepared(start, end, rows, errors, await self._shadowed(job, rows))
 
         upcoming = [asyncio.ensure_future(prepare(*ranges[0]))] if ranges else []
         try:
@@ -486,7 +518,16 @@ class PredictionJobs:
         self, connection: asyncpg.Connection, job_id: uuid.UUID, part: int, prepared: _Prepared
     ) -> bool:
         """Store a chunk's predictions with the part's cursor; False when the cursor moved or
-        the job stopped meanwhile (nothing is stored then)."""
+        the job stopped meanwhile (nothing is stored then, and no count is added: the
+        transaction is rolled back)."""
+        try:
+            return await self._store_chunk_once(connection, job_id, part, prepared)
+        except _ChunkTakenError:
+            return False
+
+    async def _store_chunk_once(
+        self, connection: asyncpg.Connection, job_id: uuid.UUID, part: int, prepared: _Prepared
+    ) -> bool:
         rows = prepared.rows
         async with connection.transaction():
             moved = await job_repository.advance(
@@ -499,13 +540,74 @@ class PredictionJobs:
                 failed=len(prepared.errors),
                 errors=[{"row": error.row, "reason": error.reason} for error in prepared.errors],
                 max_errors=self._policy.max_errors,
+                shadowed=prepared.shadows.stored,
+                shadow_failed=prepared.shadows.failed,
             )
             if not moved:
-                return False
+                raise _ChunkTakenError  # rolls back the counts advance added to the job
             if rows is not None and rows.ids:
-                await prediction_writer.insert(connection, [rows])
+                stamped_at = await prediction_writer.insert(connection, [rows])
+                if prepared.shadows.answers:
+                    await shadow_repository.insert_shadow_rows(
+                        connection,
+                        [
+                            dataclasses.replace(
+                                columns, primary_created_ats=[stamped_at] * len(columns.ids)
+                            )
+                            for columns in prepared.shadows.answers
+                        ],
+                    )
         self._on_commit()
         return True
+
+    async def _shadowed(self, job: asyncpg.Record, rows: RequestRows) -> _Shadowed:
+        """The shadows' answers to a chunk's stored rows: the model's shadow versions now
+        (less the job's own version), the rows drawn by the job's id and their row numbers
+        in the shadow sample (so a chunk scored again after a crash draws the same rows),
+        one estimator call per shadow version. A shadow that fails (its artifact cannot be
+        loaded, its estimator raises) answers nothing: its sampled rows are counted failed,
+        logged once per job and version, and the job goes on."""
+        async with self._sessionmaker() as session:
+            route = (await self._catalogue.routes_by_id(session, [rows.model_id])).get(
+                rows.model_id
+            )
+        shadows = [v for v in (route.shadows if route else ()) if v != rows.model_version_id]
+        if route is None or not shadows:
+            return NO_SHADOWS
+        numbers = list(rows.batch_indexes or range(len(rows.ids)))
+        drawn = drawn_rows(job["id"], numbers, route.shadow_sample)
+        if not drawn:
+            return NO_SHADOWS
+        inputs = [rows.inputs[position] for position in drawn]
+        primary_ids = [rows.ids[position] for position in drawn]
+        answers: list[ShadowColumns] = []
+        failed = 0
+        for version_id in shadows:
+            try:
+                version = await self._version(version_id)
+                answers.append(
+                    await shadow_answers(
+                        self._model_cache,
+                        version,
+                        inputs,
+                        primary_ids=primary_ids,
+                        primary_created_ats=[],  # the storing transaction's time, set then
+                        model_ids=[rows.model_id] * len(drawn),
+                    )
+                )
+            except Exception as error:  # a shadow must never fail the job
+                failed += len(drawn)
+                key = (job["id"], version_id)
+                if key not in self._shadow_failures_logged:
+                    self._shadow_failures_logged[key] = True
+                    logger.warning(
+                        "job %s: shadow version %s cannot score its rows (%r); the job goes "
+                        "on without it (counted in shadow_rows_failed)",
+                        job["id"],
+                        version_id,
+                        error,
+                    )
+        return _Shadowed(answers, failed)
 
     def _validate_all(
         self, table: job_files.RowTable, version: Version
@@ -558,6 +660,10 @@ class PredictionJobs:
 
     def _connection(self) -> _RawConnection:
         return _RawConnection(self._engine)
+
+
+class _ChunkTakenError(Exception):
+    """The part's cursor moved (another worker stored the chunk) or the job stopped."""
 
 
 class _RawConnection:

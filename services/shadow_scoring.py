@@ -18,12 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from uuid_utils.compat import uuid7
 
 from modelql.models.predictor import RowScore, Scores
-from modelql.persistence.notifications import SHADOWS_CHANNEL, notify
-from modelql.persistence.shadow_repository import ShadowColumns, insert_shadow_predictions
+from modelql.persistence.shadow_repository import (
+    ShadowColumns,
+    insert_shadow_predictions,
+    record_shadow_commits,
+)
 from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.features import rows_checked_in_bulk, validate_instance
 from modelql.services.inference import ModelCache, refusal_reason
@@ -201,7 +205,12 @@ class ShadowScoring:
             return 0
         async with self._sessionmaker.begin() as session:
             await insert_shadow_predictions(session, answers)
-            await notify(session, SHADOWS_CHANNEL, "")
+            answered = [work for work in works if work.versions]
+            await record_shadow_commits(
+                session,
+                [primary for work in answered for primary in work.ids],
+                [work.primary_version_id for work in answered for _ in work.ids],
+            )
         self._on_commit()
         return sum(len(columns.ids) for columns in answers)
 
@@ -224,76 +233,117 @@ class ShadowScoring:
         return decided
 
     async def _scored(self, version: Version, works: list[ShadowWork]) -> ShadowColumns:
-        """One shadow version's answer (or refusal) to every row of the works, column by
-        column (no object per row)."""
+        """One shadow version's answer (or refusal) to every row of the works."""
         primaries = [(work, index) for work in works for index in range(len(work.ids))]
-        features, refusals, matrix = _validated(
-            version, [work.inputs[index] for work, index in primaries]
-        )
-        usable = [position for position, refusal in enumerate(refusals) if refusal is None]
-        scores, scored, latency_ms = await self._scores(version, usable, features, matrix, refusals)
-        count = len(primaries)
-        labels, values = (
-            _spread(scores.labels, scored, count),
-            _spread(scores.values, scored, count),
-        )
-        confidences = _spread(scores.confidences, scored, count)
-        probabilities = _spread(scores.probabilities, scored, count)
-        for position, finite in zip(scored, scores.finite, strict=True):
-            if not finite:
-                refusals[position] = "The shadow's output is not a finite number."
-                labels[position] = values[position] = confidences[position] = None
-                probabilities[position] = None
-        return ShadowColumns(
-            model_version_id=version.id,
-            classes=scores.classes,
-            latency_ms=latency_ms,
-            ids=[uuid7() for _ in primaries],
+        return await shadow_answers(
+            self._model_cache,
+            version,
+            [work.inputs[index] for work, index in primaries],
             primary_ids=[work.ids[index] for work, index in primaries],
             primary_created_ats=[work.created_at for work, _ in primaries],
             model_ids=[work.model_id for work, _ in primaries],
-            labels=labels,
-            values=values,
-            confidences=confidences,
-            probabilities=probabilities,
-            refusals=refusals,
         )
 
-    async def _scores(
-        self,
-        version: Version,
-        usable: list[int],
-        features: list[dict[str, Any]],
-        matrix: Any,
-        refusals: list[str | None],
-    ) -> tuple[Scores, list[int], float]:
-        """The scores of the usable rows, the positions they belong to, and the latency per
-        row: one estimator call for all; one per row only when it refuses them together (a
-        row refused alone gets its reason in `refusals`)."""
-        rows = [features[position] for position in usable]
-        if not rows:
+
+async def shadow_answers(
+    model_cache: ModelCache,
+    version: Version,
+    inputs: Sequence[Mapping[str, Any]],
+    *,
+    primary_ids: Sequence[uuid.UUID],
+    primary_created_ats: Sequence[datetime],
+    model_ids: Sequence[uuid.UUID],
+) -> ShadowColumns:
+    """One shadow version's answer (or refusal) to each primary's inputs, column by column
+    (no object per row): validated in a thread, then one estimator call for all the rows its
+    signature takes; a row it refuses (signature, estimator, a non-finite output) is answered
+    with the reason. Raises what else goes wrong (its artifact cannot be loaded, say): the
+    caller decides."""
+    features, refusals, matrix = await asyncio.to_thread(_validated, version, list(inputs))
+    usable = [position for position, refusal in enumerate(refusals) if refusal is None]
+    scores, scored, latency_ms = await _scores(
+        model_cache, version, usable, features, matrix, refusals
+    )
+    count = len(inputs)
+    labels, values = (
+        _spread(scores.labels, scored, count),
+        _spread(scores.values, scored, count),
+    )
+    confidences = _spread(scores.confidences, scored, count)
+    probabilities = _spread(scores.probabilities, scored, count)
+    for position, finite in zip(scored, scores.finite, strict=True):
+        if not finite:
+            refusals[position] = "The shadow's output is not a finite number."
+            labels[position] = values[position] = confidences[position] = None
+            probabilities[position] = None
+    return ShadowColumns(
+        model_version_id=version.id,
+        classes=scores.classes,
+        latency_ms=latency_ms,
+        ids=[uuid7() for _ in range(count)],
+        primary_ids=primary_ids,
+        primary_created_ats=primary_created_ats,
+        model_ids=model_ids,
+        labels=labels,
+        values=values,
+        confidences=confidences,
+        probabilities=probabilities,
+        refusals=refusals,
+    )
+
+
+async def _scores(
+    model_cache: ModelCache,
+    version: Version,
+    usable: list[int],
+    features: list[dict[str, Any]],
+    matrix: Any,
+    refusals: list[str | None],
+) -> tuple[Scores, list[int], float]:
+    """The scores of the usable rows, the positions they belong to, and the latency per
+    row: one estimator call for all; one per row only when it refuses them together (a
+    row refused alone gets its reason in `refusals`)."""
+    rows = [features[position] for position in usable]
+    if not rows:
+        return Scores(None, None, None, None, None, []), [], 0.0
+    try:
+        batch = await model_cache.score(version, rows, matrix)
+        return batch.scores, usable, batch.latency_ms / len(rows)
+    except ValueError:
+        kept: list[RowScore] = []
+        scored: list[int] = []
+        classes = None
+        for position in usable:
+            try:
+                single = (await model_cache.score(version, [features[position]])).scores
+            except ValueError as error:
+                refusals[position] = f"The estimator refused this input: {refusal_reason(error)}"
+                continue
+            kept.append(single.row(0))
+            scored.append(position)
+            classes = single.classes
+        if not kept:
             return Scores(None, None, None, None, None, []), [], 0.0
-        try:
-            batch = await self._model_cache.score(version, rows, matrix)
-            return batch.scores, usable, batch.latency_ms / len(rows)
-        except ValueError:
-            kept: list[RowScore] = []
-            scored: list[int] = []
-            classes = None
-            for position in usable:
-                try:
-                    single = (await self._model_cache.score(version, [features[position]])).scores
-                except ValueError as error:
-                    refusals[position] = (
-                        f"The estimator refused this input: {refusal_reason(error)}"
-                    )
-                    continue
-                kept.append(single.row(0))
-                scored.append(position)
-                classes = single.classes
-            if not kept:
-                return Scores(None, None, None, None, None, []), [], 0.0
-            return Scores.of_rows(kept, classes), scored, 0.0
+        return Scores.of_rows(kept, classes), scored, 0.0
+
+
+def drawn_rows(seed: uuid.UUID, numbers: Sequence[int], sample: float) -> list[int]:
+    """The positions of the rows numbered `numbers` (a prediction job's row numbers) drawn in
+    a `sample` share, decided by the seed (the job's id) and each row's number alone: the
+    same rows whatever the chunk, the worker or the run (a resumed job draws as the first
+    run did), about `sample` of them (none at 0, all at 1), in one vectorised step."""
+    if sample <= 0 or not numbers:
+        return []
+    if sample >= 1:
+        return list(range(len(numbers)))
+    key = np.uint64(int.from_bytes(seed.bytes[:8], "big") ^ int.from_bytes(seed.bytes[8:], "big"))
+    with np.errstate(over="ignore"):
+        mixed = np.asarray(numbers, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + key
+        mixed = (mixed ^ (mixed >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        mixed = (mixed ^ (mixed >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        mixed ^= mixed >> np.uint64(31)
+    uniform = (mixed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return [int(position) for position in np.flatnonzero(uniform < sample)]
 
 
 def _spread(column: Sequence[T] | None, positions: list[int], count: int) -> list[T | None]:

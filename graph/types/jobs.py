@@ -33,7 +33,9 @@ class PredictionJobError:
     reason: str
 
 
-@strawberry.type(description="How many of the job's rows were scored or failed.")
+@strawberry.type(
+    description="How many of the job's rows were scored or failed, and what its shadows did."
+)
 class PredictionJobCounts:
     total: int | None = strawberry.field(
         description="Data rows in the file; null until the worker has read it."
@@ -41,6 +43,18 @@ class PredictionJobCounts:
     scored: int = strawberry.field(description="Rows scored and stored as predictions.")
     failed: int = strawberry.field(
         description="Rows that failed validation (or whose output was not finite)."
+    )
+    shadowed: int = strawberry.field(
+        description="Shadow answers stored with the job's predictions (`Prediction.shadows`): "
+        "one per shadow version and sampled row, a row the shadow refused included (with its "
+        "`refusal`). The model's shadows when each chunk is scored (`setShadow`), less the "
+        "job's own version; rows are sampled by the job's id and their row number, so a "
+        "resumed job draws the same rows. 0 without shadows."
+    )
+    shadow_failed: int = strawberry.field(
+        description="Sampled rows a shadow version did not answer because its scoring failed "
+        "(its artifact could not be loaded, its estimator raised), counted per version; the "
+        "job goes on without it."
     )
 
 
@@ -90,7 +104,11 @@ class PredictionJob:
             state=job.state,
             progress=job.progress,
             counts=PredictionJobCounts(
-                total=job.rows_total, scored=job.rows_scored, failed=job.rows_failed
+                total=job.rows_total,
+                scored=job.rows_scored,
+                failed=job.rows_failed,
+                shadowed=job.rows_shadowed,
+                shadow_failed=job.shadow_rows_failed,
             ),
             errors=[PredictionJobError(row=error.row, reason=error.reason) for error in job.errors],
             partial=job.partial,

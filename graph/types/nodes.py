@@ -695,8 +695,9 @@ class PredictionType(Node):
         return ModelVersionType.from_version(version)
 
     @strawberry.field(
-        description="The shadow versions' answers to this prediction's input, stored after it "
-        "was answered (`setShadow`); empty while none scored it (or not sampled, or shed)."
+        description="The shadow versions' answers to this prediction's input (`setShadow`), "
+        "stored after it was answered (a live request) or with it (a prediction job's row); "
+        "empty while none scored it (or not sampled, or shed)."
     )
     async def shadows(self, info: Info) -> list[ShadowPredictionType]:
         rows = await info.context.loaders.shadows_by_prediction.load(self.key)

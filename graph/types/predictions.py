@@ -255,13 +255,13 @@ class PredictionStatsType:
                 dimensions,
                 prediction_audit.Interval(interval or "DAY"),
                 limit,
-                with_p95=_selects(info, "p95LatencyMs"),
+                with_p95=selects(info, "p95LatencyMs"),
             )
         )
         return [PredictionGroupType.of(group) for group in found]
 
 
-def _selects(info: Info, name: str) -> bool:
+def selects(info: Info, name: str) -> bool:
     """Whether the resolved field's selection asks for the field `name` (fragments included)."""
     return any(
         _asks(selection, name) for field in info.selected_fields for selection in field.selections

@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import sklearn
+from live_support import Subscriptions, served
 from prometheus_client.parser import text_string_to_metric_families
 from scipy import stats
-from sklearn.linear_model import LogisticRegression, Ridge
+from shadow_support import FLIPPED, SIGNATURE, X, Y, register
+from sklearn.linear_model import Ridge
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from support import graphql, make_settings, running_app
 
 from modelql.models.artifacts import ArtifactStore
@@ -27,12 +28,6 @@ from modelql.models.vocabulary import FeatureType
 from modelql.services import registration
 from modelql.settings import Settings
 
-X = np.array([[0.0, 1.0], [0.5, 1.5], [1.0, 0.5], [3.0, 4.0], [3.5, 3.0], [4.0, 5.0]])
-Y = np.array(["low", "low", "low", "high", "high", "high"])
-SIGNATURE = [
-    FeatureSpec(name="a", type=FeatureType.NUMBER),
-    FeatureSpec(name="b", type=FeatureType.NUMBER),
-]
 SET_SHADOW = """mutation($input: SetShadowInput!) { setShadow(input: $input) {
   model { shadowVersions { number } shadowSample shadowHistory { versions sample changedBy } }
   userErrors { field code message } } }"""
@@ -48,37 +43,6 @@ COMPARE = """query($m: String!, $v: Int!) {
     source compared skipped agreement labelChanges { from to count }
     paired { metric test pairs baseline candidate difference confidenceLevel
              confidenceLow confidenceHigh pValue baselineOnly candidateOnly } } }"""
-
-
-async def register(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    store: ArtifactStore,
-    versions: list[tuple[np.ndarray, list[FeatureSpec]]],
-) -> str:
-    """A new model with one logistic regression per (training labels, signature); v1 is
-    production."""
-    name = f"zz-shadow-{uuid.uuid4().hex[:10]}"
-    for number, (labels, specs) in enumerate(versions, start=1):
-        data = np.array([[row[0] if s.name == "a" else row[-1] for s in specs] for row in X])
-        described = registration.VersionRegistration(
-            model_name=name,
-            task="CLASSIFICATION",
-            algorithm="sklearn.linear_model.LogisticRegression",
-            framework_version=sklearn.__version__,
-            signature=specs,
-            labels=["high", "low"],
-            aliases=["production"] if number == 1 else [],
-        )
-        estimator = LogisticRegression(max_iter=200).fit(data, labels)
-        async with sessionmaker.begin() as session:
-            await registration.register_version(
-                session, store, described, estimator=estimator, actor="tests"
-            )
-    return name
-
-
-FLIPPED = np.array(["low", "low", "high", "high", "high", "low"])
-"""Labels a second version is trained on, so that it disagrees with v1 on some inputs."""
 
 
 @pytest.fixture
@@ -505,3 +469,66 @@ async def test_a_regressor_shadow_is_paired_on_absolute_errors(
     assert paired["pValue"] == pytest.approx(expected.pvalue)
     assert paired["confidenceLow"] == pytest.approx(interval.low)
     assert paired["confidenceHigh"] == pytest.approx(interval.high)
+
+
+# --- the live tail ------------------------------------------------------------------------
+
+TAIL = """subscription($filter: PredictionFilter) { predictionsCreated(filter: $filter) {
+  id label shadows { label refusal modelVersion { number } } } }"""
+TAIL_WITHOUT_SHADOWS = """subscription($filter: PredictionFilter) {
+  predictionsCreated(filter: $filter) { id label } }"""
+
+
+async def until_quiet(connection: Subscriptions, quiet_s: float = 1.0) -> list[dict]:
+    """Every message received until none arrives for `quiet_s` (the shadow queue gathers
+    for 0.25 s before it scores)."""
+    messages = []
+    while True:
+        try:
+            messages.append(await connection.receive(within=quiet_s))
+        except TimeoutError:
+            return messages
+
+
+async def test_the_live_tail_sends_shadow_answers_to_subscribers_that_select_them(
+    shadow_settings: Settings, model: str
+):
+    """A subscriber selecting `shadows` gets the predictions as they commit, then the same
+    predictions again, with their shadows, once the shadow answers commit; a subscriber that
+    does not select `shadows` gets each prediction once. Filters apply to both."""
+    async with served(shadow_settings) as server:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            await data(
+                http,
+                SET_SHADOW,
+                "setShadow",
+                input={"model": model, "versions": [{"version": 2}, {"version": 3}], "sample": 1},
+            )
+        async with Subscriptions.open(server.url) as connection:
+            await connection.acknowledged()
+            mine = {"filter": {"model": model}}
+            with_shadows = await connection.subscribe(TAIL, mine)
+            without = await connection.subscribe(TAIL_WITHOUT_SHADOWS, mine)
+            other_model = await connection.subscribe(TAIL, {"filter": {"model": "wine-classifier"}})
+            await asyncio.sleep(0.3)
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                primaries = await predict(http, model, POINTS)
+            ids = [primary["id"] for primary in primaries]
+
+            received: dict[str, list[list[dict]]] = {with_shadows: [], without: []}
+            for message in await until_quiet(connection):
+                assert message["type"] == "next", message
+                assert message["id"] != other_model, "a filter applies to shadow groups too"
+                received[message["id"]].append(message["payload"]["data"]["predictionsCreated"])
+
+    assert [[p["id"] for p in m] for m in received[without]] == [ids], "once, as stored"
+    first, *later = received[with_shadows]
+    assert [p["id"] for p in first] == ids
+    assert len(later) == 1, "one message for the shadow transaction, not one per row"
+    [shadowed] = later
+    assert [p["id"] for p in shadowed] == ids
+    for primary, sent in zip(primaries, shadowed, strict=True):
+        assert sent["label"] == primary["label"]
+        assert sorted(s["modelVersion"]["number"] for s in sent["shadows"]) == [2, 3]
+        by_version = {s["modelVersion"]["number"]: s for s in sent["shadows"]}
+        assert by_version[3]["label"] == primary["label"], "v3 is trained like v1"

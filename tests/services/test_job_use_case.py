@@ -22,7 +22,7 @@ from support import make_settings
 from modelql.models.vocabulary import JobState
 from modelql.runtime import Runtime
 from modelql.services.errors import ErrorCode, UserInputError
-from modelql.services.prediction_jobs import UploadedFile
+from modelql.services.prediction_jobs import RowError, UploadedFile, _Prepared, _Shadowed
 
 
 @pytest.fixture
@@ -102,6 +102,22 @@ async def test_a_stopped_worker_resumes_after_its_last_chunk_without_duplicates(
     assert done is not None
     assert (done.state, done.rows_scored) == (JobState.SUCCEEDED, 100)
     assert [number for number, _, _ in await stored(engine, job.id)] == list(range(1, 101))
+
+
+async def test_a_chunk_another_worker_stored_first_adds_no_count(runtime: Runtime):
+    """Two workers prepared the same chunk; the second finds the cursor moved and stores
+    nothing, and adds none of its counts (failed rows, shadow answers) to the job."""
+    jobs = runtime.jobs
+    job = await jobs.submit(submission(upload(iris_csv(100))), REQUESTER)
+    await jobs.validate(job.id)
+    prepared = _Prepared(0, 40, None, [RowError(7, "a reason")], _Shadowed([], 5))
+    async with jobs._connection() as connection:
+        assert await jobs._store_chunk(connection, job.id, 0, prepared)
+        assert not await jobs._store_chunk(connection, job.id, 0, prepared)
+    after = await jobs.get(job.id)
+    assert after is not None
+    assert (after.rows_done, after.rows_failed, after.shadow_rows_failed) == (40, 1, 5)
+    assert [error.row for error in after.errors] == [7]
 
 
 async def test_a_cancelled_job_stores_no_further_chunk(runtime: Runtime, engine: AsyncEngine):

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from modelql.persistence import feed_repository, prediction_writer
 from modelql.persistence.database import driver_connection, libpq_url
-from modelql.persistence.feed_repository import NamedPrediction
 from modelql.persistence.model_limit import ModelLimit
 from modelql.persistence.prediction_filters import FILTER_FIELDS, PredictionQuery
 from modelql.persistence.tables import Model, ModelVersion, Prediction
@@ -85,8 +84,8 @@ async def delivered(subscriber: Subscriber, within: float = 1.0) -> list[list[st
     messages: list[list[str]] = []
     iterator = subscriber.messages()
     while subscriber.waiting:
-        commit: list[NamedPrediction] = await anext(iterator)
-        messages.append([item.row.request_id for item in commit])
+        commit: prediction_feed.Commit = await anext(iterator)
+        messages.append([item.row.request_id for item in commit.predictions])
     return messages
 
 
