@@ -12,10 +12,23 @@ from typing import Any
 
 import httpx
 import pytest
+from cache_support import (
+    ALIASES,
+    AUDIT,
+    CATALOGUE,
+    LIVE,
+    READ_VARIABLES,
+    RECORD,
+    STATS,
+    Changes,
+    operations,
+    post,
+    predict,
+    set_production,
+)
 from fastapi import FastAPI
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.types import ExecutionResult
@@ -27,25 +40,8 @@ from modelql.graph.schema import build_schema
 from modelql.services import api_keys
 from modelql.services.api_keys import Scope
 from modelql.services.generations import Generations
+from modelql.services.shared_answers import FRESHNESS_BOUND_S
 from modelql.settings import AuthMode, Settings
-
-CATALOGUE = """{ models { nodes { name defaultVersion { number algorithm
-  f1: metric(name: "f1_macro") inputSchema { name type } } } } }"""
-ALIASES = '{ model(name: "iris-classifier") { aliases { alias version { number } } } }'
-STATS = """{ predictionStats(filter: {model: "iris-classifier"}) { count labelled
-  groups(by: [LABEL]) { label count } } }"""
-LIVE = """{ model(name: "iris-classifier") { versions { nodes { number
-  accuracy: metric(name: "accuracy", split: LIVE) } } } }"""
-AUDIT = """query Page($first: Int!) { predictions(first: $first,
-  filter: {model: "iris-classifier"}) { nodes { id label modelVersion { number } } } }"""
-PREDICT = """mutation($version: Int!) { createPrediction(input: {model: "iris-classifier",
-  version: $version, features: {sepal_length: 6.1, sepal_width: 2.8, petal_length: 4.7,
-  petal_width: 1.2}}) { prediction { id label } userErrors { code } } }"""
-SET_ALIAS = """mutation($version: Int!) { setAlias(input: {model: "iris-classifier",
-  alias: "production", version: $version}) { userErrors { code } } }"""
-RECORD = """mutation($id: ID!) { recordOutcomes(input: {outcomes: [{predictionId: $id,
-  label: "versicolor"}]}) { userErrors { code } } }"""
-FRESHNESS_BOUND_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +50,12 @@ async def app(settings: Settings, demo_catalogue: None) -> AsyncIterator[tuple[F
         yield running
 
 
-async def _post(http: httpx.AsyncClient, query: str, variables: dict | None = None) -> bytes:
-    response = await http.post("/graphql", json={"query": query, "variables": variables or {}})
-    assert response.status_code == 200, response.text
-    return response.content
-
-
-async def _predict(http: httpx.AsyncClient, version: int = 1) -> str:
-    body = await graphql(http, PREDICT, {"version": version})
-    assert body["data"]["createPrediction"]["userErrors"] == [], body
-    return body["data"]["createPrediction"]["prediction"]["id"]
-
-
-async def _set_production(http: httpx.AsyncClient, version: int) -> None:
-    body = await graphql(http, SET_ALIAS, {"version": version})
-    assert body["data"]["setAlias"]["userErrors"] == [], body
-
-
 async def test_a_repeated_query_is_answered_without_sql_and_byte_for_byte_the_same(app):
     application, http = app
-    first = await _post(http, CATALOGUE)
+    first = await post(http, CATALOGUE)
     with counting_statements(application) as statements:
-        again = await _post(http, CATALOGUE)
-        reworded = await _post(http, CATALOGUE.replace("\n", "\n   ").replace("{ ", "{"))
+        again = await post(http, CATALOGUE)
+        reworded = await post(http, CATALOGUE.replace("\n", "\n   ").replace("{ ", "{"))
     assert again == first
     assert reworded == first
     assert statements == []
@@ -85,7 +64,7 @@ async def test_a_repeated_query_is_answered_without_sql_and_byte_for_byte_the_sa
 async def test_a_different_variable_is_a_different_answer(app):
     _, http = app
     for _ in range(3):
-        await _predict(http)
+        await predict(http)
     one = await graphql(http, AUDIT, {"first": 1})
     two = await graphql(http, AUDIT, {"first": 2})
     assert len(one["data"]["predictions"]["nodes"]) == 1
@@ -95,14 +74,14 @@ async def test_a_different_variable_is_a_different_answer(app):
 async def test_a_stored_prediction_is_counted_by_the_next_read(app):
     _, http = app
     before = (await graphql(http, STATS))["data"]["predictionStats"]["count"]
-    await _predict(http)
+    await predict(http)
     after = (await graphql(http, STATS))["data"]["predictionStats"]["count"]
     assert after == before + 1
 
 
 async def test_a_recorded_outcome_is_seen_by_the_next_read(app):
     _, http = app
-    prediction_id = await _predict(http)
+    prediction_id = await predict(http)
     assert (await graphql(http, STATS))["data"]["predictionStats"]["labelled"] == 0
     live_before = await graphql(http, LIVE)
     body = await graphql(http, RECORD, {"id": prediction_id})
@@ -114,22 +93,22 @@ async def test_a_recorded_outcome_is_seen_by_the_next_read(app):
 async def test_a_moved_alias_is_seen_by_the_next_read(app):
     _, http = app
     try:
-        await _set_production(http, 2)
+        await set_production(http, 2)
         aliases = (await graphql(http, ALIASES))["data"]["model"]["aliases"]
         assert {"alias": "production", "version": {"number": 2}} in aliases
-        await _set_production(http, 1)
+        await set_production(http, 1)
         aliases = (await graphql(http, ALIASES))["data"]["model"]["aliases"]
         assert {"alias": "production", "version": {"number": 1}} in aliases
     finally:
-        await _set_production(http, 1)
+        await set_production(http, 1)
 
 
 async def test_catalogue_answers_stay_kept_while_predictions_are_stored(app):
     application, http = app
-    await _post(http, CATALOGUE)
-    await _predict(http)
+    await post(http, CATALOGUE)
+    await predict(http)
     with counting_statements(application) as statements:
-        await _post(http, CATALOGUE)
+        await post(http, CATALOGUE)
     assert statements == []
 
 
@@ -243,27 +222,16 @@ async def test_another_replica_sees_each_change_within_the_freshness_bound(
         _, reader = await stack.enter_async_context(running_app(settings))
         try:
             for query, change in (
-                (STATS, lambda: _predict(writer)),
-                (ALIASES, lambda: _set_production(writer, 2)),
+                (STATS, lambda: predict(writer)),
+                (ALIASES, lambda: set_production(writer, 2)),
             ):
-                before = await _post(reader, query)
+                before = await post(reader, query)
                 await change()
-                expected = await _post(writer, query)
+                expected = await post(writer, query)
                 assert expected != before
-                await _converges(lambda q=query: _post(reader, q), expected)
+                await _converges(lambda q=query: post(reader, q), expected)
         finally:
-            await _set_production(writer, 1)
-
-
-OPERATIONS = st.lists(
-    st.tuples(
-        st.sampled_from(["predict", "alias", "outcome", "read"]),
-        st.integers(0, 1),  # which replica
-        st.sampled_from([CATALOGUE, ALIASES, STATS, LIVE, AUDIT]),
-    ),
-    min_size=3,
-    max_size=12,
-)
+            await set_production(writer, 1)
 
 
 @hypothesis_settings(
@@ -271,7 +239,7 @@ OPERATIONS = st.lists(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(operations=OPERATIONS)
+@given(operations=operations(max_size=12))
 @example(
     operations=[
         ("read", 0, STATS),
@@ -291,27 +259,20 @@ async def test_interleaved_changes_and_reads_on_two_replicas_match_uncached_answ
     change, and within the freshness bound on the other."""
     uncached = replicas[2]
     last_writer = 0
-    predictions: list[str] = []
+    changes = Changes()
     try:
         for kind, replica, query in operations:
             http = replicas[replica]
-            if kind == "predict":
-                predictions.append(await _predict(http, 1 + len(predictions) % 2))
-            elif kind == "alias":
-                await _set_production(http, 1 + len(predictions) % 2)
-            elif kind == "outcome" and predictions:
-                await graphql(http, RECORD, {"id": predictions[-1]})
-            else:
-                variables = {"first": 5}
-                expected = await _post(uncached, query, variables)
-                if replica == last_writer:
-                    assert await _post(http, query, variables) == expected
-                else:
-                    await _converges(lambda h=http, q=query: _post(h, q, {"first": 5}), expected)
+            if await changes.make(kind, http):
+                last_writer = replica
                 continue
-            last_writer = replica
+            expected = await post(uncached, query, READ_VARIABLES)
+            if replica == last_writer:
+                assert await post(http, query, READ_VARIABLES) == expected
+            else:
+                await _converges(lambda h=http, q=query: post(h, q, READ_VARIABLES), expected)
     finally:
-        await _set_production(replicas[0], 1)
+        await set_production(replicas[0], 1)
 
 
 @pytest.fixture(scope="module")

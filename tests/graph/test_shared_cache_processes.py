@@ -11,28 +11,25 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from cache_support import (
+    ALIASES,
+    CATALOGUE,
+    LIVE,
+    READ_VARIABLES,
+    STATS,
+    Changes,
+    operations,
+    post,
+    set_production,
+)
 from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
 from live_support import served_elsewhere
 from redis_support import REDIS_URL, unique_prefix
 from support import running_app
-from test_response_cache import (
-    ALIASES,
-    AUDIT,
-    CATALOGUE,
-    LIVE,
-    RECORD,
-    STATS,
-    _post,
-    _predict,
-    _set_production,
-)
 
 from modelql.services.shared_answers import FRESHNESS_BOUND_S
 from modelql.settings import Settings
-
-VARIABLES = {"first": 5}
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +64,9 @@ async def test_one_process_serves_what_the_other_computed(processes):
     one, two, _ = processes
     query = CATALOGUE.replace("algorithm", "algorithm task: algorithm")
     before = _redis_hits((await two.get("/metrics")).text)
-    computed = await _post(one, query)
-    assert await _post(two, query) == computed
+    computed = await post(one, query)
+    assert await post(two, query) == computed
     assert _redis_hits((await two.get("/metrics")).text) == before + 1
-
-
-OPERATIONS = st.lists(
-    st.tuples(
-        st.sampled_from(["predict", "alias", "outcome", "read", "read"]),
-        st.integers(0, 1),  # which process
-        st.sampled_from([CATALOGUE, ALIASES, STATS, LIVE, AUDIT]),
-    ),
-    min_size=3,
-    max_size=10,
-)
 
 
 @hypothesis_settings(
@@ -88,7 +74,7 @@ OPERATIONS = st.lists(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(operations=OPERATIONS)
+@given(operations=operations(max_size=10))
 @example(
     operations=[
         ("read", 0, STATS),
@@ -108,22 +94,16 @@ async def test_no_answer_from_either_process_is_staler_than_the_bound(processes,
     last write (through either process); it then converges."""
     reference = processes[2]
     last_write = time.monotonic()
-    predictions: list[str] = []
+    changes = Changes()
     try:
         for kind, process, query in operations:
             http = processes[process]
-            if kind == "predict":
-                predictions.append(await _predict(http, 1 + len(predictions) % 2))
-            elif kind == "alias":
-                await _set_production(http, 1 + len(predictions) % 2)
-            elif kind == "outcome" and predictions:
-                await _post(http, RECORD, {"id": predictions[-1]})
-            else:
-                expected = await _post(reference, query, VARIABLES)
-                while (answer := await _post(http, query, VARIABLES)) != expected:
-                    assert time.monotonic() - last_write < FRESHNESS_BOUND_S, (query, answer)
-                    await asyncio.sleep(0.01)
+            if await changes.make(kind, http):
+                last_write = time.monotonic()
                 continue
-            last_write = time.monotonic()
+            expected = await post(reference, query, READ_VARIABLES)
+            while (answer := await post(http, query, READ_VARIABLES)) != expected:
+                assert time.monotonic() - last_write < FRESHNESS_BOUND_S, (query, answer)
+                await asyncio.sleep(0.01)
     finally:
-        await _set_production(processes[0], 1)
+        await set_production(processes[0], 1)

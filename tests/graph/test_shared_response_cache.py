@@ -16,12 +16,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import httpx
 import pytest
 import redis
+from cache_support import ALIASES, CATALOGUE, STATS, post, predict, set_production
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from redis_support import REDIS_URL, keys_under
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import graphql, running_app
-from test_response_cache import ALIASES, CATALOGUE, STATS, _post, _predict, _set_production
 from test_statement_count import counting_statements
 
 from modelql.services import api_keys
@@ -54,10 +54,10 @@ async def test_an_answer_computed_by_one_replica_is_served_by_another_without_sq
 ):
     shared = _shared(settings, cache_prefix)
     async with _replicas(shared, shared) as [(_, first), (second_app, second)]:
-        expected = await _post(first, CATALOGUE)
+        expected = await post(first, CATALOGUE)
         hits = _redis_lookups("hit")
         with counting_statements(second_app) as statements:
-            answer = await _post(second, CATALOGUE)
+            answer = await post(second, CATALOGUE)
         assert answer == expected
         assert statements == []
         assert _redis_lookups("hit") == hits + 1
@@ -72,28 +72,28 @@ async def test_a_change_through_one_replica_is_read_through_the_other_at_once(
     async with _replicas(shared, shared) as [(_, writer), (_, reader)]:
         try:
             for query, change in (
-                (STATS, lambda: _predict(writer)),
-                (ALIASES, lambda: _set_production(writer, 2)),
+                (STATS, lambda: predict(writer)),
+                (ALIASES, lambda: set_production(writer, 2)),
             ):
-                before = await _post(writer, query)
-                assert await _post(reader, query) == before
+                before = await post(writer, query)
+                assert await post(reader, query) == before
                 await change()
-                expected = await _post(writer, query)
+                expected = await post(writer, query)
                 assert expected != before
                 start = time.monotonic()
-                while (answer := await _post(reader, query)) != expected:
+                while (answer := await post(reader, query)) != expected:
                     assert time.monotonic() - start < FRESHNESS_BOUND_S, answer
                     await asyncio.sleep(0.01)
         finally:
-            await _set_production(writer, 1)
+            await set_production(writer, 1)
 
 
 async def test_no_answer_lives_in_redis_longer_than_the_freshness_bound(
     settings: Settings, demo_catalogue: None, cache_prefix: str
 ):
     async with _replicas(_shared(settings, cache_prefix)) as [(_, http)]:
-        await _post(http, CATALOGUE)
-        await _post(http, STATS)
+        await post(http, CATALOGUE)
+        await post(http, STATS)
     client = redis.Redis.from_url(REDIS_URL)
     answers = [
         key for key in keys_under(cache_prefix) if key.startswith(f"{cache_prefix}a:".encode())
@@ -204,8 +204,8 @@ async def test_when_redis_fails_queries_are_answered_from_memory_and_the_failure
         unavailable = _redis_lookups("unavailable")
         caplog.set_level(logging.WARNING)
         start = time.monotonic()
-        answers = [await _post(http, STATS) for _ in range(2)]
-        answers.append(await _post(http, ALIASES))
+        answers = [await post(http, STATS) for _ in range(2)]
+        answers.append(await post(http, ALIASES))
         elapsed = time.monotonic() - start
         assert answers[0] == answers[1]
         # At least the first look-up's failure (a slow machine may also see the answer's
@@ -222,9 +222,9 @@ async def test_metrics_show_each_layer_and_what_redis_holds(
 ):
     shared = _shared(settings, cache_prefix)
     async with _replicas(shared, shared) as [(_, first), (_, second)]:
-        await _post(first, CATALOGUE)
-        await _post(second, CATALOGUE)
-        await _post(second, CATALOGUE)
+        await post(first, CATALOGUE)
+        await post(second, CATALOGUE)
+        await post(second, CATALOGUE)
         text = (await second.get("/metrics")).text
     lines = text.splitlines()
     for series in (
@@ -248,19 +248,19 @@ async def test_an_answer_from_redis_is_kept_in_memory_no_longer_than_in_redis(
     in memory ends with the shared one, within the bound, not after MODELQL_RESPONSE_CACHE_TTL_S."""
     shared = _shared(settings, cache_prefix)
     async with _replicas(shared, shared) as [(_, first), (_, second)]:
-        await _post(first, STATS)
+        await post(first, STATS)
         redis_hits = _redis_lookups("hit")
-        await _post(second, STATS)
+        await post(second, STATS)
         assert _redis_lookups("hit") == redis_hits + 1
         memory_hits = _count("modelql_response_cache_lookups_total", layer="memory", outcome="hit")
-        await _post(second, STATS)
+        await post(second, STATS)
         assert (
             _count("modelql_response_cache_lookups_total", layer="memory", outcome="hit")
             == memory_hits + 1
         )
         await asyncio.sleep(FRESHNESS_BOUND_S)
         misses = _count("modelql_response_cache_lookups_total", layer="memory", outcome="miss")
-        await _post(second, STATS)
+        await post(second, STATS)
         assert (
             _count("modelql_response_cache_lookups_total", layer="memory", outcome="miss")
             == misses + 1
