@@ -44,6 +44,7 @@ COMPARE = """query($m: String!) {
   compareVersions(model: $m, candidate: {version: 2}, source: SHADOW, sample: 10000) {
     compared agreement
     paired { pairs baseline candidate difference confidenceLow confidenceHigh pValue } } }"""
+SHADOW_OF = """query($id: ID!) { node(id: $id) { ... on Prediction { shadows { label } } } }"""
 PROMOTE = """mutation($m: String!) { setAlias(input: {model: $m, alias: "production", version: 2,
   basedOn: {source: SHADOW, sample: 1000}}) { userErrors { code } } }"""
 
@@ -146,3 +147,29 @@ async def test_the_shadow_comparison_is_stated_in_plain_words(
     await expect(page.locator("#history .based-on")).to_have_text(
         f"Based on a SHADOW comparison: {sentence}"
     )
+
+
+async def test_the_live_tail_fills_in_the_shadow_answers_on_the_prediction_s_row(
+    server: Served,
+    page: Page,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    artifact_store: ArtifactStore,
+):
+    model = await two_versions(sessionmaker, artifact_store)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        shadow = {"model": model, "versions": [{"version": 2}], "sample": 1}
+        assert (await data(http, SET_SHADOW, input=shadow))["setShadow"]["userErrors"] == []
+    await page.goto(f"{server.url}/dashboard#model={model}")
+    await expect(page.locator("#tail-status")).to_have_text(re.compile(r"^live"))
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = await data(http, PREDICT, input={"model": model, "instances": [{"a": 3, "b": 4}]})
+        prediction_id = made["createPredictions"]["predictions"][0]["id"]
+        await settled(server)
+        found = await data(http, SHADOW_OF, id=prediction_id)
+    [answer] = found["node"]["shadows"]
+
+    row = page.locator(f'#tail-rows tr[data-id="{prediction_id}"]')
+    await expect(row.locator("td.shadows")).to_have_text(f"v2: {answer['label']}", timeout=5000)
+    assert await row.count() == 1, "the shadow answers update the row; they add none"
+    await expect(page.locator("#tail-status")).to_have_text(re.compile(r"1 new"))

@@ -456,7 +456,16 @@ function tailRow(prediction, fresh) {
     element("td", { text: number(prediction.latencyMs, 2) }),
     element("td", { text: prediction.caller ?? "—" }),
     element("td", { class: "mono", text: prediction.requestId }),
+    element("td", { class: "shadows", text: shadowOutputs(prediction.shadows) }),
   );
+}
+
+// What the shadow versions answered to one prediction ("v2: low"), "—" while none has.
+function shadowOutputs(shadows) {
+  if (!shadows || shadows.length === 0) return "—";
+  return shadows
+    .map((shadow) => `v${shadow.modelVersion.number}: ${shadow.refusal ? "refused" : (shadow.label ?? number(shadow.value))}`)
+    .join(", ");
 }
 
 async function showTail(body, name) {
@@ -467,7 +476,7 @@ async function showTail(body, name) {
   const table = element("table", { class: "tail" });
   table.append(element("caption", { class: "visually-hidden", text: `Latest predictions of ${name}, newest first` }));
   const head = element("tr");
-  for (const title of ["Time", "Version", "Output", "Confidence", "Latency ms", "Caller", "Request id"]) head.append(element("th", { scope: "col", text: title }));
+  for (const title of ["Time", "Version", "Output", "Confidence", "Latency ms", "Caller", "Request id", "Shadows"]) head.append(element("th", { scope: "col", text: title }));
   const rows = element("tbody", { id: "tail-rows" });
   rows.append(...answer.data.predictions.nodes.map((prediction) => tailRow(prediction, false)));
   table.append(element("thead", {}, head), rows);
@@ -476,9 +485,15 @@ async function showTail(body, name) {
   let received = 0;
   const stop = subscribe(Q.TAIL_SUBSCRIPTION, { filter }, {
     onData: (data) => {
-      const predictions = data.predictionsCreated;
-      received += predictions.length;
-      rows.prepend(...predictions.map((prediction) => tailRow(prediction, true)).reverse());
+      // A prediction already shown comes again once its shadows answered: its row is updated.
+      const fresh = [];
+      for (const prediction of data.predictionsCreated) {
+        const shown = rows.querySelector(`tr[data-id="${CSS.escape(prediction.id)}"]`);
+        if (shown) shown.replaceWith(tailRow(prediction, shown.classList.contains("fresh")));
+        else fresh.push(prediction);
+      }
+      received += fresh.length;
+      rows.prepend(...fresh.map((prediction) => tailRow(prediction, true)).reverse());
       while (rows.children.length > TAIL_ROWS) rows.lastElementChild.remove();
       status.textContent = `live · ${received} new since opened`;
     },

@@ -106,12 +106,14 @@ export const DRIFT = `query Drift($name: String!) {
 
 const PREDICTION = `id createdAt label value confidence latencyMs caller requestId modelVersion { number }`;
 
+const TAIL_PREDICTION = `${PREDICTION} shadows { label value refusal modelVersion { number } }`;
+
 export const TAIL = `query Tail($filter: PredictionFilter) {
-  predictions(first: 20, filter: $filter) { nodes { ${PREDICTION} } }
+  predictions(first: 20, filter: $filter) { nodes { ${TAIL_PREDICTION} } }
 }`;
 
 export const TAIL_SUBSCRIPTION = `subscription Tail($filter: PredictionFilter) {
-  predictionsCreated(filter: $filter) { ${PREDICTION} }
+  predictionsCreated(filter: $filter) { ${TAIL_PREDICTION} }
 }`;
 
 export const CATALOGUE_SUBSCRIPTION = `subscription CatalogueEvents {
