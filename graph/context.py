@@ -58,6 +58,11 @@ class GraphDependencies:
     estimation_policy: EstimationPolicy = field(default_factory=EstimationPolicy)
 
 
+NO_SCOPES: frozenset[Scope] = frozenset()
+EVERY_SCOPE = frozenset(Scope)
+"""Without auth (built once: permission checks ask for the scopes once per object)."""
+
+
 class GraphContext:
     """Typed Strawberry context; resolvers read dependencies, identity and loaders from it."""
 
@@ -95,7 +100,7 @@ class GraphContext:
     @property
     def scopes(self) -> frozenset[Scope]:
         if self.caller_identity is None:
-            return frozenset() if self.dependencies.auth_required else frozenset(Scope)
+            return NO_SCOPES if self.dependencies.auth_required else EVERY_SCOPE
         return self.caller_identity.scopes
 
     @property

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import datetime
-from functools import partial
+from functools import cached_property, partial
 from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,6 +16,7 @@ from strawberry.dataloader import DataLoader as StrawberryDataLoader
 
 from modelql.graph.request_database import RequestDatabase
 from modelql.models.metrics import PerformanceRecord
+from modelql.persistence import tables
 from modelql.services import catalogue, outcomes, prediction_audit, shadow_versions
 from modelql.services.drift import DriftPolicy, DriftReport, drift_reports
 from modelql.services.estimated_performance import (
@@ -116,7 +117,8 @@ def _limited(
 
 
 class Loaders:
-    """Every relation a list can fan out to, batched for the lifetime of one request."""
+    """Every relation a list can fan out to, batched for the lifetime of one request; each
+    loader is built when a resolver first asks for it (a request uses a few of them)."""
 
     def __init__(
         self,
@@ -129,44 +131,93 @@ class Loaders:
     ) -> None:
         """`limit`: the caller's; every object of another model is not found (the ones
         reached from these, by id, belong to the same model)."""
-        self.model_by_id = _mapping_loader(
-            db, _limited(memory, memory.models_by_id, lambda row: row.id, limit)
+        self._db = db
+        self._memory = memory
+        self._drift_policy = drift_policy
+        self._estimation_policy = estimation_policy or EstimationPolicy()
+        self._limit = limit
+
+    def _limited_mapping(
+        self,
+        fetch: Callable[[AsyncSession, Sequence[K]], Awaitable[Mapping[K, V]]],
+        model_of: Callable[[V], uuid.UUID],
+        known: Callable[[K], V | None] | None = None,
+    ) -> DataLoader[K, V | None]:
+        limited = _limited(self._memory, fetch, model_of, self._limit)
+        return _mapping_loader(self._db, limited, known)
+
+    @cached_property
+    def model_by_id(self) -> DataLoader[uuid.UUID, tables.Model | None]:
+        return self._limited_mapping(self._memory.models_by_id, lambda row: row.id)
+
+    @cached_property
+    def model_by_name(self) -> DataLoader[str, tables.Model | None]:
+        return self._limited_mapping(self._memory.models_by_name, lambda row: row.id)
+
+    @cached_property
+    def version_by_id(self) -> DataLoader[uuid.UUID, catalogue.Version | None]:
+        # Versions never change once read; a limited caller's go through the model check.
+        known = self._memory.known_version if self._limit is None else None
+        return self._limited_mapping(self._memory.versions, lambda row: row.model_id, known)
+
+    @cached_property
+    def route_by_model_id(self) -> DataLoader[uuid.UUID, catalogue.ModelRoute | None]:
+        return self._limited_mapping(self._memory.routes_by_id, lambda row: row.model_id)
+
+    @cached_property
+    def alias_events_by_model(self) -> DataLoader[uuid.UUID, list[tables.AliasEvent]]:
+        return _lists_loader(self._db, catalogue.alias_histories)
+
+    @cached_property
+    def split_events_by_model(self) -> DataLoader[uuid.UUID, list[tables.TrafficSplitEvent]]:
+        return _lists_loader(self._db, catalogue.split_histories)
+
+    @cached_property
+    def shadow_events_by_model(self) -> DataLoader[uuid.UUID, list[tables.ShadowEvent]]:
+        return _lists_loader(self._db, shadow_versions.shadow_events_for_models)
+
+    @cached_property
+    def shadows_by_prediction(self) -> DataLoader[uuid.UUID, list[tables.ShadowPrediction]]:
+        return _lists_loader(self._db, shadow_versions.shadows_of_predictions)
+
+    @cached_property
+    def training_arguments(self) -> DataLoader[uuid.UUID, list[catalogue.ArgumentRow]]:
+        return _lists_loader(self._db, self._memory.training_arguments)
+
+    @cached_property
+    def metrics(self) -> DataLoader[uuid.UUID, list[catalogue.MetricRow]]:
+        return _lists_loader(self._db, self._memory.metrics)
+
+    @cached_property
+    def prediction_by_id(self) -> DataLoader[uuid.UUID, tables.Prediction | None]:
+        return self._limited_mapping(prediction_audit.predictions_by_id, lambda row: row.model_id)
+
+    @cached_property
+    def outcome_history(self) -> DataLoader[uuid.UUID, list[outcomes.OutcomeRow]]:
+        return _lists_loader(self._db, outcomes.histories)
+
+    @cached_property
+    def live_performance(self) -> DataLoader[LiveKey, list[PerformanceRecord]]:
+        return DataLoader(load_fn=lambda keys: self._load_live(self._db, self._memory, keys))
+
+    @cached_property
+    def input_drift(self) -> DataLoader[WindowKey, DriftReport]:
+        return DataLoader(
+            load_fn=lambda keys: self._load_drift(self._db, self._memory, self._drift_policy, keys)
         )
-        self.model_by_name = _mapping_loader(
-            db, _limited(memory, memory.models_by_name, lambda row: row.id, limit)
+
+    @cached_property
+    def estimates(self) -> DataLoader[EstimateKey, Estimate]:
+        return DataLoader(
+            load_fn=lambda keys: self._load_estimates(
+                self._db, self._memory, self._estimation_policy, keys
+            )
         )
-        self.version_by_id = _mapping_loader(
-            db,
-            _limited(memory, memory.versions, lambda row: row.model_id, limit),
-            # Versions never change once read; a limited caller's go through the model check.
-            known=memory.known_version if limit is None else None,
-        )
-        self.route_by_model_id = _mapping_loader(
-            db, _limited(memory, memory.routes_by_id, lambda row: row.model_id, limit)
-        )
-        self.alias_events_by_model = _lists_loader(db, catalogue.alias_histories)
-        self.split_events_by_model = _lists_loader(db, catalogue.split_histories)
-        self.shadow_events_by_model = _lists_loader(db, shadow_versions.shadow_events_for_models)
-        self.shadows_by_prediction = _lists_loader(db, shadow_versions.shadows_of_predictions)
-        self.training_arguments = _lists_loader(db, memory.training_arguments)
-        self.metrics = _lists_loader(db, memory.metrics)
-        self.prediction_by_id = _mapping_loader(
-            db,
-            _limited(memory, prediction_audit.predictions_by_id, lambda row: row.model_id, limit),
-        )
-        self.outcome_history = _lists_loader(db, outcomes.histories)
-        self.live_performance: DataLoader[LiveKey, list[PerformanceRecord]] = DataLoader(
-            load_fn=lambda keys: self._load_live(db, memory, keys)
-        )
-        self.input_drift: DataLoader[WindowKey, DriftReport] = DataLoader(
-            load_fn=lambda keys: self._load_drift(db, memory, drift_policy, keys)
-        )
-        policy = estimation_policy or EstimationPolicy()
-        self.estimates: DataLoader[EstimateKey, Estimate] = DataLoader(
-            load_fn=lambda keys: self._load_estimates(db, memory, policy, keys)
-        )
-        self.versions_page: DataLoader[PageKey, list[catalogue.Version]] = DataLoader(
-            load_fn=lambda keys: self._load_version_pages(db, memory, keys)
+
+    @cached_property
+    def versions_page(self) -> DataLoader[PageKey, list[catalogue.Version]]:
+        return DataLoader(
+            load_fn=lambda keys: self._load_version_pages(self._db, self._memory, keys)
         )
 
     @staticmethod
