@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support import make_settings
 
 from modelql.persistence import job_repository
+from modelql.runtime import Runtime
 from modelql.services.prediction_jobs import JobSubmission, PredictionJobs, UploadedFile
 from modelql.services.predictions import Requester
 
 IRIS = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 REQUESTER = Requester(request_id="submit-1", caller="batch-team")
+
+
+@asynccontextmanager
+async def job_runtime(database_url: str, data_dir: Path) -> AsyncIterator[Runtime]:
+    """A started runtime whose jobs come in chunks of 40 rows and parts of 100."""
+    settings = make_settings(database_url, data_dir, job_chunk_rows=40, job_part_rows=100)
+    runtime = Runtime.build(settings, database_url=database_url)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.stop()
 
 
 def iris_csv(rows: int, *, bad: dict[int, str] | None = None) -> bytes:
@@ -55,6 +73,25 @@ async def work(jobs: PredictionJobs, job_id: uuid.UUID) -> None:
         parts = await job_repository.parts(connection, job_id)
     for part in parts:
         await jobs.score(job_id, part["part"])
+
+
+async def stop_after_commits(jobs: PredictionJobs, job_id: uuid.UUID, commits: int) -> None:
+    """Work the job's first part until `commits` chunks committed, then stop the worker as a
+    killed process would stop (cancelled between chunks)."""
+    committed = 0
+    stop = asyncio.Event()
+
+    def counted() -> None:
+        nonlocal committed
+        committed += 1
+        if committed == commits:
+            stop.set()
+
+    jobs._on_commit = counted
+    worker = asyncio.create_task(jobs.score(job_id, 0))
+    await stop.wait()
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
 
 
 async def stored(engine: AsyncEngine, job_id: uuid.UUID) -> list[tuple[int, str | None, str]]:

@@ -83,6 +83,14 @@ async def data(http: httpx.AsyncClient, query: str, **variables: Any) -> Any:
     return body["data"]
 
 
+async def shadowed(server: Served, model: str) -> str:
+    """`model`, its v2 now scoring every request in the shadow."""
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        shadow = {"model": model, "versions": [{"version": 2}], "sample": 1}
+        assert (await data(http, SET_SHADOW, input=shadow))["setShadow"]["userErrors"] == []
+    return model
+
+
 async def settled(server: Served) -> None:
     """Wait until the server's shadow queue is empty (scored and stored)."""
     for _ in range(500):
@@ -103,10 +111,8 @@ async def test_the_shadow_comparison_is_stated_in_plain_words(
     sessionmaker: async_sessionmaker[AsyncSession],
     artifact_store: ArtifactStore,
 ):
-    model = await two_versions(sessionmaker, artifact_store)
+    model = await shadowed(server, await two_versions(sessionmaker, artifact_store))
     async with httpx.AsyncClient(base_url=server.url) as http:
-        shadow = {"model": model, "versions": [{"version": 2}], "sample": 1}
-        assert (await data(http, SET_SHADOW, input=shadow))["setShadow"]["userErrors"] == []
         instances = [{"a": a, "b": b} for a, b in POINTS]
         made = await data(http, PREDICT, input={"model": model, "instances": instances})
         await settled(server)
@@ -155,10 +161,7 @@ async def test_the_live_tail_fills_in_the_shadow_answers_on_the_prediction_s_row
     sessionmaker: async_sessionmaker[AsyncSession],
     artifact_store: ArtifactStore,
 ):
-    model = await two_versions(sessionmaker, artifact_store)
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        shadow = {"model": model, "versions": [{"version": 2}], "sample": 1}
-        assert (await data(http, SET_SHADOW, input=shadow))["setShadow"]["userErrors"] == []
+    model = await shadowed(server, await two_versions(sessionmaker, artifact_store))
     await page.goto(f"{server.url}/dashboard#model={model}")
     await expect(page.locator("#tail-status")).to_have_text(re.compile(r"^live"))
 

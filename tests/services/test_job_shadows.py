@@ -6,18 +6,16 @@ cannot score does not fail the job, it is counted and logged once."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from job_support import REQUESTER, submission, upload, work
+from job_support import REQUESTER, job_runtime, stop_after_commits, submission, upload, work
 from shadow_support import FLIPPED, SIGNATURE, Y, register
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from support import make_settings
 
 from modelql.models.artifacts import ArtifactStore
 from modelql.models.vocabulary import JobState
@@ -31,11 +29,8 @@ from modelql.services.shadow_versions import ShadowVersionRef
 async def runtime(
     database_url: str, data_dir: Path, demo_catalogue: None
 ) -> AsyncIterator[Runtime]:
-    settings = make_settings(database_url, data_dir, job_chunk_rows=40, job_part_rows=100)
-    runtime = Runtime.build(settings, database_url=database_url)
-    await runtime.start()
-    yield runtime
-    await runtime.stop()
+    async with job_runtime(database_url, data_dir) as runtime:
+        yield runtime
 
 
 @pytest.fixture
@@ -180,20 +175,7 @@ async def test_a_sampled_job_resumed_after_a_crash_stores_each_drawn_row_once(
     jobs = runtime.jobs
     job = await jobs.submit(submission(upload(ab_csv(100)), model=model), REQUESTER)
     await jobs.validate(job.id)
-    commits = 0
-    stop = asyncio.Event()
-
-    def counted() -> None:
-        nonlocal commits
-        commits += 1
-        if commits == 2:
-            stop.set()
-
-    jobs._on_commit = counted
-    worker = asyncio.create_task(jobs.score(job.id, 0))
-    await stop.wait()
-    worker.cancel()
-    await asyncio.gather(worker, return_exceptions=True)
+    await stop_after_commits(jobs, job.id, commits=2)
     halfway = await jobs.get(job.id)
     assert halfway is not None
     assert (halfway.state, halfway.rows_scored) == (JobState.RUNNING, 80)

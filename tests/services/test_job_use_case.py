@@ -5,7 +5,6 @@ are reported and stored nothing (or, with `partial`, only the valid rows are sto
 
 from __future__ import annotations
 
-import asyncio
 import io
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +13,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from job_support import IRIS, REQUESTER, iris_csv, stored, submission, upload, work
+from job_support import (
+    IRIS,
+    REQUESTER,
+    iris_csv,
+    job_runtime,
+    stop_after_commits,
+    stored,
+    submission,
+    upload,
+    work,
+)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support import make_settings
@@ -29,11 +38,8 @@ from modelql.services.prediction_jobs import RowError, UploadedFile, _Prepared, 
 async def runtime(
     database_url: str, data_dir: Path, demo_catalogue: None
 ) -> AsyncIterator[Runtime]:
-    settings = make_settings(database_url, data_dir, job_chunk_rows=40, job_part_rows=100)
-    runtime = Runtime.build(settings, database_url=database_url)
-    await runtime.start()
-    yield runtime
-    await runtime.stop()
+    async with job_runtime(database_url, data_dir) as runtime:
+        yield runtime
 
 
 async def test_a_job_stores_each_row_as_a_prediction(runtime: Runtime, engine: AsyncEngine):
@@ -75,20 +81,7 @@ async def test_a_stopped_worker_resumes_after_its_last_chunk_without_duplicates(
     jobs = runtime.jobs
     job = await jobs.submit(submission(upload(iris_csv(100))), REQUESTER)
     await jobs.validate(job.id)
-    commits = 0
-    stop = asyncio.Event()
-
-    def counted() -> None:
-        nonlocal commits
-        commits += 1
-        if commits == 2:
-            stop.set()
-
-    jobs._on_commit = counted
-    worker = asyncio.create_task(jobs.score(job.id, 0))
-    await stop.wait()
-    worker.cancel()
-    await asyncio.gather(worker, return_exceptions=True)
+    await stop_after_commits(jobs, job.id, commits=2)
     halfway = await jobs.get(job.id)
     assert halfway is not None
     assert halfway.state is JobState.RUNNING
