@@ -282,7 +282,7 @@ class DirectExecutor:
         if chosen is None:
             return None
         operation, fragments = chosen
-        planner = _Planner(fragments)
+        planner = _Planner(self._core, fragments)
         mutation_type = self._core.mutation_type
         if mutation_type is None:
             return None
@@ -335,13 +335,14 @@ class DirectExecutor:
 class _Planner:
     """Turns selections into field plans; raises UnplannableError at anything it does not do."""
 
-    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+    def __init__(self, core: GraphQLSchema, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self._core = core
         self._fragments = fragments
 
     def collect(
         self, parent: GraphQLObjectType, selection_sets: tuple[SelectionSetNode, ...]
     ) -> dict[str, tuple[FieldNode, ...]]:
-        return collect_fields(parent, selection_sets, self._fragments)
+        return collect_fields(self._core, parent, selection_sets, self._fragments)
 
     def completer(
         self, type_: GraphQLOutputType, nodes: tuple[FieldNode, ...], coordinate: str

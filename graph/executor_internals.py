@@ -25,6 +25,9 @@ them); moving a pin means running tests/graph/test_direct_parity.py again. What 
 - `Path` (graphql-core's `graphql.pyutils.Path`): a response path, as resolvers' info holds it.
 - `PermissionExtension` (`permissions`, `fail_silently`): a field's permission classes, which
   the read executor checks itself (`graph/read_executor.py`).
+- `interface_definition` (`Schema.schema_converter.type_map`), `object_type_name`
+  (`get_object_definition`, `is_graphql_generic`) and `is_cast` (`get_strawberry_type_cast`):
+  the object type of an interface's value, as Strawberry's default `resolve_type` names it.
 
 What the executor mirrors of graphql-core's execution (field collection, `complete_value`'s null
 propagation and error messages) is imported from nowhere: the parity tests hold it to them.
@@ -47,9 +50,12 @@ from strawberry.types.arguments import StrawberryArgument
 from strawberry.types.base import (
     StrawberryList,
     StrawberryMaybe,
+    StrawberryObjectDefinition,
     StrawberryOptional,
+    get_object_definition,
     has_object_definition,
 )
+from strawberry.types.cast import get_strawberry_type_cast
 from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 from strawberry.types.field import StrawberryField
 from strawberry.types.unset import UNSET
@@ -69,7 +75,10 @@ __all__ = [
     "core_schema",
     "has_enum_definition",
     "has_object_definition",
+    "interface_definition",
+    "is_cast",
     "is_scalar",
+    "object_type_name",
     "scalar_registry",
     "strawberry_field",
 ]
@@ -88,3 +97,26 @@ def scalar_registry(schema: strawberry.Schema) -> Mapping[object, Any]:
 def strawberry_field(definition: GraphQLField) -> Any:
     """The Strawberry field a graphql-core field was made from; None when it has none."""
     return (definition.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+
+
+def interface_definition(schema: strawberry.Schema, name: str) -> StrawberryObjectDefinition | None:
+    """The Strawberry definition of the interface named `name`; None for any other type."""
+    found = schema.schema_converter.type_map.get(name)
+    definition = found.definition if found is not None else None
+    if isinstance(definition, StrawberryObjectDefinition) and definition.is_interface:
+        return definition
+    return None
+
+
+def object_type_name(value: Any) -> str | None:
+    """The GraphQL name of the value's Strawberry object type; None for a value of none or of a
+    generic one (Strawberry searches the schema for those)."""
+    definition = get_object_definition(value)
+    if definition is None or definition.is_graphql_generic:
+        return None
+    return definition.name
+
+
+def is_cast(value: Any) -> bool:
+    """Whether `strawberry.cast` gave the value a type of its own."""
+    return get_strawberry_type_cast(value) is not None

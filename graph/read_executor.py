@@ -31,6 +31,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLField,
+    GraphQLInterfaceType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -55,6 +56,9 @@ from modelql.graph.executor_internals import (
     PermissionExtension,
     StrawberryField,
     core_schema,
+    interface_definition,
+    is_cast,
+    object_type_name,
     scalar_registry,
     strawberry_field,
 )
@@ -308,7 +312,7 @@ class _Planner:
         self, parent: GraphQLObjectType, nodes: tuple[FieldNode | OperationDefinitionNode, ...]
     ) -> tuple[_Field, ...]:
         selections = tuple(node.selection_set for node in nodes if node.selection_set)
-        collected = collect_fields(parent, selections, self._fragments)
+        collected = collect_fields(self._core, parent, selections, self._fragments)
         return tuple(
             self._field(parent, key, field_nodes) for key, field_nodes in collected.items()
         )
@@ -382,8 +386,10 @@ class _Planner:
             )
         if is_leaf_type(type_):
             return _leaf_completer(type_)
+        if isinstance(type_, GraphQLInterfaceType):
+            return self._interface_completer(type_, nodes)
         if not isinstance(type_, GraphQLObjectType):
-            raise UnplannableError  # an interface or union: resolving the type is Strawberry's
+            raise UnplannableError  # a union: resolving its type is Strawberry's
         fields = self.fields(type_, nodes)
         is_type_of = type_.is_type_of
 
@@ -397,6 +403,32 @@ class _Planner:
             return out
 
         return complete_object
+
+    def _interface_completer(
+        self, interface: GraphQLInterfaceType, nodes: tuple[FieldNode, ...]
+    ) -> Complete:
+        """A value of an interface completed as its object type, which Strawberry's default
+        `resolve_type` names after the value's own Strawberry type (every possible type
+        planned at once); a value cast with `strawberry.cast`, of a generic type or of none is
+        given back, and so is an interface with a `resolve_type` of its own."""
+        definition = interface_definition(self._schema, interface.name)
+        if definition is None or definition.resolve_type is not None:
+            raise UnplannableError
+        origin = definition.origin
+        by_name = {
+            possible.name: self._completer(possible, nodes)
+            for possible in self._core.get_possible_types(interface)
+        }
+
+        def complete_interface(value: Any, path: Path, run: _Run) -> Any:
+            if is_cast(value) or not isinstance(value, origin):
+                raise _AbortError
+            complete = by_name.get(object_type_name(value) or "")
+            if complete is None:
+                raise _AbortError
+            return complete(value, path, run)
+
+        return complete_interface
 
 
 def _permissions(field: StrawberryField) -> tuple[Any, ...]:

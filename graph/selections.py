@@ -1,7 +1,7 @@
 """What the executors that plan a document once share: the operation a request runs, and field
-collection as graphql-core does it (through fragments, by response key, in order); anything
-they do not reproduce (directives, fragment arguments, type conditions on abstract types) is
-refused with UnplannableError."""
+collection as graphql-core does it (through fragments, by response key, in order, a fragment
+whose type condition does not apply to the parent skipped); anything they do not reproduce
+(directives, fragment arguments) is refused with UnplannableError."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInterfaceType,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLUnionType,
     InlineFragmentNode,
     OperationDefinitionNode,
     OperationType,
@@ -75,6 +77,7 @@ def chosen_operation(
 
 
 def collect_fields(
+    core: GraphQLSchema,
     parent: GraphQLObjectType,
     selection_sets: tuple[SelectionSetNode, ...],
     fragments: dict[str, FragmentDefinitionNode],
@@ -82,11 +85,12 @@ def collect_fields(
     """Field nodes by response key, in order, through fragments."""
     fields: dict[str, tuple[FieldNode, ...]] = {}
     for selection_set in selection_sets:
-        _collect_into(parent, selection_set, fragments, fields, set())
+        _collect_into(core, parent, selection_set, fragments, fields, set())
     return fields
 
 
 def _collect_into(
+    core: GraphQLSchema,
     parent: GraphQLObjectType,
     selection_set: SelectionSetNode,
     fragments: dict[str, FragmentDefinitionNode],
@@ -100,9 +104,9 @@ def _collect_into(
             key = selection.alias.value if selection.alias else selection.name.value
             fields[key] = (*fields.get(key, ()), selection)
         elif isinstance(selection, InlineFragmentNode):
-            if selection.type_condition is not None:
-                _check_condition(parent, selection.type_condition.name.value)
-            _collect_into(parent, selection.selection_set, fragments, fields, visited)
+            condition = selection.type_condition
+            if condition is None or _applies(core, parent, condition.name.value):
+                _collect_into(core, parent, selection.selection_set, fragments, fields, visited)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             if name in visited:
@@ -111,11 +115,17 @@ def _collect_into(
             fragment = fragments[name]
             if fragment.variable_definitions or selection.arguments:
                 raise UnplannableError
-            _check_condition(parent, fragment.type_condition.name.value)
-            _collect_into(parent, fragment.selection_set, fragments, fields, visited)
+            if _applies(core, parent, fragment.type_condition.name.value):
+                _collect_into(core, parent, fragment.selection_set, fragments, fields, visited)
 
 
-def _check_condition(parent: GraphQLObjectType, condition: str) -> None:
-    """Object types only: a condition either always or never applies; never is rare."""
-    if condition != parent.name and condition not in {i.name for i in parent.interfaces}:
-        raise UnplannableError
+def _applies(core: GraphQLSchema, parent: GraphQLObjectType, condition: str) -> bool:
+    """graphql-core's rule: the condition names the parent, or an interface or union the
+    parent is a possible type of (such a fragment under an abstract field is skipped for the
+    parent types it does not name)."""
+    if condition == parent.name:
+        return True
+    named = core.get_type(condition)
+    if isinstance(named, GraphQLInterfaceType | GraphQLUnionType):
+        return core.is_sub_type(named, parent)
+    return False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from enum import Enum
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -119,6 +120,25 @@ class Thing(Named):
 
 
 @strawberry.type
+class Other(Named):
+    size: int
+
+
+@strawberry.interface
+class Tagged:
+    tag: str
+
+    @classmethod
+    def resolve_type(cls, obj: Any, info: Any, type_: Any) -> str:
+        return "Label"
+
+
+@strawberry.type
+class Label(Tagged):
+    pass
+
+
+@strawberry.type
 class Query:
     @strawberry.field
     def items(self, first: int = 3) -> list[Item]:
@@ -142,11 +162,25 @@ class Query:
     def named(self) -> Named:
         return Thing(name="thing")
 
+    @strawberry.field
+    def others(self) -> list[Named]:
+        return [Other(name="other", size=2), Thing(name="thing")]
+
+    @strawberry.field
+    def cast_named(self) -> Named:
+        return strawberry.cast(Thing, SimpleNamespace(name="cast"))
+
+    @strawberry.field
+    def tagged(self) -> Tagged:
+        return Label(tag="label")
+
 
 def _schema(*extensions: type[SchemaExtension] | Any) -> tuple[strawberry.Schema, Any]:
     prepare = document_cache(max_tokens=10_000, rules=specified_rules, size=64)
     chosen = extensions or (MaskUnexpectedErrors, lambda: CachedDocuments(prepare))
-    return strawberry.Schema(query=Query, types=[Thing], extensions=list(chosen)), prepare
+    return strawberry.Schema(
+        query=Query, types=[Thing, Other, Label], extensions=list(chosen)
+    ), prepare
 
 
 SCHEMA, PREPARE = _schema()
@@ -178,6 +212,12 @@ async def _both(
         ),
         ("{ items { shaped(shape: ROUND, shapes: [SQUARE, ROUND]) } }", None),
         ("query($s: Shape!) { items(first: 1) { shaped(shape: $s) } }", {"s": "SQUARE"}),
+        ("{ named { name __typename } }", None),
+        (
+            "{ others { __typename name ... on Other { size } ...T } }"
+            " fragment T on Thing { thing: name }",
+            None,
+        ),
     ],
 )
 async def test_answers_what_strawberry_answers(query: str, variables: dict[str, Any] | None):
@@ -228,7 +268,7 @@ async def test_an_error_gives_the_query_back_after_the_started_work_finishes(fai
 @pytest.mark.parametrize(
     "query",
     [
-        "{ named { name } }",  # an interface: the resolved type is Strawberry's to find
+        "{ tagged { tag } }",  # an interface resolving its types itself
         "{ items { number @include(if: true) } }",
         "{ __schema { queryType { name } } }",
         "mutation { x }",
@@ -237,6 +277,15 @@ async def test_an_error_gives_the_query_back_after_the_started_work_finishes(fai
 )
 def test_what_it_does_not_reproduce_is_not_planned(query: str):
     assert _executor().plan(query, None) is None
+
+
+async def test_a_value_cast_to_its_type_is_given_back_to_strawberry():
+    mine, theirs, _ = await _both("{ castNamed { __typename name } }")
+
+    assert mine is None
+    assert theirs.errors is None and theirs.data == {
+        "castNamed": {"__typename": "Thing", "name": "cast"}
+    }
 
 
 def test_a_schema_running_other_extensions_is_never_planned():
