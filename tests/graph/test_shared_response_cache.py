@@ -204,7 +204,9 @@ async def test_when_redis_fails_queries_are_answered_from_memory_and_the_failure
         unavailable = _redis_lookups("unavailable")
         caplog.set_level(logging.WARNING)
         start = time.monotonic()
-        answers = [await post(http, STATS) for _ in range(2)]
+        # Catalogue questions: an answer about the store could be dropped from memory by a
+        # notification of another test's leftover work, and its repeat then asks Redis again.
+        answers = [await post(http, CATALOGUE) for _ in range(2)]
         answers.append(await post(http, ALIASES))
         elapsed = time.monotonic() - start
         assert answers[0] == answers[1]
