@@ -14,6 +14,7 @@ import orjson
 from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from modelql.persistence.database import driver_connection
 from modelql.persistence.notifications import PREDICTIONS_CHANNEL
 from modelql.persistence.tables import (
     Prediction,
@@ -122,11 +123,9 @@ PostgreSQL, as the primaries' are stored: [{"label": ..., "probability": ...}, .
 async def insert_shadow_predictions(
     session: AsyncSession, answers: Sequence[ShadowColumns]
 ) -> None:
-    """Store shadow answers: one statement per shadow version (columns as arrays)."""
-    connection = await (await session.connection()).get_raw_connection()
-    driver = connection.driver_connection
-    assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
-    await insert_shadow_rows(driver, answers)
+    """Store shadow answers, in the session's transaction: one statement per shadow version
+    (columns as arrays)."""
+    await insert_shadow_rows(await driver_connection(session), answers)
 
 
 async def insert_shadow_rows(
@@ -177,10 +176,8 @@ async def record_shadow_commits(
     with the version that answered it), for the live feed: a `prediction_commits` row per
     primary version marked `shadows`, and one notification on the predictions channel (at
     most the commit ids), sent at COMMIT."""
-    connection = await (await session.connection()).get_raw_connection()
-    driver = connection.driver_connection
-    assert isinstance(driver, asyncpg.Connection), "the engine speaks asyncpg"
-    await driver.execute(RECORD_SHADOW_COMMITS, list(primary_ids), list(primary_version_ids))
+    connection = await driver_connection(session)
+    await connection.execute(RECORD_SHADOW_COMMITS, list(primary_ids), list(primary_version_ids))
 
 
 async def shadows_of_predictions(
