@@ -63,11 +63,7 @@ def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSes
     """Sessions for requests that only read: each statement commits on its own, so a read
     costs no BEGIN and no ROLLBACK round trip (under READ COMMITTED each statement saw its own
     snapshot anyway). The engine's pool is shared; a returned connection leaves autocommit."""
-    return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"),
-        expire_on_commit=False,
-        autoflush=False,
-    )
+    return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def is_rejected_value(error: BaseException) -> bool:
