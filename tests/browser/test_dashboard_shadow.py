@@ -6,33 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-import sklearn
 from live_support import Served, served
 from playwright.async_api import Page, expect
-from sklearn.linear_model import LogisticRegression
+from shadow_support import FLIPPED, SIGNATURE, Y, register
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support import make_settings
 
 from modelql.models.artifacts import ArtifactStore
-from modelql.models.signature import FeatureSpec
-from modelql.models.vocabulary import FeatureType
-from modelql.services import registration
 
 pytestmark = pytest.mark.slow
 
-X = np.array([[0.0, 1.0], [0.5, 1.5], [1.0, 0.5], [3.0, 4.0], [3.5, 3.0], [4.0, 5.0]])
-TRAINED_ON = (
-    np.array(["low", "low", "low", "high", "high", "high"]),
-    np.array(["low", "low", "high", "high", "high", "low"]),  # v2 disagrees on some inputs
-)
+TWO_VERSIONS = [(Y, SIGNATURE), (FLIPPED, SIGNATURE)]
+"""v1 production; v2 disagrees with it on some inputs."""
 POINTS = [[0.0, 1.0], [1.0, 1.0], [2.0, 2.0], [2.5, 2.5], [3.0, 4.0], [4.0, 5.0], [0.5, 0.5]] * 6
 SET_SHADOW = """mutation($input: SetShadowInput!) { setShadow(input: $input) {
   userErrors { code } } }"""
@@ -53,28 +44,6 @@ PROMOTE = """mutation($m: String!) { setAlias(input: {model: $m, alias: "product
 async def server(database_url: str, data_dir: Path, demo_catalogue: None) -> AsyncIterator[Served]:
     async with served(make_settings(database_url, data_dir, shadow_queue=10_000)) as running:
         yield running
-
-
-async def two_versions(sessionmaker: async_sessionmaker[AsyncSession], store: ArtifactStore) -> str:
-    """A new classifier of two logistic regressions on one signature; v1 is production."""
-    name = f"zz-dash-shadow-{uuid.uuid4().hex[:8]}"
-    signature = [FeatureSpec(name=n, type=FeatureType.NUMBER) for n in ("a", "b")]
-    for number, labels in enumerate(TRAINED_ON, start=1):
-        described = registration.VersionRegistration(
-            model_name=name,
-            task="CLASSIFICATION",
-            algorithm="sklearn.linear_model.LogisticRegression",
-            framework_version=sklearn.__version__,
-            signature=signature,
-            labels=["high", "low"],
-            aliases=["production"] if number == 1 else [],
-        )
-        estimator = LogisticRegression(max_iter=200).fit(X, labels)
-        async with sessionmaker.begin() as session:
-            await registration.register_version(
-                session, store, described, estimator=estimator, actor="tests"
-            )
-    return name
 
 
 async def data(http: httpx.AsyncClient, query: str, **variables: Any) -> Any:
@@ -111,7 +80,7 @@ async def test_the_shadow_comparison_is_stated_in_plain_words(
     sessionmaker: async_sessionmaker[AsyncSession],
     artifact_store: ArtifactStore,
 ):
-    model = await shadowed(server, await two_versions(sessionmaker, artifact_store))
+    model = await shadowed(server, await register(sessionmaker, artifact_store, TWO_VERSIONS))
     async with httpx.AsyncClient(base_url=server.url) as http:
         instances = [{"a": a, "b": b} for a, b in POINTS]
         made = await data(http, PREDICT, input={"model": model, "instances": instances})
@@ -161,7 +130,7 @@ async def test_the_live_tail_fills_in_the_shadow_answers_on_the_prediction_s_row
     sessionmaker: async_sessionmaker[AsyncSession],
     artifact_store: ArtifactStore,
 ):
-    model = await shadowed(server, await two_versions(sessionmaker, artifact_store))
+    model = await shadowed(server, await register(sessionmaker, artifact_store, TWO_VERSIONS))
     await page.goto(f"{server.url}/dashboard#model={model}")
     await expect(page.locator("#tail-status")).to_have_text(re.compile(r"^live"))
 
