@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from modelql.persistence.connection_checks import check_connections_on_checkout
+
 
 def async_url(url: str | URL) -> URL:
     """The same database URL with the asyncpg driver, whatever driver it named."""
@@ -36,21 +38,23 @@ def create_engine(
     max_overflow: int = 10,
     statement_timeout_ms: int = 0,
 ) -> AsyncEngine:
-    """An engine with pre-ping (so a restarted server is reconnected) and a statement timeout."""
+    """An engine whose pooled connections are checked on checkout (so a restarted server is
+    reconnected: `persistence/connection_checks.py`) and with a statement timeout."""
     # JIT compilation costs tens of milliseconds per statement and pays off only for long
     # analytical queries; the statistics queries here are short (roll-ups).
     server_settings = {"application_name": "modelql", "jit": "off"}
     if statement_timeout_ms:
         server_settings["statement_timeout"] = str(statement_timeout_ms)
-    return create_async_engine(
+    engine = create_async_engine(
         async_url(url),
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"server_settings": server_settings, "timeout": 5},
         json_deserializer=orjson.loads,
     )
+    check_connections_on_checkout(engine)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
