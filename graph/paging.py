@@ -90,13 +90,13 @@ def _keyset(after: str) -> prediction_audit.Keyset:
         raise bad_input(f"Argument `after` is not a valid cursor: {after!r}.", "after") from None
 
 
-def _prediction_cursor(row: tables.Prediction) -> str:
+def _prediction_cursor(row: tables.PredictionRow) -> str:
     return encode_cursor(PREDICTION_CURSOR, row.created_at.isoformat(), str(row.id))
 
 
 async def prediction_page(
     info: Info, first: int | None, after: str | None, query: prediction_audit.PredictionQuery
-) -> Page[tables.Prediction]:
+) -> Page[tables.PredictionRow]:
     """Predictions newest first, by keyset (created_at, id); never OFFSET."""
     size = info.context.limits.page_size(first, default=50)
     keyset = _keyset(after) if after is not None else None

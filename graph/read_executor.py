@@ -208,9 +208,35 @@ class _Field:
 
 
 @dataclass(frozen=True, slots=True)
+class _LeafAttribute:
+    """A leaf field read as an attribute (most fields of an answer): read and serialized in
+    one step, with no path, resolver call or completion of its own."""
+
+    key: str
+    read: Callable[[Any], Any]
+    serialize: Callable[[Any], Any]
+    non_null: bool
+
+    def fill(self, source: Any, parent: Path | None, run: _Run, out: dict[str, Any]) -> None:
+        value = self.read(source)
+        if value is None:
+            if self.non_null:
+                raise _AbortError
+            out[self.key] = None
+            return
+        serialized = self.serialize(value)
+        if serialized is Undefined or serialized is None:
+            raise _AbortError  # an awaitable attribute too: Strawberry's to answer
+        out[self.key] = serialized
+
+
+_Filler = _Field | _LeafAttribute
+
+
+@dataclass(frozen=True, slots=True)
 class _ReadPlan:
     operation: OperationDefinitionNode
-    roots: tuple[_Field, ...]
+    roots: tuple[_Filler, ...]
 
 
 class ReadExecutor:
@@ -310,14 +336,14 @@ class _Planner:
 
     def fields(
         self, parent: GraphQLObjectType, nodes: tuple[FieldNode | OperationDefinitionNode, ...]
-    ) -> tuple[_Field, ...]:
+    ) -> tuple[_Filler, ...]:
         selections = tuple(node.selection_set for node in nodes if node.selection_set)
         collected = collect_fields(self._core, parent, selections, self._fragments)
         return tuple(
             self._field(parent, key, field_nodes) for key, field_nodes in collected.items()
         )
 
-    def _field(self, parent: GraphQLObjectType, key: str, nodes: tuple[FieldNode, ...]) -> _Field:
+    def _field(self, parent: GraphQLObjectType, key: str, nodes: tuple[FieldNode, ...]) -> _Filler:
         name = nodes[0].name.value
         if name == "__typename":
             typename = parent.name
@@ -325,6 +351,9 @@ class _Planner:
         if name.startswith("__"):
             raise UnplannableError  # introspection
         definition = parent.fields[name]
+        leaf = _leaf_attribute(key, definition)
+        if leaf is not None:
+            return leaf
         return _Field(
             key=key,
             resolve=self._resolver(parent, definition, nodes),
@@ -439,6 +468,23 @@ def _permissions(field: StrawberryField) -> tuple[Any, ...]:
             raise UnplannableError
         permissions.extend(extension.permissions)
     return tuple(permissions)
+
+
+def _leaf_attribute(key: str, definition: GraphQLField) -> _LeafAttribute | None:
+    """The field as a `_LeafAttribute` when it is one: a leaf type, no resolver, no
+    permission (any other extension is refused by `_permissions`)."""
+    field = strawberry_field(definition)
+    type_ = definition.type
+    non_null = isinstance(type_, GraphQLNonNull)
+    named = type_.of_type if isinstance(type_, GraphQLNonNull) else type_
+    if (
+        not isinstance(field, StrawberryField)
+        or field.base_resolver is not None
+        or field.extensions
+        or not is_leaf_type(named)
+    ):
+        return None
+    return _LeafAttribute(key, operator.attrgetter(field.python_name), named.serialize, non_null)
 
 
 def _attribute(name: str) -> Callable[[Any, Path, _Run], Any]:

@@ -8,12 +8,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.prediction_filters import PredictionQuery
-from modelql.persistence.tables import IdempotencyRecord, LatestOutcome, Prediction
+from modelql.persistence.tables import (
+    PREDICTION_ROW_COLUMNS,
+    IdempotencyRecord,
+    LatestOutcome,
+    Prediction,
+    PredictionRow,
+)
 
 Keyset = tuple[datetime, uuid.UUID]
 
@@ -25,17 +32,20 @@ the same pages are asked for again."""
 
 async def list_predictions(
     session: AsyncSession, query: PredictionQuery, *, limit: int, after: Keyset | None
-) -> list[Prediction]:
+) -> list[PredictionRow]:
     """Newest first by (created_at, id), strictly after the keyset `after`; never OFFSET. The
     keyset's time also bounds created_at on its own: PostgreSQL prunes partitions on that, not
-    on the row comparison."""
-    return list((await session.scalars(_page_statement(query, limit, after))).all())
+    on the row comparison. Read as rows on the session's connection: the ORM's execution
+    and an entity per row cost twice what PostgreSQL's answer does."""
+    connection = await session.connection()
+    result = await connection.execute(_page_statement(query, limit, after))
+    return [PredictionRow._make(row) for row in result]
 
 
 @functools.lru_cache(maxsize=BUILT_STATEMENTS)
-def _page_statement(query: PredictionQuery, limit: int, after: Keyset | None) -> Select[Prediction]:
+def _page_statement(query: PredictionQuery, limit: int, after: Keyset | None) -> Select[Any]:
     statement = (
-        select(Prediction)
+        select(*PREDICTION_ROW_COLUMNS)
         .where(*query.conditions())
         .order_by(Prediction.created_at.desc(), Prediction.id.desc())
         .limit(limit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
     ARRAY,
@@ -326,6 +326,63 @@ class Prediction(Base):
         String(10), comment="Why this version answered: VERSION, ALIAS, DEFAULT or SPLIT"
     )
     created_at: Mapped[datetime] = mapped_column(primary_key=True, server_default=func.now())
+
+
+class PredictionColumns(Protocol):
+    """A stored prediction's columns as they are read: a `Prediction` or a `PredictionRow`."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def model_id(self) -> uuid.UUID: ...
+    @property
+    def model_version_id(self) -> uuid.UUID: ...
+    @property
+    def inputs(self) -> dict[str, Any]: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def value(self) -> float | None: ...
+    @property
+    def probabilities(self) -> list[dict[str, Any]] | None: ...
+    @property
+    def confidence(self) -> float | None: ...
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def caller(self) -> str | None: ...
+    @property
+    def idempotency_key(self) -> str | None: ...
+    @property
+    def routed_by(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+class PredictionRow(NamedTuple):
+    """A stored prediction read as a row, not an entity: pages are read so (no identity map,
+    no instance state, attributes read at C speed)."""
+
+    id: uuid.UUID
+    model_id: uuid.UUID
+    model_version_id: uuid.UUID
+    inputs: dict[str, Any]
+    label: str | None
+    value: float | None
+    probabilities: list[dict[str, Any]] | None
+    confidence: float | None
+    latency_ms: float
+    request_id: str
+    caller: str | None
+    idempotency_key: str | None
+    routed_by: str
+    created_at: datetime
+
+
+PREDICTION_ROW_COLUMNS = tuple(Prediction.__table__.c[name] for name in PredictionRow._fields)
+"""What a `PredictionRow` is selected from, in its order."""
 
 
 class ShadowPrediction(Base):

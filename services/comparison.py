@@ -27,7 +27,7 @@ from modelql.persistence.prediction_repository import (
     outcomes_for_predictions,
 )
 from modelql.persistence.shadow_repository import shadow_pairs
-from modelql.persistence.tables import Prediction, ShadowPrediction
+from modelql.persistence.tables import PredictionColumns, ShadowPrediction
 from modelql.services.catalogue import Catalogue, ModelRoute, Version
 from modelql.services.errors import ErrorCode, UserInputError
 from modelql.services.features import validate_instance
@@ -68,7 +68,7 @@ class ComparisonRequest:
 class PredictionDiff:
     """One stored prediction with the baseline's and the candidate's answers (None: skipped)."""
 
-    prediction: Prediction
+    prediction: PredictionColumns
     baseline: ModelOutput | None
     candidate: ModelOutput | None
     skipped_reason: str | None = None
@@ -181,11 +181,11 @@ class VersionComparisons:
         return _summary(route.task, candidate, None, diffs, outcomes, ComparisonSource.SHADOW)
 
     async def _diffs(
-        self, rows: Sequence[Prediction], candidate: Version, baseline: Version | None
+        self, rows: Sequence[PredictionColumns], candidate: Version, baseline: Version | None
     ) -> list[PredictionDiff]:
         """Each row re-scored, in one estimator call per side; rows a side's signature
         refuses are skipped with the first reason."""
-        usable: list[tuple[Prediction, dict[str, object]]] = []
+        usable: list[tuple[PredictionColumns, dict[str, object]]] = []
         diffs: list[PredictionDiff] = []
         for row in rows:
             features, reason = _features(row, candidate, baseline)
@@ -243,7 +243,7 @@ def _chosen(route: ModelRoute, selector: VersionSelector, argument: str) -> uuid
 
 
 def _features(
-    row: Prediction, candidate: Version, baseline: Version | None
+    row: PredictionColumns, candidate: Version, baseline: Version | None
 ) -> tuple[dict[str, object], str | None]:
     """The stored inputs as the candidate scores them, or why a side refuses them."""
     features: dict[str, object] = {}
@@ -267,7 +267,7 @@ def _shadow_output(row: ShadowPrediction) -> ModelOutput:
     return ModelOutput(row.label, row.value, probabilities, row.confidence)
 
 
-def served_output(row: Prediction) -> ModelOutput:
+def served_output(row: PredictionColumns) -> ModelOutput:
     """What the stored prediction answered, shaped like a model output."""
     probabilities = (
         tuple((item["label"], item["probability"]) for item in row.probabilities)

@@ -13,7 +13,7 @@ from modelql.persistence import prediction_repository, stats_repository
 from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.prediction_repository import Keyset
 from modelql.persistence.stats_repository import Dimension, Group, Interval, Totals
-from modelql.persistence.tables import Prediction
+from modelql.persistence.tables import Prediction, PredictionRow
 
 __all__ = [
     "Dimension",
@@ -33,7 +33,7 @@ __all__ = [
 
 async def prediction_page(
     session: AsyncSession, query: PredictionQuery, *, limit: int, after: Keyset | None
-) -> list[Prediction]:
+) -> list[PredictionRow]:
     """At most `limit` selected predictions, newest first, strictly after the keyset `after`."""
     return await prediction_repository.list_predictions(session, query, limit=limit, after=after)
 

@@ -54,6 +54,7 @@ Info = strawberry.Info[GraphContext, None]
 
 VERSION_VIEWS_KEPT = 4096
 _signatures: LRUCache[uuid.UUID, tuple[FeatureSpecType, ...]] = LRUCache(VERSION_VIEWS_KEPT)
+_version_views: LRUCache[uuid.UUID, ModelVersionType] = LRUCache(VERSION_VIEWS_KEPT)
 _offline_performance: LRUCache[uuid.UUID, tuple[PerformanceSliceType, ...]] = LRUCache(
     VERSION_VIEWS_KEPT
 )
@@ -360,6 +361,15 @@ class ModelVersionType(Node):
 
     @classmethod
     def from_version(cls, version: Version) -> ModelVersionType:
+        """Made once per version and kept (versions never change): an audit page asks for its
+        version once per prediction."""
+        view = _version_views.get(version.id)
+        if view is None:
+            view = _version_views[version.id] = cls._made_from(version)
+        return view
+
+    @classmethod
+    def _made_from(cls, version: Version) -> ModelVersionType:
         return cls(
             id=to_global_id("ModelVersion", version.id),
             version=version,
