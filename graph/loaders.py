@@ -189,7 +189,7 @@ class Loaders:
         return _lists_loader(self._db, self._memory.metrics)
 
     @cached_property
-    def prediction_by_id(self) -> DataLoader[uuid.UUID, tables.Prediction | None]:
+    def prediction_by_id(self) -> DataLoader[uuid.UUID, tables.PredictionRow | None]:
         return self._limited_mapping(prediction_audit.predictions_by_id, lambda row: row.model_id)
 
     @cached_property

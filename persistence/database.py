@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TypeVarTuple
+
 import asyncpg
 import orjson
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, CursorResult, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -13,8 +15,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.selectable import TypedReturnsRows
 
 from modelql.persistence.connection_checks import check_connections_on_checkout
+
+RowTypes = TypeVarTuple("RowTypes")
 
 
 def async_url(url: str | URL) -> URL:
@@ -68,6 +73,15 @@ def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSes
     costs no BEGIN and no ROLLBACK round trip (under READ COMMITTED each statement saw its own
     snapshot anyway). The engine's pool is shared; a returned connection leaves autocommit."""
     return create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
+
+
+async def execute_core(
+    session: AsyncSession, statement: TypedReturnsRows[*RowTypes]
+) -> CursorResult[*RowTypes]:
+    """A statement selecting columns (not entities) run on the session's connection, in its
+    transaction, around the ORM's execution: the same rows for about a third less CPU."""
+    connection = await session.connection()
+    return await connection.execute(statement)
 
 
 def is_rejected_value(error: BaseException) -> bool:

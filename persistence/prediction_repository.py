@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, func, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from modelql.persistence.database import execute_core
 from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.tables import (
     PREDICTION_ROW_COLUMNS,
@@ -37,8 +38,7 @@ async def list_predictions(
     keyset's time also bounds created_at on its own: PostgreSQL prunes partitions on that, not
     on the row comparison. Read as rows on the session's connection: the ORM's execution
     and an entity per row cost twice what PostgreSQL's answer does."""
-    connection = await session.connection()
-    result = await connection.execute(_page_statement(query, limit, after))
+    result = await execute_core(session, _page_statement(query, limit, after))
     return [PredictionRow._make(row) for row in result]
 
 
@@ -59,8 +59,10 @@ def _page_statement(query: PredictionQuery, limit: int, after: Keyset | None) ->
 
 async def predictions_by_id(
     session: AsyncSession, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Prediction]:
-    rows = await session.scalars(select(Prediction).where(Prediction.id.in_(ids)))
+) -> dict[uuid.UUID, PredictionRow]:
+    """Read as rows, as pages are."""
+    statement = select(*PREDICTION_ROW_COLUMNS).where(Prediction.id.in_(ids))
+    rows = map(PredictionRow._make, await execute_core(session, statement))
     return {row.id: row for row in rows}
 
 

@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
+from modelql.persistence.database import execute_core
 from modelql.persistence.prediction_filters import (
     PredictionFilterField,
     PredictionQuery,
@@ -300,7 +301,7 @@ async def totals(
 ) -> Totals:
     """Count, means, first and last time, and outcome counts of the selected predictions."""
     statement = _totals_statement(query, _use_rollups(query, from_rollups))
-    return Totals(*(await session.execute(statement)).one())
+    return Totals(*(await execute_core(session, statement)).one())
 
 
 @functools.lru_cache(maxsize=BUILT_STATEMENTS)
@@ -333,7 +334,7 @@ async def label_counts(
             .group_by(Prediction.label)
             .order_by(count.desc(), Prediction.label)
         )
-    return [(label, int(number)) for label, number in await session.execute(statement)]
+    return [(label, int(number)) for label, number in await execute_core(session, statement)]
 
 
 async def p95_latency(
@@ -344,7 +345,7 @@ async def p95_latency(
         statement = select(func.percentile_cont(0.95).within_group(Prediction.latency_ms)).where(
             *query.conditions()
         )
-        return await session.scalar(statement)
+        return (await execute_core(session, statement)).scalar()
     rows = _latency_rows(query)
     histogram = (
         select(rows.c.bucket, _total(rows.c.count).label("n"))
@@ -390,7 +391,7 @@ async def _p95_per_key(
         func.max(position - func.floor(position)),
     ).group_by(*(c[f"k{index}"] for index in range(width)))
     p95: dict[tuple[Any, ...], float | None] = {}
-    for row in await session.execute(statement):
+    for row in await execute_core(session, statement):
         low, high, fraction = row[width:]
         if low is None:  # no latencies at all (an aggregate without keys still answers)
             continue
@@ -453,7 +454,7 @@ async def groups(
     asked = list(dict.fromkeys(by))
     statement, columns = _groups_statement(query, tuple(asked), interval, limit, with_p95, rollups)
     keys = [column for d in asked for column in columns[d]]
-    found = (await session.execute(statement)).all()
+    found = (await execute_core(session, statement)).all()
     width = len(keys)
     latency = {tuple(row[:width]): row[-1] for row in found}
     if rollups and found and with_p95:
@@ -532,7 +533,7 @@ async def _rolled_up_p95(
             Prediction.model_id,
             Prediction.model_version_id,
         ).where(*query.conditions())
-        found = await session.execute(statement.group_by(*keys))
+        found = await execute_core(session, statement.group_by(*keys))
         return {tuple(row[:-1]): row[-1] for row in found}
     rows = _latency_rows(query, interval)
     keys = [column for d in asked for column in _dimension_columns(d, interval, rows)]

@@ -13,7 +13,7 @@ from modelql.persistence import prediction_repository, stats_repository
 from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.prediction_repository import Keyset
 from modelql.persistence.stats_repository import Dimension, Group, Interval, Totals
-from modelql.persistence.tables import Prediction, PredictionRow
+from modelql.persistence.tables import PredictionRow
 
 __all__ = [
     "Dimension",
@@ -40,7 +40,7 @@ async def prediction_page(
 
 async def predictions_by_id(
     session: AsyncSession, ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, Prediction]:
+) -> dict[uuid.UUID, PredictionRow]:
     """The stored predictions of `ids` (an id nothing was stored under is absent)."""
     return await prediction_repository.predictions_by_id(session, ids)
 
