@@ -158,8 +158,10 @@ class Query:
         description="Re-score a sample of stored predictions of the model (the newest matching "
         "`filter`, at most 10000) with the `candidate` version and compare with the `baseline` "
         "version, or by default with what each prediction answered. With `source: SHADOW`, "
-        "the candidate's answers stored while it ran in the shadow (`setShadow`), newest "
-        "first, beside what each request was answered. Stores nothing.",
+        "the candidate's answers stored while it ran in the shadow (`setShadow`) to the "
+        "predictions matching `filter`, newest first, beside what each was answered (after a "
+        "large prediction job, a window or a caller keeps the comparison on live traffic). "
+        "Stores nothing.",
         permission_classes=[CanAudit],
     )
     async def compare_versions(
@@ -175,13 +177,6 @@ class Query:
         ] = ComparisonSource.REPLAY,
     ) -> VersionComparison:
         sample = 1000 if sample is None else sample
-        if comparison_source is ComparisonSource.SHADOW and filter is not None:
-            raise ClientError(
-                "With source SHADOW the newest shadow answers are compared; `filter` applies "
-                "to REPLAY only.",
-                ErrorCode.BAD_USER_INPUT,
-                argument="filter",
-            )
         if not 1 <= sample <= comparison.MAX_SAMPLE:
             raise ClientError(
                 f"Argument `sample` must be 1 to {comparison.MAX_SAMPLE}, got {sample}.",

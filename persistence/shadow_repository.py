@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.database import driver_connection
 from modelql.persistence.notifications import PREDICTIONS_CHANNEL
+from modelql.persistence.prediction_filters import PredictionQuery
 from modelql.persistence.tables import (
     Prediction,
     PredictionCommit,
@@ -196,10 +197,11 @@ async def shadows_of_predictions(
 
 
 async def shadow_pairs(
-    session: AsyncSession, *, model_id: uuid.UUID, version_id: uuid.UUID, limit: int
+    session: AsyncSession, query: PredictionQuery, *, version_id: uuid.UUID, limit: int
 ) -> list[tuple[Prediction, ShadowPrediction]]:
-    """The newest `limit` answers of a shadow version with the primary predictions they
-    shadowed (the primary by its whole key, so one partition is read per row)."""
+    """The newest `limit` answers of a shadow version to the primary predictions `query`
+    selects, with those primaries (joined by their whole key, so one partition is read per
+    row; a window on the primaries' time bounds the shadows' too)."""
     statement = (
         select(Prediction, ShadowPrediction)
         .join(
@@ -209,10 +211,7 @@ async def shadow_pairs(
                 ShadowPrediction.primary_created_at == Prediction.created_at,
             ),
         )
-        .where(
-            ShadowPrediction.model_version_id == version_id,
-            ShadowPrediction.model_id == model_id,
-        )
+        .where(ShadowPrediction.model_version_id == version_id, *query.conditions())
         .order_by(ShadowPrediction.created_at.desc(), ShadowPrediction.id.desc())
         .limit(limit)
     )

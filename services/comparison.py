@@ -160,7 +160,8 @@ class VersionComparisons:
         candidate_id: uuid.UUID,
         request: ComparisonRequest,
     ) -> Comparison:
-        """The shadow's stored answers beside what was served, on its newest `sample` ones."""
+        """The shadow's stored answers beside what was served, on its newest `sample` ones to
+        the predictions the request's filter selects."""
         if request.baseline is not None:
             raise UserInputError.single(
                 ("baseline",),
@@ -168,9 +169,8 @@ class VersionComparisons:
                 "With source SHADOW the baseline is what each request was answered; give none.",
             )
         candidate = (await self._catalogue.versions(session, [candidate_id]))[candidate_id]
-        pairs = await shadow_pairs(
-            session, model_id=route.model_id, version_id=candidate_id, limit=request.sample
-        )
+        query = dataclasses.replace(request.query, model_id=route.model_id)
+        pairs = await shadow_pairs(session, query, version_id=candidate_id, limit=request.sample)
         outcomes = await outcomes_for_predictions(session, [primary.id for primary, _ in pairs])
         diffs = [
             PredictionDiff(primary, served_output(primary), _shadow_output(shadow))

@@ -343,13 +343,18 @@ async def test_compare_versions_shadow_pairs_the_versions_on_outcomes(
         assert paired["confidenceLevel"] == 0.95
         assert paired["confidenceLow"] <= paired["difference"] <= paired["confidenceHigh"]
 
-        refused = await graphql(
+        # a filter narrows the primaries compared (a window or a caller, after a large job)
+        served_low = await data(
             http,
             """query($m: String!) { compareVersions(model: $m, candidate: {version: 2},
-                 source: SHADOW, filter: {label: "low"}) { compared } }""",
-            {"m": model},
+                 source: SHADOW, filter: {label: "low"}) { compared agreement } }""",
+            "compareVersions",
+            m=model,
         )
-        assert refused["errors"][0]["extensions"]["argument"] == "filter"
+        low = [shadow for label, shadow in zip(labels, shadows, strict=True) if label == "low"]
+        assert 0 < len(low) < len(points)
+        assert served_low["compared"] == len(low)
+        assert served_low["agreement"] == pytest.approx(low.count("low") / len(low))
 
         # promotion records the comparison it was based on
         moved = await data(
