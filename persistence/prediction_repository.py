@@ -150,11 +150,11 @@ async def idempotency_record(
     )
 
 
-async def predictions_of_record(session: AsyncSession, record_id: uuid.UUID) -> list[Prediction]:
+async def predictions_of_record(session: AsyncSession, record_id: uuid.UUID) -> list[PredictionRow]:
     """The predictions stored under an idempotency record, in batch order."""
-    stored = await session.scalars(
-        select(Prediction)
+    statement = (
+        select(*PREDICTION_ROW_COLUMNS)
         .where(Prediction.idempotency_record_id == record_id)
         .order_by(Prediction.batch_index)
     )
-    return list(stored.all())
+    return [PredictionRow._make(row) for row in await execute_core(session, statement)]

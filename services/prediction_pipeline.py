@@ -25,6 +25,7 @@ from modelql.models.predictor import ModelOutput, RowScore, Scores
 from modelql.persistence import prediction_writer
 from modelql.persistence.partitions import is_missing_partition
 from modelql.persistence.prediction_writer import KeyClaim, RequestRows
+from modelql.persistence.tables import PredictionRow
 from modelql.services.catalogue import Version
 from modelql.services.errors import (
     ErrorCode,
@@ -43,7 +44,6 @@ from modelql.services.predictions import (
     PredictionObserver,
     PredictionOutcome,
     StoredBatch,
-    StoredPrediction,
     conflict,
 )
 
@@ -437,13 +437,13 @@ def _record_id(pending: _Pending, claims: dict[tuple[str, str], KeyClaim]) -> uu
 
 async def _earlier_claims(
     connection: asyncpg.Connection, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[str, list[StoredPrediction]]]:
+) -> dict[tuple[str, str], tuple[str, list[PredictionRow]]]:
     """For keys claimed before this group (by a committed transaction): the fingerprint of
     the request that claimed each, and the predictions it stored."""
     if not keys:
         return {}
     records = await prediction_writer.claimed_keys(connection, keys)
-    stored: dict[uuid.UUID, list[StoredPrediction]] = {}
+    stored: dict[uuid.UUID, list[PredictionRow]] = {}
     for row in await prediction_writer.stored_for_records(
         connection, [record_id for record_id, _ in records.values()]
     ):
@@ -472,19 +472,5 @@ def _request_rows(pending: _Pending, version: Version, record_id: uuid.UUID | No
     )
 
 
-def _from_record(row: asyncpg.Record) -> StoredPrediction:
-    return StoredPrediction(
-        id=row["id"],
-        model_version_id=row["model_version_id"],
-        inputs=row["inputs"],
-        label=row["label"],
-        value=row["value"],
-        probabilities=row["probabilities"],
-        confidence=row["confidence"],
-        latency_ms=row["latency_ms"],
-        created_at=row["created_at"],
-        request_id=row["request_id"],
-        caller=row["caller"],
-        idempotency_key=row["idempotency_key"],
-        routed_by=row["routed_by"],
-    )
+def _from_record(row: asyncpg.Record) -> PredictionRow:
+    return PredictionRow(*(row[name] for name in PredictionRow._fields))

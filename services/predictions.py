@@ -4,7 +4,6 @@ to its version's pipeline, which scores and stores it with others and answers af
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from modelql.models.vocabulary import RoutingReason
 from modelql.persistence import prediction_repository
 from modelql.persistence.prediction_writer import RequestRows
-from modelql.persistence.tables import Prediction
+from modelql.persistence.tables import PredictionRow
 from modelql.services.catalogue import Catalogue, ModelRoute, RouteChoice, Version
 from modelql.services.errors import ErrorCode, FieldProblem, UserInputError
 from modelql.services.failure_counts import count_failure, counts_as_failure
@@ -100,26 +99,7 @@ class Requester:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredPrediction:
-    """A committed prediction as the use case returns it (the columns of its row)."""
-
-    id: uuid.UUID
-    model_version_id: uuid.UUID
-    inputs: dict[str, Any]
-    label: str | None
-    value: float | None
-    probabilities: list[dict[str, Any]] | None
-    confidence: float | None
-    latency_ms: float
-    created_at: datetime
-    request_id: str
-    caller: str | None
-    idempotency_key: str | None
-    routed_by: str
-
-
-@dataclass(frozen=True, slots=True)
-class StoredBatch(Sequence[StoredPrediction]):
+class StoredBatch(Sequence[PredictionRow]):
     """One request's committed predictions: the columns it was inserted from, and the time
     it was stamped with. A 1,000-row batch needs no object per row until one is asked for."""
 
@@ -130,17 +110,18 @@ class StoredBatch(Sequence[StoredPrediction]):
         return len(self.rows.ids)
 
     @overload
-    def __getitem__(self, index: int) -> StoredPrediction: ...
+    def __getitem__(self, index: int) -> PredictionRow: ...
 
     @overload
-    def __getitem__(self, index: slice) -> Sequence[StoredPrediction]: ...
+    def __getitem__(self, index: slice) -> Sequence[PredictionRow]: ...
 
-    def __getitem__(self, index: int | slice) -> StoredPrediction | Sequence[StoredPrediction]:
+    def __getitem__(self, index: int | slice) -> PredictionRow | Sequence[PredictionRow]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         rows = self.rows
-        return StoredPrediction(
+        return PredictionRow(
             id=rows.ids[index],
+            model_id=rows.model_id,
             model_version_id=rows.model_version_id,
             inputs=dict(rows.inputs[index]),
             label=_at(rows.labels, index),
@@ -168,7 +149,7 @@ def _at(column: Sequence[Any] | None, index: int) -> Any:
 class PredictionOutcome:
     """The predictions a request yields; `replayed` when an earlier request stored them."""
 
-    predictions: Sequence[StoredPrediction | Prediction]
+    predictions: Sequence[PredictionRow]
     replayed: bool
 
 
@@ -366,7 +347,7 @@ def conflict(request: PredictionRequest) -> UserInputError:
 
 async def _replay(
     session: AsyncSession, requester: Requester, request: PredictionRequest, fingerprint: str
-) -> list[Prediction] | None:
+) -> list[PredictionRow] | None:
     """The stored predictions of an earlier identical request with this key, if any."""
     if request.idempotency_key is None:
         return None
