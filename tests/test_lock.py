@@ -1,11 +1,12 @@
-"""requirements.lock, which reproduces CI's environment, holds every dependency pyproject.toml
-names (the test extra's too) at a version pyproject.toml allows: a change of dependencies comes
-with a refreshed lock (README says how)."""
+"""requirements.lock, which the test command installs from, holds every dependency
+pyproject.toml names (the test extra's too) at a version pyproject.toml allows, and is what is
+installed: a change of dependencies comes with a refreshed lock (README says how)."""
 
 from __future__ import annotations
 
 import re
 import tomllib
+from importlib.metadata import distributions
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,15 @@ def test_the_lock_holds_an_allowed_version(requirement: Requirement):
 
     assert locked is not None, f"{requirement.name} is not in requirements.lock: refresh it"
     assert locked in requirement.specifier, f"{requirement.name} {locked} is not {requirement}"
+
+
+def test_what_is_installed_is_what_is_locked():
+    installed = {
+        canonicalize_name(dist.metadata["Name"]): Version(dist.version) for dist in distributions()
+    }
+    differing = {
+        name: f"{installed[name]} installed, {locked} locked"
+        for name, locked in _locked().items()
+        if name in installed and installed[name] != locked
+    }
+    assert differing == {}, "install with README's test command (pip install -c requirements.lock)"
