@@ -195,8 +195,6 @@ class DirectExecutor:
         self._prepare = prepare
         self._handlers = dict(handlers)
         self._refusal = unreproduced_extensions(schema)
-        if self._refusal is not None:
-            _log_once(self._refusal)
         self.plan = lru_cache(maxsize=cache_size)(self._plan)
 
     async def execute(
@@ -394,17 +392,19 @@ class _Planner:
 
 
 def unreproduced_extensions(schema: strawberry.Schema) -> str | None:
-    """Why the schema's extensions are not exactly the ones the direct executor reproduces;
-    None when they are."""
+    """Why the schema's extensions are not exactly the ones the direct executors reproduce;
+    None when they are. Logged once (a warning) when they are not."""
     running = [type(extension) for extension in schema.get_extensions()]
     if Counter(running) == Counter(REPRODUCED_EXTENSIONS):
         return None
     names = ", ".join(sorted(extension.__name__ for extension in running)) or "none"
     known = ", ".join(sorted(extension.__name__ for extension in REPRODUCED_EXTENSIONS))
-    return (
+    reason = (
         f"direct execution is off: the schema runs the extensions {names}, not exactly the "
-        f"ones it reproduces ({known}); every mutation runs on Strawberry's execution"
+        f"ones it reproduces ({known}); every operation runs on Strawberry's execution"
     )
+    _log_once(reason)
+    return reason
 
 
 @cache

@@ -8,19 +8,20 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
     SelectionSetNode,
     Visitor,
     parse,
+    specified_rules,
     visit,
 )
-from graphql.validation import ASTValidationRule, specified_rules
 from strawberry.extensions import SchemaExtension
-from strawberry.schema.schema import validate_document
 
 from modelql.graph.errors import ErrorCode
+from modelql.graph.executor_internals import core_schema, validate_document
 from modelql.graph.persisted_queries import document_hash
 
 Prepared = tuple[DocumentNode, list[GraphQLError]]
@@ -91,7 +92,7 @@ class CachedDocuments(SchemaExtension):
         if context.query is not None:
             try:
                 context.graphql_document, self._errors = self._prepare(
-                    context.query, context.schema._schema
+                    context.query, core_schema(context.schema)
                 )
             except GraphQLError as error:
                 self._errors = [error]

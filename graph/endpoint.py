@@ -19,7 +19,6 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET, UnsetType
 from uuid_utils.compat import uuid7
 
 from modelql.graph.context import GraphContext, GraphDependencies
@@ -33,7 +32,7 @@ from modelql.graph.errors import (
     mark_request_errors,
     record_operation,
 )
-from modelql.graph.executor_internals import core_schema
+from modelql.graph.executor_internals import UNSET, UnsetType, core_schema
 from modelql.graph.mutations import DIRECT_MUTATIONS
 from modelql.graph.persisted_queries import PersistedQueries
 from modelql.graph.read_executor import ReadExecutor

@@ -1,7 +1,6 @@
-"""The Strawberry internals the direct executor relies on, in one place: `graph/direct.py` and
-`graph/input_conversion.py` reach Strawberry only through this module (besides
-`strawberry.Schema`, `ExecutionResult` and `SchemaExtension`), and graphql-core only through
-its public top-level API (and `Path`, below).
+"""The Strawberry and graphql-core internals the service relies on, in one place: the direct
+executors (`graph/direct.py`, `graph/read_executor.py`, `graph/input_conversion.py`) above all,
+and the few other modules that reach past the public API (below).
 
 None of these is a documented API, so pyproject.toml pins strawberry-graphql and graphql-core to
 the minor versions the parity tests ran on (tests/graph/test_executor_contract.py fails outside
@@ -29,6 +28,20 @@ them); moving a pin means running tests/graph/test_direct_parity.py again. What 
   (`get_object_definition`, `is_graphql_generic`) and `is_cast` (`get_strawberry_type_cast`):
   the object type of an interface's value, as Strawberry's default `resolve_type` names it.
 
+- `strawberry_info` (`Info(_raw_info=..., _field=...)`): the `strawberry.Info` a resolver gets,
+  built by the read executor over graphql-core's resolve info.
+- `validate_document` (`strawberry.schema.schema.validate_document`): validation with the
+  schema's rules, as Strawberry validates (`graph/documents.py` caches its outcome).
+- `alias_limit_rule`, `depth_limit_rule` (the `create_validator` of Strawberry's
+  `MaxAliasesLimiter` and `QueryDepthLimiter`): the limits as validation rules, built once.
+- `ASGIWebSocketAdapter` (`iter_json`, `close`): the socket Strawberry's WebSocket handler reads
+  frames from, which `graph/websocket_frames.py` checks first.
+- `SelectedField`, `Selection`: what `info.selected_fields` holds.
+- `UnsetType`: the type of `UNSET`.
+
+Every graph module other than this one imports only Strawberry's and graphql-core's public
+modules (`tests/test_architecture.py` lists them).
+
 What the executor mirrors of graphql-core's execution (field collection, `complete_value`'s null
 propagation and error messages) is imported from nowhere: the parity tests hold it to them.
 """
@@ -39,12 +52,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import strawberry
-from graphql import GraphQLField, GraphQLSchema
+from graphql import GraphQLField, GraphQLResolveInfo, GraphQLSchema
 from graphql.pyutils import Path
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.permission import PermissionExtension
 from strawberry.relay.types import GlobalID
 from strawberry.scalars import is_scalar
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.arguments import StrawberryArgument
 from strawberry.types.base import (
@@ -58,13 +75,17 @@ from strawberry.types.base import (
 from strawberry.types.cast import get_strawberry_type_cast
 from strawberry.types.enum import StrawberryEnumDefinition, has_enum_definition
 from strawberry.types.field import StrawberryField
-from strawberry.types.unset import UNSET
+from strawberry.types.nodes import SelectedField, Selection
+from strawberry.types.unset import UNSET, UnsetType
 
 __all__ = [
     "UNSET",
+    "ASGIWebSocketAdapter",
     "GlobalID",
     "Path",
     "PermissionExtension",
+    "SelectedField",
+    "Selection",
     "StrawberryArgument",
     "StrawberryConfig",
     "StrawberryEnumDefinition",
@@ -72,7 +93,10 @@ __all__ = [
     "StrawberryList",
     "StrawberryMaybe",
     "StrawberryOptional",
+    "UnsetType",
+    "alias_limit_rule",
     "core_schema",
+    "depth_limit_rule",
     "has_enum_definition",
     "has_object_definition",
     "interface_definition",
@@ -81,6 +105,8 @@ __all__ = [
     "object_type_name",
     "scalar_registry",
     "strawberry_field",
+    "strawberry_info",
+    "validate_document",
 ]
 
 
@@ -120,3 +146,10 @@ def object_type_name(value: Any) -> str | None:
 def is_cast(value: Any) -> bool:
     """Whether `strawberry.cast` gave the value a type of its own."""
     return get_strawberry_type_cast(value) is not None
+
+
+def strawberry_info(
+    info_class: type[Any], raw: GraphQLResolveInfo[Any], field: StrawberryField
+) -> Any:
+    """The `strawberry.Info` (of the schema's `info_class`) over graphql-core's resolve info."""
+    return info_class(_raw_info=raw, _field=field)

@@ -61,6 +61,7 @@ from modelql.graph.executor_internals import (
     object_type_name,
     scalar_registry,
     strawberry_field,
+    strawberry_info,
 )
 from modelql.graph.input_conversion import UnsupportedInputError, copy_json, plan_arguments
 from modelql.graph.selections import (
@@ -562,7 +563,7 @@ class _InfoFactory:
         raw = GraphQLResolveInfo(
             **self._fixed, path=path, variable_values=run.variables, context=run.context
         )
-        return self._info_class(_raw_info=raw, _field=self._field)
+        return strawberry_info(self._info_class, raw, self._field)
 
 
 def _same(value: Any, path: Path, run: _Run) -> Any:

@@ -6,16 +6,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import strawberry
-from graphql import GraphQLError, GraphQLSchema
-from graphql.validation import ASTValidationRule, NoSchemaIntrospectionCustomRule
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    GraphQLSchema,
+    NoSchemaIntrospectionCustomRule,
+)
 from strawberry.extensions import SchemaExtension
-from strawberry.extensions.max_aliases import create_validator as alias_limit_rule
-from strawberry.extensions.query_depth_limiter import create_validator as depth_limit_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from modelql.graph.documents import CachedDocuments, Prepared, document_cache
 from modelql.graph.errors import MaskUnexpectedErrors, mark_request_errors
+from modelql.graph.executor_internals import alias_limit_rule, depth_limit_rule
 from modelql.graph.mutations import Mutation
 from modelql.graph.queries import Query
 from modelql.graph.scalars import SCALARS

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
-from strawberry.asgi import ASGIWebSocketAdapter
+from modelql.graph.executor_internals import ASGIWebSocketAdapter
 
 BAD_REQUEST = 4400
 MAX_REASON_BYTES = 123  # a close frame carries at most 125 bytes, the code's 2 included

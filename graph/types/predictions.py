@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry.types.nodes import SelectedField, Selection
 
 from modelql.graph.context import GraphContext
+from modelql.graph.executor_internals import SelectedField, Selection
 from modelql.services import prediction_audit
 from modelql.services.model_access import ModelLimit
 from modelql.services.outcomes import OutcomeRow

@@ -21,6 +21,7 @@ from support import app_client
 from modelql import app
 from modelql.graph.direct import DirectExecutor
 from modelql.graph.mutations import DIRECT_MUTATIONS
+from modelql.graph.read_executor import ReadExecutor
 from modelql.graph.schema import ModelQLSchema, build_schema
 from modelql.settings import Settings
 
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PINNED = ("strawberry-graphql", "graphql-core")
 UPGRADE = "run tests/graph/test_direct_parity.py on the new version, then move the pin"
 SETOSA = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+MODELS = "{ models { nodes { name } } }"
 PREDICT = """mutation($features: JSON!) { createPrediction(input: {model: "iris-classifier",
   version: 1, features: $features}) { prediction { label } userErrors { code } } }"""
 
@@ -52,24 +54,37 @@ class Recorded(SchemaExtension):
     """An extension the direct executor does not know (any schema extension added later)."""
 
 
-def _executor(*extra: type[SchemaExtension]) -> DirectExecutor:
+def _schema(*extra: type[SchemaExtension]) -> ModelQLSchema:
     schema = build_schema()
     schema.extensions = (*schema.extensions, *extra)
+    return schema
+
+
+def _executor(*extra: type[SchemaExtension]) -> DirectExecutor:
+    schema = _schema(*extra)
     return DirectExecutor(
         schema=schema, prepare=schema.documents, handlers=DIRECT_MUTATIONS, cache_size=8
     )
 
 
+def _read_executor(*extra: type[SchemaExtension]) -> ReadExecutor:
+    schema = _schema(*extra)
+    return ReadExecutor(schema=schema, prepare=schema.documents, cache_size=8)
+
+
 def test_a_schema_with_an_unknown_extension_is_never_planned(caplog: pytest.LogCaptureFixture):
     with caplog.at_level(logging.WARNING, logger="modelql.graph"):
         executors = [_executor(Recorded), _executor(Recorded)]
+        readers = [_read_executor(Recorded), _read_executor(Recorded)]
 
     assert _executor().plan(PREDICT, None) is not None
+    assert _read_executor().plan(MODELS, None) is not None
     assert [executor.plan(PREDICT, None) for executor in executors] == [None, None]
+    assert [reader.plan(MODELS, None) for reader in readers] == [None, None]
     assert [record.getMessage() for record in caplog.records] == [
         "direct execution is off: the schema runs the extensions CachedDocuments, "
         "MaskUnexpectedErrors, Recorded, not exactly the ones it reproduces (CachedDocuments, "
-        "MaskUnexpectedErrors); every mutation runs on Strawberry's execution"
+        "MaskUnexpectedErrors); every operation runs on Strawberry's execution"
     ]
 
 
