@@ -26,7 +26,6 @@ from modelql.services import outcomes, prediction_jobs, predictions
 from modelql.services.catalogue_changes import BasedOn
 from modelql.services.errors import ErrorCode as DomainCode
 from modelql.services.errors import ModelUnavailableError, UserInputError
-from modelql.services.model_access import check_model
 from modelql.services.shadow_versions import ShadowVersionRef
 
 Info = strawberry.Info[GraphContext, None]
@@ -418,12 +417,12 @@ class Mutation:
     )
     async def set_alias(self, info: Info, input: SetAliasInput) -> SetAliasPayload:
         try:
-            check_model(info.context.model_limit, input.model)
             await info.context.dependencies.catalogue_changes.set_alias(
                 model_name=input.model,
                 alias=input.alias,
                 number=input.version,
                 actor=info.context.caller,
+                limit=info.context.model_limit,
                 based_on=BasedOn(input.based_on.source, input.based_on.sample)
                 if input.based_on
                 else None,
@@ -441,11 +440,11 @@ class Mutation:
         self, info: Info, input: SetTrafficSplitInput
     ) -> SetTrafficSplitPayload:
         try:
-            check_model(info.context.model_limit, input.model)
             await info.context.dependencies.catalogue_changes.set_traffic_split(
                 model_name=input.model,
                 shares=[(share.version, share.weight) for share in input.shares],
                 actor=info.context.caller,
+                limit=info.context.model_limit,
             )
         except UserInputError as error:
             return SetTrafficSplitPayload(model=None, user_errors=UserError.from_error(error))
@@ -463,12 +462,12 @@ class Mutation:
         if errors:
             return SetShadowPayload(model=None, user_errors=errors)
         try:
-            check_model(info.context.model_limit, input.model)
             await info.context.dependencies.catalogue_changes.set_shadow(
                 model_name=input.model,
                 versions=refs,
                 sample=input.sample,
                 actor=info.context.caller,
+                limit=info.context.model_limit,
             )
         except UserInputError as error:
             return SetShadowPayload(model=None, user_errors=UserError.from_error(error))

@@ -20,6 +20,7 @@ from modelql.services.comparison import (
     VersionSelector,
 )
 from modelql.services.errors import UserInputError
+from modelql.services.model_access import ModelLimit, check_model
 from modelql.services.shadow_versions import ShadowVersionRef
 
 
@@ -51,10 +52,13 @@ class CatalogueChanges:
         alias: str,
         number: int,
         actor: str | None,
+        limit: ModelLimit | None,
         based_on: BasedOn | None = None,
     ) -> None:
         """Point `alias` at version `number` (the move is kept in the alias history, with the
-        summary of the comparison it was based on: version `number` as the candidate)."""
+        summary of the comparison it was based on: version `number` as the candidate); a model
+        outside the caller's `limit` is unknown to it."""
+        check_model(limit, model_name)
         summary = None
         if based_on is not None:
             summary = await self._comparison_summary(model_name, number, based_on)
@@ -100,8 +104,10 @@ class CatalogueChanges:
         versions: Sequence[ShadowVersionRef],
         sample: float | None,
         actor: str | None,
+        limit: ModelLimit | None,
     ) -> None:
         """Replace the model's shadow versions (empty: none); kept in the shadow history."""
+        check_model(limit, model_name)
         async with self._sessionmaker.begin() as session:
             await shadow_versions.set_shadow(
                 session, model_name=model_name, versions=versions, sample=sample, actor=actor
@@ -109,9 +115,15 @@ class CatalogueChanges:
         self._catalogue_changed()
 
     async def set_traffic_split(
-        self, *, model_name: str, shares: Sequence[tuple[int, float]], actor: str | None
+        self,
+        *,
+        model_name: str,
+        shares: Sequence[tuple[int, float]],
+        actor: str | None,
+        limit: ModelLimit | None,
     ) -> None:
         """Replace the model's traffic split by (version number, weight) shares."""
+        check_model(limit, model_name)
         async with self._sessionmaker.begin() as session:
             await registration.set_traffic_split(
                 session, model_name=model_name, shares=shares, actor=actor
