@@ -3,6 +3,7 @@ model and version, inference, the connection pool, the model cache and rate limi
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from modelql.metrics import PrometheusPredictionMetrics
 from modelql.services import api_keys
 from modelql.services.api_keys import Scope
 from modelql.settings import AuthMode, Settings
+
+RULES = (Path(__file__).resolve().parents[2] / "docs" / "prometheus-alert-rules.yml").read_text()
+"""The example alerting rules README points Alertmanager users to."""
 
 
 async def scrape(http: httpx.AsyncClient) -> dict[tuple[str, frozenset], float]:
@@ -158,3 +162,15 @@ async def test_a_setting_turns_metrics_off(database_url: str, data_dir: Path, de
     async with running_app(settings) as (app, http):
         assert (await http.get("/metrics")).status_code == 404
         assert app.state.runtime.prediction_metrics is None
+
+
+async def test_the_example_alerting_rules_use_only_series_the_service_exports(settings: Settings):
+    used = {re.sub(r"_bucket$", "", name) for name in re.findall(r"\bmodelql_[a-z_]+", RULES)}
+    async with app_client(settings) as http:
+        response = await http.get("/metrics")
+    exported = {
+        name
+        for family in text_string_to_metric_families(response.text)
+        for name in (family.name, f"{family.name}_total")
+    }
+    assert used and used <= exported, used - exported
