@@ -318,6 +318,7 @@ async def test_a_drift_rule_fires_on_inputs_unlike_the_reference(sessionmaker):
         ({"webhook_url": "ftp://example.com/x"}, ErrorCode.INVALID_WEBHOOK),
         ({"webhook_url": "http://127.0.0.1:9/x"}, ErrorCode.INVALID_WEBHOOK),
         ({"webhook_url": "http://10.1.2.3/x"}, ErrorCode.INVALID_WEBHOOK),
+        ({"webhook_url": "http://localhost:9/x"}, ErrorCode.INVALID_WEBHOOK),
         ({"version": 999}, ErrorCode.VERSION_NOT_FOUND),
     ],
 )
