@@ -40,7 +40,11 @@ them); moving a pin means running tests/graph/test_direct_parity.py again. What 
 - `UnsetType`: the type of `UNSET`.
 
 Every graph module other than this one imports only Strawberry's and graphql-core's public
-modules (`tests/test_architecture.py` lists them).
+modules (`tests/test_architecture.py` lists them). One more reliance cannot live here:
+`graph/endpoint.py` overrides methods of Strawberry's HTTP view beyond its documented hooks
+(`run`, `execute_operation`, `execute_single`, `parse_http_body`, `get_sub_response`,
+`create_response`); the same pins hold them, and the parity tests run every request through
+them.
 
 What the executor mirrors of graphql-core's execution (field collection, `complete_value`'s null
 propagation and error messages) is imported from nowhere: the parity tests hold it to them.

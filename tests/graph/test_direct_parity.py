@@ -3,7 +3,7 @@
 Each generated request (tests/prediction_documents.py), with a generated fault injected where
 both executors call the use case (tests/prediction_faults.py), is sent to the app with the direct
 executor and to the same app with MODELQL_DIRECT_EXECUTION off (Strawberry's own execution):
-their status, content-type, content-length and body must be the same, byte for byte. Both carry
+their status, headers and body must be the same, byte for byte. Both carry
 one X-Request-ID, so request ids agree. ONLY the values that two executions cannot share are
 masked in both bodies before comparing: prediction ids, creation times and latencies (the
 response keys `id`, `createdAt`, `latencyMs` and their generated aliases); content-length is
@@ -55,12 +55,16 @@ def _mask(match: re.Match[bytes]) -> bytes:
     return match[1] + (b'"~"' if match[2].startswith(b'"') else b"0")
 
 
-def _comparable(response: httpx.Response) -> tuple[int, str | None, int, bytes]:
-    """Status, content-type, content-length less the body's length, and the masked body."""
+def _comparable(
+    response: httpx.Response,
+) -> tuple[int, list[tuple[str, str]], int, bytes]:
+    """Status, every header but content-length, content-length less the body's length, and
+    the masked body."""
     body = response.content
     length = int(response.headers.get("content-length", -1)) - len(body)
     masked = VARYING_VALUES.sub(_mask, body)
-    return response.status_code, response.headers.get("content-type"), length, masked
+    headers = sorted(item for item in response.headers.multi_items() if item[0] != "content-length")
+    return response.status_code, headers, length, masked
 
 
 def _with_unique_keys(body: dict[str, Any]) -> tuple[bytes, bool]:
