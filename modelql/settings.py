@@ -48,8 +48,10 @@ class Settings(BaseSettings):
     )
     train_demo_if_empty: bool = True
 
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=0, ge=0)
+    """Kept connections, and more opened only for a burst (each is opened and closed again:
+    a connection costs PostgreSQL a process and the service a handshake)."""
     db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     max_batch_size: int = Field(default=1_000, ge=1)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, text, tuple_
+from sqlalchemy import Select, Uuid, any_, bindparam, func, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.database import execute_core
@@ -60,10 +61,17 @@ def _page_statement(query: PredictionQuery, limit: int, after: Keyset | None) ->
 async def predictions_by_id(
     session: AsyncSession, ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, PredictionRow]:
-    """Read as rows, as pages are."""
-    statement = select(*PREDICTION_ROW_COLUMNS).where(Prediction.id.in_(ids))
-    rows = map(PredictionRow._make, await execute_core(session, statement))
+    """Read as rows, as pages are, by one statement built once (`= ANY(array)`: the same SQL
+    for any number of ids)."""
+    found = await execute_core(session, _by_id_statement(), {"ids": list(ids)})
+    rows = map(PredictionRow._make, found)
     return {row.id: row for row in rows}
+
+
+@functools.cache
+def _by_id_statement() -> Select[Any]:
+    ids = bindparam("ids", type_=ARRAY(Uuid()))
+    return select(*PREDICTION_ROW_COLUMNS).where(Prediction.id == any_(ids))
 
 
 async def begin_snapshot(session: AsyncSession) -> None:
