@@ -225,9 +225,12 @@ class _LeafAttribute:
                 raise _AbortError
             out[self.key] = None
             return
+        if type(value) is CoroutineType:
+            value.close()
+            raise _AbortError  # graphql-core awaits it: Strawberry's to answer
         serialized = self.serialize(value)
         if serialized is Undefined or serialized is None:
-            raise _AbortError  # an awaitable attribute too: Strawberry's to answer
+            raise _AbortError
         out[self.key] = serialized
 
 
@@ -254,7 +257,10 @@ class ReadExecutor:
         self._schema = schema
         self._core = core_schema(schema)
         self._prepare = prepare
-        self._refused = unreproduced_extensions(schema) is not None
+        self._refused = (
+            unreproduced_extensions(schema) is not None
+            or schema.config.default_resolver is not getattr  # attributes are read as getattr
+        )
         no_variables = get_variable_values(self._core, [], {})
         assert isinstance(no_variables, VariableValues), "no definitions, no errors"
         self._no_variables = no_variables

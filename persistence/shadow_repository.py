@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 import orjson
-from sqlalchemy import and_, delete, insert, select
+from sqlalchemy import ColumnElement, and_, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from modelql.persistence.database import driver_connection
@@ -201,7 +201,7 @@ async def shadow_pairs(
 ) -> list[tuple[Prediction, ShadowPrediction]]:
     """The newest `limit` answers of a shadow version to the primary predictions `query`
     selects, with those primaries (joined by their whole key, so one partition is read per
-    row; a window on the primaries' time bounds the shadows' too)."""
+    row; a window on the primaries' time bounds the shadows' scan too)."""
     statement = (
         select(Prediction, ShadowPrediction)
         .join(
@@ -211,8 +211,25 @@ async def shadow_pairs(
                 ShadowPrediction.primary_created_at == Prediction.created_at,
             ),
         )
-        .where(ShadowPrediction.model_version_id == version_id, *query.conditions())
+        .where(
+            ShadowPrediction.model_version_id == version_id,
+            *query.conditions(),
+            *_shadow_window(query),
+        )
         .order_by(ShadowPrediction.created_at.desc(), ShadowPrediction.id.desc())
         .limit(limit)
     )
     return [(primary, shadow) for primary, shadow in (await session.execute(statement)).all()]
+
+
+def _shadow_window(query: PredictionQuery) -> list[ColumnElement[bool]]:
+    """The primaries' window as bounds on their shadows, which PostgreSQL does not carry over
+    the join by itself: a shadow is stored with its primary or after it (`created_at` is its
+    transaction's time), so the scan of a version's shadows, newest first, stops at the window's
+    start instead of walking every older shadow."""
+    bounds: list[ColumnElement[bool]] = []
+    if query.created_after is not None:
+        bounds.append(ShadowPrediction.created_at >= query.created_after)
+    if query.created_before is not None:
+        bounds.append(ShadowPrediction.primary_created_at < query.created_before)
+    return bounds

@@ -36,6 +36,10 @@ def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Set
         "log_json": False,
         "gc_freeze": False,  # one test process starts hundreds of apps; see test_startup.py
         "job_workers": 0,  # tests of prediction jobs ask for a worker
+        # Several apps run at once in some tests (two parity apps beside the session's): ten
+        # kept connections each leave the server's 100 room, as 20 would not.
+        "db_pool_size": 10,
+        "db_max_overflow": 10,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -355,6 +355,19 @@ async def test_compare_versions_shadow_pairs_the_versions_on_outcomes(
         assert 0 < len(low) < len(points)
         assert served_low["compared"] == len(low)
         assert served_low["agreement"] == pytest.approx(low.count("low") / len(low))
+        stamped = await data(
+            http,
+            "query($id: ID!) { prediction(id: $id) { createdAt } }",
+            "prediction",
+            id=primaries[0]["id"],
+        )
+        window = """query($m: String!, $f: PredictionFilter) { compareVersions(model: $m,
+                 candidate: {version: 2}, source: SHADOW, filter: $f) { compared } }"""
+        for bound, compared in (("createdAfter", len(points)), ("createdBefore", 0)):
+            found = await data(
+                http, window, "compareVersions", m=model, f={bound: stamped["createdAt"]}
+            )
+            assert found["compared"] == compared, bound
 
         # promotion records the comparison it was based on
         moved = await data(
