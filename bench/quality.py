@@ -2,7 +2,7 @@
 (generated inside PostgreSQL, no round trip per row, in time order with UUIDv7-shaped ids as
 the service stores them) and M outcomes into a fresh database,
 back-fills the roll-ups through the quality migration (timed), then times GraphQL queries
-in-process (ASGI, no network: server time).
+in-process (ASGI, no network: server time; the response cache off, so each query executes).
 
     .venv/bin/python bench/quality.py [--predictions 1000000] [--labelled 500000] [--runs 7]
 
@@ -206,6 +206,7 @@ async def measure(url: str, data_dir: Path, now: datetime, runs: int) -> None:
         auto_migrate=False,
         log_json=False,
         log_level="WARNING",
+        response_cache=False,
         max_page_size=100,
         db_statement_timeout_ms=120_000,
         execution_timeout_s=120,
