@@ -3,7 +3,8 @@ days into the partitions of a fresh database (bench/quality.py's generator, insi
 and adds them to the roll-ups with the writer's own statements (timed), then times the audit
 page and predictionStats in-process (ASGI, no network: server time, response cache off), and
 prunes the oldest 30 days as `modelql store prune` does while concurrent clients store
-predictions through createPrediction, timing their requests before and during the prune.
+predictions through createPrediction and record outcomes of them through recordOutcomes,
+timing their requests before and during the prune.
 
     .venv/bin/python bench/scale.py [--predictions 1000000] [--days 40] [--writers 4]
 
@@ -59,6 +60,14 @@ IRIS_RANGES = {
 WRITE = """mutation($features: JSON!, $key: String) {
   createPrediction(input: {model: "iris-classifier", features: $features, idempotencyKey: $key}) {
     prediction { id } userErrors { code message } } }"""
+RECORD = """mutation($id: ID!) {
+  recordOutcomes(input: {outcomes: [{predictionId: $id, label: "setosa"}]}) {
+    userErrors { code message } } }"""
+KINDS = {
+    "plain": "createPrediction without an idempotency key",
+    "keyed": "createPrediction with an idempotency key",
+    "outcome": "recordOutcomes (one outcome)",
+}
 WARM_UP_S = 2.0
 WATCH_EVERY_S = 0.01
 ACTIVE = """
@@ -117,11 +126,12 @@ class Report:
 
 @dataclass(frozen=True)
 class Write:
-    """One createPrediction request: when it started and how long it took (perf_counter s)."""
+    """One request: when it started and how long it took (perf_counter s), and its kind (a
+    key of KINDS)."""
 
     started: float
     seconds: float
-    keyed: bool
+    kind: str
 
     @property
     def ended(self) -> float:
@@ -365,21 +375,47 @@ def _random_features(rng: random.Random) -> dict[str, float]:
 
 
 async def write(
-    http: httpx.AsyncClient, number: int, keyed: bool, stop: asyncio.Event, writes: list[Write]
+    http: httpx.AsyncClient,
+    number: int,
+    stop: asyncio.Event,
+    writes: list[Write],
+    stored: list[str],
 ) -> None:
-    """Store predictions one request at a time until `stop`; every other writer sends an
-    idempotency key with each (the service then claims it in idempotency_records too)."""
+    """Store predictions one request at a time until `stop`, their ids in `stored`; every
+    other writer sends an idempotency key with each (the service then claims it in
+    idempotency_records too)."""
     rng = random.Random(number)
+    kind = "keyed" if number % 2 else "plain"
     sent = 0
     while not stop.is_set():
         sent += 1
-        key = f"scale-{number}-{sent}" if keyed else None
+        key = f"scale-{number}-{sent}" if kind == "keyed" else None
         started = time.perf_counter()
-        data = await post(http, WRITE, features=_random_features(rng), key=key)
+        data = (await post(http, WRITE, features=_random_features(rng), key=key))[
+            "createPrediction"
+        ]
         seconds = time.perf_counter() - started
-        if data["createPrediction"]["userErrors"]:
-            raise SystemExit(f"createPrediction: {data['createPrediction']['userErrors']}")
-        writes.append(Write(started, seconds, keyed))
+        if data["userErrors"]:
+            raise SystemExit(f"createPrediction: {data['userErrors']}")
+        writes.append(Write(started, seconds, kind))
+        stored.append(data["prediction"]["id"])
+
+
+async def record(
+    http: httpx.AsyncClient, stop: asyncio.Event, writes: list[Write], stored: list[str]
+) -> None:
+    """Record an outcome for the newest prediction stored and not yet labelled, one request at
+    a time, until `stop`."""
+    while not stop.is_set():
+        if not stored:
+            await asyncio.sleep(0.001)
+            continue
+        started = time.perf_counter()
+        data = (await post(http, RECORD, id=stored.pop()))["recordOutcomes"]
+        seconds = time.perf_counter() - started
+        if data["userErrors"]:
+            raise SystemExit(f"recordOutcomes: {data['userErrors']}")
+        writes.append(Write(started, seconds, "outcome"))
 
 
 def latencies(writes: list[Write]) -> str:
@@ -400,12 +436,13 @@ async def prune_under_writes(
     config: Settings,
     span: Span,
     writers: int,
+    outcome_writers: int,
     baseline_s: float,
     report: Report,
-) -> int:
+) -> None:
     """Prune the oldest PRUNED_DAYS days as `modelql store prune --retention-days N` does
-    while `writers` clients store predictions; the requests' times before and during it.
-    Returns how many predictions the writers stored."""
+    while `writers` clients store predictions and `outcome_writers` record outcomes of them;
+    the requests' times before and during it."""
     libpq = libpq_url(config.database_url)
     connection = await asyncpg.connect(libpq)
     try:
@@ -417,9 +454,16 @@ async def prune_under_writes(
         database_before = await connection.fetchval("SELECT pg_database_size(current_database())")
         stop = asyncio.Event()
         writes: list[Write] = []
+        stored: list[str] = []
         tasks = [
-            asyncio.create_task(write(http, number, number % 2 == 1, stop, writes))
-            for number in range(writers)
+            *(
+                asyncio.create_task(write(http, number, stop, writes, stored))
+                for number in range(writers)
+            ),
+            *(
+                asyncio.create_task(record(http, stop, writes, stored))
+                for _ in range(outcome_writers)
+            ),
         ]
         await asyncio.sleep(WARM_UP_S)
         activity, watched = Activity(), asyncio.Event()
@@ -456,33 +500,34 @@ async def prune_under_writes(
         "freed at once",
     )
     report.add("database size, before -> after", f"{_gb(database_before)} -> {_gb(database_after)}")
+    predicted = sum(w.kind != "outcome" for w in writes)
     report.add(
         "rows before -> after (pruned, stored by the writers meanwhile)",
-        f"{rows_before:,} -> {rows_after:,} (-{doomed:,}, +{len(writes):,})",
+        f"{rows_before:,} -> {rows_after:,} (-{doomed:,}, +{predicted:,})",
         "after = before - pruned + stored",
     )
     before = [w for w in writes if w.started >= baseline_from and w.ended <= prune_from]
     during = [w for w in writes if w.started < prune_to and w.ended > prune_from]
-    report.add(f"createPrediction, {writers} clients, {baseline_s:.0f} s before", latencies(before))
-    worst = max((w.seconds for w in during), default=0.0) * 1000
-    report.add(
-        f"createPrediction, {writers} clients, overlapping the prune",
-        latencies(during),
-        f"no writer blocked > 100 ms: {'met' if worst <= 100 else 'NOT met'}",
-    )
-    for keyed in (False, True):
-        mine = [w for w in during if w.keyed is keyed]
+    clients = {"plain": writers - writers // 2, "keyed": writers // 2, "outcome": outcome_writers}
+    for kind, name in KINDS.items():
+        mine = [w for w in during if w.kind == kind]
+        worst = max((w.seconds for w in mine), default=0.0) * 1000
         report.add(
-            f"  ... of which {'with' if keyed else 'without'} an idempotency key", latencies(mine)
+            f"{name}, {clients[kind]} clients, {baseline_s:.0f} s before",
+            latencies([w for w in before if w.kind == kind]),
+        )
+        report.add(
+            f"{name}, {clients[kind]} clients, overlapping the prune",
+            latencies(mine),
+            f"no writer blocked > 100 ms: {'met' if worst <= 100 else 'NOT met'}",
         )
     report.add(
         f"statements seen (pg_stat_activity every {WATCH_EVERY_S * 1000:.0f} ms)", "longest seen"
     )
     activity.before.report(report, "before the prune", 3)
     activity.during.report(report, "during the prune", 8)
-    if rows_after != rows_before - doomed + len(writes):
+    if rows_after != rows_before - doomed + predicted:
         raise SystemExit("rows after the prune do not add up")
-    return len(writes)
 
 
 async def run(options: argparse.Namespace, url: str, data: Path) -> Report:
@@ -513,7 +558,15 @@ async def run(options: argparse.Namespace, url: str, data: Path) -> Report:
     async with service(config) as http:
         await measure_reads(http, span, options.runs, report)
         _, _, before = await timed_query(http, pruned_window, 1)
-        await prune_under_writes(http, config, span, options.writers, options.baseline, report)
+        await prune_under_writes(
+            http,
+            config,
+            span,
+            options.writers,
+            options.outcome_writers,
+            options.baseline,
+            report,
+        )
         median, _, after = await timed_query(http, pruned_window, options.runs)
         gone = await post(http, audit_page(span.start, span.cut))
     counts = [answer["predictionStats"]["count"] for answer in (before, after)]
@@ -538,6 +591,12 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument(
         "--writers", type=int, default=4, help="Concurrent createPrediction clients."
+    )
+    parser.add_argument(
+        "--outcome-writers",
+        type=int,
+        default=1,
+        help="Concurrent recordOutcomes clients (labelling what the writers stored).",
     )
     parser.add_argument(
         "--baseline", type=float, default=10.0, help="Seconds of writes before the prune."
