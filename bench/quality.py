@@ -2,7 +2,7 @@
 (generated inside PostgreSQL, no round trip per row, in time order with UUIDv7-shaped ids as
 the service stores them) and M outcomes into a fresh database,
 back-fills the roll-ups through the quality migration (timed), then times GraphQL queries
-in-process (ASGI, no network: server time).
+in-process (ASGI, no network: server time; the response cache off, so each query executes).
 
     .venv/bin/python bench/quality.py [--predictions 1000000] [--labelled 500000] [--runs 7]
 
@@ -59,11 +59,12 @@ SELECT (lpad(to_hex((extract(epoch FROM t.at) * 1000)::int8), 12, '0') || '7'
        exp(ln(0.05) + random() * ln(4000)),
        'bench-' || (g / 10), 'caller-' || ((g / 7) % 5), g % 10,
        t.at
-FROM generate_series($3::int8, $1) AS g
-CROSS JOIN LATERAL (SELECT $2::timestamptz - interval '30 days' * (1 - g::float8 / $1)) AS t(at)
+FROM generate_series($3::int8, $4::int8) AS g
+CROSS JOIN LATERAL (SELECT $2::timestamptz - $5::interval * (1 - g::float8 / $1)) AS t(at)
 JOIN (SELECT row_number() OVER (ORDER BY id) - 1 AS slot, id, model_id, labels
       FROM model_versions) AS v ON v.slot = g % (SELECT count(*) FROM model_versions)
 """
+"""Predictions $3..$4 of $1, spread evenly over the span $5 ending at $2."""
 
 
 def queries(now: datetime) -> dict[str, tuple[str, str]]:
@@ -127,16 +128,19 @@ LOADERS = 2
 """Concurrent connections that generate predictions (one INSERT uses one core)."""
 
 
-async def _load(url: str, predictions: int, now: datetime) -> None:
-    """Generate predictions 1..N in LOADERS slices at once. The generated rows reference
-    existing versions by construction, so the load skips the foreign-key triggers
-    (session_replication_role = replica); CHECK constraints and indexes still apply."""
+async def load(
+    url: str, predictions: int, now: datetime, span: timedelta = timedelta(days=DAYS)
+) -> None:
+    """Generate predictions 1..N over `span` ending at `now`, in LOADERS slices at once. The
+    generated rows reference existing versions by construction, so the load skips the
+    foreign-key triggers (session_replication_role = replica); CHECK constraints and indexes
+    still apply."""
 
     async def load_slice(first: int, last: int) -> None:
         connection = await asyncpg.connect(_libpq(url))
         try:
             await connection.execute("SET session_replication_role = replica")
-            await connection.execute(LOAD_PREDICTIONS, last, now, first)
+            await connection.execute(LOAD_PREDICTIONS, predictions, now, first, last, span)
         finally:
             await connection.close()
 
@@ -164,7 +168,7 @@ async def prepare(url: str, data_dir: Path, predictions: int, labelled: int) -> 
     now = datetime.now(UTC)
     connection = await asyncpg.connect(_libpq(url))
     try:
-        await _timed(f"load {predictions:,} predictions", _load(url, predictions, now))
+        await _timed(f"load {predictions:,} predictions", load(url, predictions, now))
         await _timed("VACUUM ANALYZE", connection.execute("VACUUM ANALYZE predictions"))
     finally:
         await connection.close()
@@ -202,6 +206,7 @@ async def measure(url: str, data_dir: Path, now: datetime, runs: int) -> None:
         auto_migrate=False,
         log_json=False,
         log_level="WARNING",
+        response_cache=False,
         max_page_size=100,
         db_statement_timeout_ms=120_000,
         execution_timeout_s=120,

@@ -58,11 +58,14 @@ async def lock_targets(
     references: Sequence[tuple[str, int]],
 ) -> list[Target]:
     """The predictions with these ids or (request id, batch index) pairs, locked in id order so
-    that concurrent recorders of the same prediction take turns."""
+    that concurrent recorders of the same prediction take turns. Both kinds of reference become
+    ids first: `id = ANY(...) OR (request_id, batch_index) IN (...)` could only be answered by
+    reading every partition whole."""
     rows = await connection.fetch(
         "SELECT id, model_version_id, label, value, request_id, batch_index FROM predictions "
-        "WHERE id = ANY($1::uuid[]) OR (request_id, batch_index) IN "
-        "(SELECT * FROM unnest($2::text[], $3::int4[])) "
+        "WHERE id IN (SELECT unnest($1::uuid[]) UNION ALL "
+        "SELECT p.id FROM predictions p JOIN unnest($2::text[], $3::int4[]) AS r(request_id, "
+        "batch_index) ON p.request_id = r.request_id AND p.batch_index = r.batch_index) "
         "ORDER BY id FOR NO KEY UPDATE",
         list(ids),
         [request_id for request_id, _ in references],

@@ -478,6 +478,8 @@ class LatestOutcome(Base):
             "predicted_at",
             postgresql_include=["predicted_label", "label", "predicted_value", "value"],
         ),
+        # Deleting an outcome (a prune) looks up the latest outcomes referencing it.
+        Index(None, "outcome_id"),
         ForeignKeyConstraint(
             ["prediction_id", "predicted_at"],
             ["predictions.id", "predictions.created_at"],
