@@ -198,19 +198,26 @@ async def prepare(url: str, data_dir: Path, predictions: int, labelled: int) -> 
     return now
 
 
+def measuring_settings(url: str, data_dir: Path, **overrides: object) -> Settings:
+    """The service as a measurement runs it: answers executed (no response cache), quiet
+    logs, timeouts long enough for the largest stores."""
+    values: dict[str, object] = {
+        "database_url": url,
+        "data_dir": data_dir,
+        "auto_migrate": False,
+        "log_json": False,
+        "log_level": "WARNING",
+        "response_cache": False,
+        "max_page_size": 100,
+        "db_statement_timeout_ms": 120_000,
+        "execution_timeout_s": 120,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
 async def measure(url: str, data_dir: Path, now: datetime, runs: int) -> None:
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        data_dir=data_dir,
-        auto_migrate=False,
-        log_json=False,
-        log_level="WARNING",
-        response_cache=False,
-        max_page_size=100,
-        db_statement_timeout_ms=120_000,
-        execution_timeout_s=120,
-    )
+    settings = measuring_settings(url, data_dir)
     app = create_app(settings, database_url=url)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -277,20 +277,7 @@ async def report_sizes(connection: asyncpg.Connection, predictions: int, report:
 
 
 def settings(url: str, data: Path, interval: PartitionInterval) -> Settings:
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        database_url=url,
-        data_dir=data,
-        auto_migrate=False,
-        log_json=False,
-        log_level="WARNING",
-        response_cache=False,
-        partition_interval=interval.value,
-        job_workers=0,
-        max_page_size=100,
-        db_statement_timeout_ms=120_000,
-        execution_timeout_s=120,
-    )
+    return quality.measuring_settings(url, data, partition_interval=interval.value, job_workers=0)
 
 
 @asynccontextmanager
