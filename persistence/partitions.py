@@ -207,9 +207,10 @@ async def prune(
     before_drop: BeforeDrop | None = None,
 ) -> list[Partition]:
     """Drop every partition entirely older than `before`, oldest first; the dropped ones. Each
-    is detached (CONCURRENTLY: reads and inserts go on) and dropped, after the outcomes,
-    live-feed commits and shadow answers of its predictions are deleted (they reference
-    them); the idempotency records of its predictions go after it. Roll-ups are kept.
+    is detached (CONCURRENTLY: reads and inserts go on; no foreign key references it, so
+    that is catalogue work) and dropped, after the outcomes, live-feed commits and shadow
+    answers of its predictions are deleted; the idempotency records of its predictions go
+    after it. Roll-ups are kept.
     Refused (PartitionInUseError) while a reader (verify, archive) holds one of them;
     `connection` must not be in a transaction. `before_drop` (archiving) runs on each
     partition before its drop, holding it against readers but not the maintenance lock
@@ -292,28 +293,83 @@ async def _drop(
     connection: asyncpg.Connection, partition: Partition, *, saved_outcomes: int | None
 ) -> None:
     """Drop one partition (and what references it); OutcomesChangedError, dropping nothing,
-    when `saved_outcomes` is given and is not the number of its outcomes."""
-    bounds = (partition.lower, partition.upper)
+    when `saved_outcomes` is given and is not the number of its outcomes. The outcomes are
+    deleted before the detach and once more after it: one recorded in between (its check saw
+    the partition attached) is deleted too, or, when the partition was archived, stops the
+    drop and the partition is attached again."""
     async with connection.transaction():
-        for table in ("latest_outcomes", "prediction_outcomes"):
-            status = await connection.execute(
-                f"DELETE FROM {table} WHERE {_within('predicted_at')}", *bounds
-            )
-        deleted = int(status.split()[-1])
+        deleted = await _delete_outcomes(connection, partition)
         if saved_outcomes is not None and deleted != saved_outcomes:
-            raise OutcomesChangedError(
-                f"{deleted} outcomes of {partition.name} where the archive holds "
-                f"{saved_outcomes} (recorded since): archive it again"
-            )
-        await connection.execute(
-            f"DELETE FROM prediction_commits WHERE {_within('committed_at')}", *bounds
-        )
-        await connection.execute(
-            f"DELETE FROM shadow_predictions WHERE {_within('primary_created_at')}", *bounds
-        )
+            raise _outcomes_changed(partition, f"{deleted} outcomes", saved_outcomes)
+        await _delete_others(connection, partition)
     how = "FINALIZE" if partition.detaching else "CONCURRENTLY"
     await connection.execute(f"ALTER TABLE public.{_TABLE} DETACH PARTITION {partition.name} {how}")
+    try:
+        async with connection.transaction():
+            recorded_since = await _delete_outcomes(connection, partition)
+            if saved_outcomes is not None and recorded_since:
+                raise _outcomes_changed(
+                    partition, f"{saved_outcomes + recorded_since} outcomes", saved_outcomes
+                )
+    except OutcomesChangedError:
+        await _attach(connection, partition)
+        raise
+    await _drop_foreign_keys(connection, partition)
     await connection.execute(f"DROP TABLE {partition.name}")
     await connection.execute(
-        f"DELETE FROM idempotency_records WHERE {_within('created_at')}", *bounds
+        f"DELETE FROM idempotency_records WHERE {_within('created_at')}",
+        partition.lower,
+        partition.upper,
     )
+
+
+async def _delete_outcomes(connection: asyncpg.Connection, partition: Partition) -> int:
+    """Delete the outcomes of the partition's predictions (latest first: they reference the
+    others); how many outcomes went."""
+    bounds = (partition.lower, partition.upper)
+    await connection.execute(
+        f"DELETE FROM latest_outcomes WHERE {_within('predicted_at')}", *bounds
+    )
+    status = await connection.execute(
+        f"DELETE FROM prediction_outcomes WHERE {_within('predicted_at')}", *bounds
+    )
+    return int(status.split()[-1])
+
+
+async def _delete_others(connection: asyncpg.Connection, partition: Partition) -> None:
+    """Delete the live-feed commits and shadow answers of the partition's time."""
+    bounds = (partition.lower, partition.upper)
+    await connection.execute(
+        f"DELETE FROM prediction_commits WHERE {_within('committed_at')}", *bounds
+    )
+    await connection.execute(
+        f"DELETE FROM shadow_predictions WHERE {_within('primary_created_at')}", *bounds
+    )
+
+
+def _outcomes_changed(partition: Partition, found: str, saved: int) -> OutcomesChangedError:
+    return OutcomesChangedError(
+        f"{found} of {partition.name} where the archive holds {saved} (recorded since): "
+        "archive it again"
+    )
+
+
+async def _attach(connection: asyncpg.Connection, partition: Partition) -> None:
+    """Attach a detached partition again (the detach left a CHECK of its bounds: no scan)."""
+    lower = "MINVALUE" if partition.lower is None else f"'{partition.lower.isoformat()}'"
+    await connection.execute(
+        f"ALTER TABLE public.{_TABLE} ATTACH PARTITION {partition.name} "
+        f"FOR VALUES FROM ({lower}) TO ('{partition.upper.isoformat()}')"
+    )
+
+
+async def _drop_foreign_keys(connection: asyncpg.Connection, partition: Partition) -> None:
+    """Drop a detached partition's foreign keys first, each in a short transaction of its own:
+    dropping the table with them would hold the tables they reference (idempotency records)
+    against inserts while its files are unlinked."""
+    keys = await connection.fetch(
+        "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'",
+        partition.name,
+    )
+    for key in keys:
+        await connection.execute(f'ALTER TABLE {partition.name} DROP CONSTRAINT "{key[0]}"')

@@ -72,16 +72,9 @@ DDL and used only through pgqueuer (persistence/job_queue.py), so not declared h
 def declared(
     item: SchemaItem, name: str | None, type_: str, reflected: bool, compare_to: object
 ) -> bool:
-    """Alembic's `include_object`: everything but the copies PostgreSQL makes, per partition,
-    of the foreign keys that reference `predictions`, and the job queue's tables (neither is
-    declared here)."""
-    if reflected and isinstance(item, Table | Index) and _table_name(item) in QUEUE_TABLES:
-        return False
-    return not (
-        reflected
-        and isinstance(item, ForeignKeyConstraint)
-        and item.referred_table.schema == PARTITIONS_SCHEMA
-    )
+    """Alembic's `include_object`: everything but the job queue's tables (not declared
+    here)."""
+    return not (reflected and isinstance(item, Table | Index) and _table_name(item) in QUEUE_TABLES)
 
 
 def _table_name(item: Table | Index) -> str | None:
@@ -443,17 +436,13 @@ class ReferenceProfile(Base):
 
 class PredictionOutcome(Base):
     """One recorded truth about a prediction, named by its key (id, created_at); append-only:
-    a correction is a new row."""
+    a correction is a new row. The key is checked by a trigger, not a foreign key (migration
+    20261210_outcome_references: a prune's detach stays catalogue work)."""
 
     __tablename__ = "prediction_outcomes"
     __table_args__ = (
         Index(None, "prediction_id", "recorded_at", "id"),
         CheckConstraint("(label IS NULL) <> (value IS NULL)", name="label_or_value"),
-        ForeignKeyConstraint(
-            ["prediction_id", "predicted_at"],
-            ["predictions.id", "predictions.created_at"],
-            ondelete="RESTRICT",
-        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
@@ -480,11 +469,6 @@ class LatestOutcome(Base):
         ),
         # Deleting an outcome (a prune) looks up the latest outcomes referencing it.
         Index(None, "outcome_id"),
-        ForeignKeyConstraint(
-            ["prediction_id", "predicted_at"],
-            ["predictions.id", "predictions.created_at"],
-            ondelete="RESTRICT",
-        ),
     )
 
     prediction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

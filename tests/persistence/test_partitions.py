@@ -301,3 +301,72 @@ async def test_outcome_targets_are_found_without_reading_partitions_whole(store:
 
     assert sorted(target.id for target in targets) == sorted([by_id, by_request])
     assert read < 10  # of 60 stored
+
+
+async def _prune_while_an_outcome_is_recorded(
+    store: Store, prediction: uuid.UUID, **options: Any
+) -> list[partitions.Partition]:
+    """Prune the oldest two weeks while another transaction records an outcome of
+    `prediction`, committed after the prune's first delete of outcomes, while its detach waits
+    for that transaction."""
+    labelling = await asyncpg.connect(libpq_url(store.url))
+    try:
+        transaction = labelling.transaction()
+        await transaction.start()
+        await labelling.execute(
+            "INSERT INTO prediction_outcomes (id, prediction_id, predicted_at, label, "
+            "observed_at) SELECT gen_random_uuid(), id, created_at, 'no', now() "
+            "FROM predictions WHERE id = $1",
+            prediction,
+        )
+        pruning = asyncio.ensure_future(
+            partitions.prune(store.connection, before=WEEKS[2], **options)
+        )
+        while not await _detach_waits(labelling):
+            assert not pruning.done(), pruning.exception()
+            await asyncio.sleep(0.02)
+        await transaction.commit()
+        return await pruning
+    finally:
+        await labelling.close()
+
+
+async def _detach_waits(connection: asyncpg.Connection) -> bool:
+    """Whether a DETACH waits for a lock (the statistics snapshot of the open transaction
+    cleared first, or it would answer what it saw on its first look)."""
+    await connection.execute("SELECT pg_stat_clear_snapshot()")
+    return bool(
+        await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE 'ALTER TABLE public.predictions DETACH PARTITION %'"
+        )
+    )
+
+
+async def test_an_outcome_recorded_during_the_detach_goes_with_its_partition(store: Store):
+    old = await store.predict([WEEKS[0] + timedelta(hours=1)])
+    await store.record_outcomes(old, "yes")
+
+    dropped = await _prune_while_an_outcome_is_recorded(store, old[0])
+
+    assert len(dropped) == 2
+    assert await store.count("prediction_outcomes") == await store.count("latest_outcomes") == 0
+
+
+async def test_an_outcome_recorded_during_the_detach_of_an_archived_partition_keeps_it(
+    store: Store,
+):
+    old = await store.predict([WEEKS[0] + timedelta(hours=1)])
+    await store.record_outcomes(old, "yes")
+    names = await store.names()
+
+    async def archived(connection: asyncpg.Connection, partition: partitions.Partition) -> int:
+        return 1 if partition.lower == WEEKS[0] else 0  # the outcome recorded before
+
+    with pytest.raises(partitions.PruneInterruptedError, match=r"2 outcomes of .* holds 1"):
+        await _prune_while_an_outcome_is_recorded(store, old[0], before_drop=archived)
+
+    assert await store.names() == names  # attached again
+    assert [p.detaching for p in await partitions.partitions(store.connection)] == [False] * 4
+    assert await store.count("predictions") == 1
+    assert await store.count("prediction_outcomes") == 1  # the first pass's delete is kept

@@ -91,7 +91,10 @@ async def sessionmaker(own_store: str) -> AsyncIterator[async_sessionmaker[Async
         yield create_sessionmaker(engine)
         async with engine.begin() as connection:
             await connection.execute(
-                text("TRUNCATE alert_deliveries, alert_periods, alert_rules, predictions CASCADE")
+                text(
+                    "TRUNCATE alert_deliveries, alert_periods, alert_rules, latest_outcomes, "
+                    "prediction_outcomes, predictions CASCADE"
+                )
             )
     finally:
         await engine.dispose()
