@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 import strawberry
 
+from modelql.graph.asked_columns import unasked_prediction_columns
 from modelql.graph.context import GraphContext
 from modelql.graph.cursors import decode_cursor, encode_cursor
 from modelql.graph.errors import bad_input
@@ -97,12 +98,14 @@ def _prediction_cursor(row: tables.PredictionRow) -> str:
 async def prediction_page(
     info: Info, first: int | None, after: str | None, query: prediction_audit.PredictionQuery
 ) -> Page[tables.PredictionRow]:
-    """Predictions newest first, by keyset (created_at, id); never OFFSET."""
+    """Predictions newest first, by keyset (created_at, id); never OFFSET. The costly columns
+    no prediction of the page asks for are read as null."""
     size = info.context.limits.page_size(first, default=50)
     keyset = _keyset(after) if after is not None else None
+    unread = unasked_prediction_columns(info)
     rows = await info.context.db.run(
         lambda session: prediction_audit.prediction_page(
-            session, query, limit=size + 1, after=keyset
+            session, query, limit=size + 1, after=keyset, unread=unread
         )
     )
     return page_of(rows, size=size, after=after, cursor=_prediction_cursor)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Uuid, any_, bindparam, func, select, text, tuple_
+from sqlalchemy import Select, Uuid, any_, bindparam, func, null, select, text, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,20 +33,32 @@ the same pages are asked for again."""
 
 
 async def list_predictions(
-    session: AsyncSession, query: PredictionQuery, *, limit: int, after: Keyset | None
+    session: AsyncSession,
+    query: PredictionQuery,
+    *,
+    limit: int,
+    after: Keyset | None,
+    unread: frozenset[str] = frozenset(),
 ) -> list[PredictionRow]:
     """Newest first by (created_at, id), strictly after the keyset `after`; never OFFSET. The
     keyset's time also bounds created_at on its own: PostgreSQL prunes partitions on that, not
     on the row comparison. Read as rows on the session's connection: the ORM's execution
-    and an entity per row cost twice what PostgreSQL's answer does."""
-    result = await execute_core(session, _page_statement(query, limit, after))
+    and an entity per row cost twice what PostgreSQL's answer does. The columns named in
+    `unread` are neither read nor decoded: null in every row."""
+    result = await execute_core(session, _page_statement(query, limit, after, unread))
     return [PredictionRow._make(row) for row in result]
 
 
 @functools.lru_cache(maxsize=BUILT_STATEMENTS)
-def _page_statement(query: PredictionQuery, limit: int, after: Keyset | None) -> Select[Any]:
+def _page_statement(
+    query: PredictionQuery, limit: int, after: Keyset | None, unread: frozenset[str]
+) -> Select[Any]:
+    columns = (
+        null().label(column.name) if column.name in unread else column
+        for column in PREDICTION_ROW_COLUMNS
+    )
     statement = (
-        select(*PREDICTION_ROW_COLUMNS)
+        select(*columns)
         .where(*query.conditions())
         .order_by(Prediction.created_at.desc(), Prediction.id.desc())
         .limit(limit)

@@ -32,10 +32,18 @@ __all__ = [
 
 
 async def prediction_page(
-    session: AsyncSession, query: PredictionQuery, *, limit: int, after: Keyset | None
+    session: AsyncSession,
+    query: PredictionQuery,
+    *,
+    limit: int,
+    after: Keyset | None,
+    unread: frozenset[str] = frozenset(),
 ) -> list[PredictionRow]:
-    """At most `limit` selected predictions, newest first, strictly after the keyset `after`."""
-    return await prediction_repository.list_predictions(session, query, limit=limit, after=after)
+    """At most `limit` selected predictions, newest first, strictly after the keyset `after`;
+    the columns named in `unread` are null."""
+    return await prediction_repository.list_predictions(
+        session, query, limit=limit, after=after, unread=unread
+    )
 
 
 async def predictions_by_id(

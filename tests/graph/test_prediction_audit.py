@@ -645,3 +645,52 @@ async def test_nested_pages_issue_a_constant_number_of_statements(
     assert counts[("page", 5)] == counts[("page", 50)], counts
     assert counts[("page", 50)] <= 3, counts
     assert counts[("per-model", 5)] == counts[("per-model", 50)], counts
+
+
+PAGE_SHAPES = {
+    "labels only": ("{ predictions(first: 5) { nodes { id label } } }", set()),
+    "inputs through a fragment": (
+        "{ predictions(first: 5) { nodes { id ...Scored } } } "
+        "fragment Scored on Prediction { inputs }",
+        {"inputs"},
+    ),
+    "probabilities through edges": (
+        "{ predictions(first: 5) { edges { node { id ... on Prediction { probabilities "
+        "{ label probability } } } } } }",
+        {"probabilities"},
+    ),
+    "inputs under @include": (
+        "query($with: Boolean!) { predictions(first: 5) { nodes { id inputs @include(if: $with) "
+        "label } } }",
+        {"inputs", "probabilities"},
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", PAGE_SHAPES)
+async def test_a_page_reads_inputs_and_probabilities_only_when_a_prediction_asks_for_them(
+    settings: Settings, demo_catalogue: None, shape: str
+):
+    document, read = PAGE_SHAPES[shape]
+    async with running_app(settings) as (app, http):
+        stored = await create(http, "columns", model=IRIS, instances=[SETOSA, VIRGINICA])
+        full = await graphql(
+            http,
+            "{ predictions(first: 5) { nodes { id inputs probabilities { label probability } } } }",
+        )
+        with counting_statements(app.state.runtime.engine) as statements:
+            body = await graphql(http, document, {"with": True} if "$with" in document else None)
+
+    assert "errors" not in body, body
+    [page] = [s for s in statements if "FROM predictions" in s and "ORDER BY" in s]
+    assert {c for c in ("inputs", "probabilities") if f"predictions.{c}" in page} == read
+    nodes = body["data"]["predictions"].get("nodes") or [
+        edge["node"] for edge in body["data"]["predictions"]["edges"]
+    ]
+    assert [node["id"] for node in nodes] == [p["id"] for p in reversed(stored)]
+    answers = {node["id"]: node for node in full["data"]["predictions"]["nodes"]}
+    for node in nodes:
+        for field in ("inputs", "probabilities"):
+            if field in node:
+                assert node[field] == answers[node["id"]][field]
+    assert any("inputs" in node or "probabilities" in node for node in nodes) == bool(read)
