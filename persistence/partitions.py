@@ -50,6 +50,18 @@ READER_LOCKS = 7_261_205
 shared and `prune` exclusively: a partition being verified is not dropped."""
 
 _TABLE = Prediction.__tablename__
+_REFERRING = (
+    ("latest_outcomes", "predicted_at"),
+    ("prediction_outcomes", "predicted_at"),
+    ("prediction_commits", "committed_at"),
+    ("shadow_predictions", "primary_created_at"),
+)
+"""What refers to predictions by time, deleted with their partition (latest outcomes first:
+they reference outcomes)."""
+_PRUNED_BELOW = "modelql: pruned below "
+"""The comment on a partition being dropped, followed by its upper bound."""
+DELETE_BATCH = 10_000
+"""Rows deleted per transaction when a partition goes."""
 _BOUNDS = re.compile(r"FROM \((?P<lower>[^)]*)\) TO \((?P<upper>[^)]*)\)")
 
 
@@ -208,9 +220,10 @@ async def prune(
 ) -> list[Partition]:
     """Drop every partition entirely older than `before`, oldest first; the dropped ones. Each
     is detached (CONCURRENTLY: reads and inserts go on; no foreign key references it, so
-    that is catalogue work) and dropped, after the outcomes, live-feed commits and shadow
-    answers of its predictions are deleted; the idempotency records of its predictions go
-    after it. Roll-ups are kept.
+    that is catalogue work), then the outcomes, live-feed commits and shadow answers of its
+    predictions are deleted in batches, then it is dropped, then the idempotency records of
+    its predictions. Roll-ups are kept. A partition an earlier prune detached and left is
+    finished first.
     Refused (PartitionInUseError) while a reader (verify, archive) holds one of them;
     `connection` must not be in a transaction. `before_drop` (archiving) runs on each
     partition before its drop, holding it against readers but not the maintenance lock
@@ -218,6 +231,7 @@ async def prune(
     are kept (PruneInterruptedError). Every replica's kept store answers are dropped (NOTIFY
     on the outcomes channel)."""
     async with _maintenance(connection):
+        await _finish_leftovers(connection)
         doomed = [p for p in await partitions(connection) if p.upper <= before]
         await _take_from_readers(connection, doomed)
     dropped: list[Partition] = []
@@ -293,65 +307,68 @@ async def _drop(
     connection: asyncpg.Connection, partition: Partition, *, saved_outcomes: int | None
 ) -> None:
     """Drop one partition (and what references it); OutcomesChangedError, dropping nothing,
-    when `saved_outcomes` is given and is not the number of its outcomes. The outcomes are
-    deleted before the detach and once more after it: one recorded in between (its check saw
-    the partition attached) is deleted too, or, when the partition was archived, stops the
-    drop and the partition is attached again."""
-    async with connection.transaction():
-        deleted = await _delete_outcomes(connection, partition)
-        if saved_outcomes is not None and deleted != saved_outcomes:
-            raise _outcomes_changed(partition, f"{deleted} outcomes", saved_outcomes)
-        await _delete_others(connection, partition)
+    when `saved_outcomes` is given and is not the number of its outcomes. The detach comes
+    first: once it is done no outcome can name one of its predictions any more (the rule
+    `outcomes_reference_their_prediction` finds none), so the outcomes are counted then and
+    deleted in batches, each a short transaction: writers' commits never wait behind the
+    flush of one large delete. A comment on the table marks it, so that a prune interrupted
+    after the detach is finished by the next one (`_finish_leftovers`)."""
+    upper = partition.upper
+    await connection.execute(
+        f"COMMENT ON TABLE {partition.name} IS '{_PRUNED_BELOW}{upper.isoformat()}'"
+    )
     how = "FINALIZE" if partition.detaching else "CONCURRENTLY"
     await connection.execute(f"ALTER TABLE public.{_TABLE} DETACH PARTITION {partition.name} {how}")
-    try:
-        async with connection.transaction():
-            recorded_since = await _delete_outcomes(connection, partition)
-            if saved_outcomes is not None and recorded_since:
-                raise _outcomes_changed(
-                    partition, f"{saved_outcomes + recorded_since} outcomes", saved_outcomes
-                )
-    except OutcomesChangedError:
-        await _attach(connection, partition)
-        raise
-    await _drop_foreign_keys(connection, partition)
-    await connection.execute(f"DROP TABLE {partition.name}")
-    await connection.execute(
-        f"DELETE FROM idempotency_records WHERE {_within('created_at')}",
-        partition.lower,
-        partition.upper,
-    )
+    if saved_outcomes is not None:
+        recorded = await connection.fetchval(
+            f"SELECT count(*) FROM prediction_outcomes WHERE {_within('predicted_at')}",
+            partition.lower,
+            upper,
+        )
+        if recorded != saved_outcomes:
+            await _attach(connection, partition)
+            raise OutcomesChangedError(
+                f"{recorded} outcomes of {partition.name} where the archive holds "
+                f"{saved_outcomes} (recorded since): archive it again"
+            )
+    await _finish(connection, partition.name, upper)
 
 
-async def _delete_outcomes(connection: asyncpg.Connection, partition: Partition) -> int:
-    """Delete the outcomes of the partition's predictions (latest first: they reference the
-    others); how many outcomes went."""
-    bounds = (partition.lower, partition.upper)
-    await connection.execute(
-        f"DELETE FROM latest_outcomes WHERE {_within('predicted_at')}", *bounds
-    )
-    status = await connection.execute(
-        f"DELETE FROM prediction_outcomes WHERE {_within('predicted_at')}", *bounds
-    )
-    return int(status.split()[-1])
+async def _finish(connection: asyncpg.Connection, name: str, upper: datetime) -> None:
+    """Delete what refers to a detached partition's time (everything older goes too: older
+    partitions are gone), then the table, then the idempotency records of its predictions."""
+    for table, column in _REFERRING:
+        await _delete_before(connection, table, column, upper)
+    await _drop_foreign_keys(connection, name)
+    await connection.execute(f"DROP TABLE {name}")
+    await _delete_before(connection, "idempotency_records", "created_at", upper)
 
 
-async def _delete_others(connection: asyncpg.Connection, partition: Partition) -> None:
-    """Delete the live-feed commits and shadow answers of the partition's time."""
-    bounds = (partition.lower, partition.upper)
-    await connection.execute(
-        f"DELETE FROM prediction_commits WHERE {_within('committed_at')}", *bounds
+async def _finish_leftovers(connection: asyncpg.Connection) -> None:
+    """Finish the partitions a prune detached and did not drop (stopped meanwhile)."""
+    leftovers = await connection.fetch(
+        "SELECT n.nspname || '.' || c.relname AS name, obj_description(c.oid) AS note "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1 AND c.relkind = 'r' AND NOT c.relispartition "
+        "AND obj_description(c.oid) LIKE $2",
+        PARTITIONS_SCHEMA,
+        f"{_PRUNED_BELOW}%",
     )
-    await connection.execute(
-        f"DELETE FROM shadow_predictions WHERE {_within('primary_created_at')}", *bounds
-    )
+    for leftover in leftovers:
+        upper = datetime.fromisoformat(leftover["note"].removeprefix(_PRUNED_BELOW))
+        await _finish(connection, leftover["name"], upper)
 
 
-def _outcomes_changed(partition: Partition, found: str, saved: int) -> OutcomesChangedError:
-    return OutcomesChangedError(
-        f"{found} of {partition.name} where the archive holds {saved} (recorded since): "
-        "archive it again"
+async def _delete_before(
+    connection: asyncpg.Connection, table: str, column: str, upper: datetime
+) -> None:
+    """Delete the rows of `table` whose `column` is before `upper`, DELETE_BATCH at a time."""
+    statement = (
+        f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "
+        f"WHERE {column} < $1 LIMIT {DELETE_BATCH}))"
     )
+    while int((await connection.execute(statement, upper)).split()[-1]) == DELETE_BATCH:
+        pass
 
 
 async def _attach(connection: asyncpg.Connection, partition: Partition) -> None:
@@ -361,15 +378,16 @@ async def _attach(connection: asyncpg.Connection, partition: Partition) -> None:
         f"ALTER TABLE public.{_TABLE} ATTACH PARTITION {partition.name} "
         f"FOR VALUES FROM ({lower}) TO ('{partition.upper.isoformat()}')"
     )
+    await connection.execute(f"COMMENT ON TABLE {partition.name} IS NULL")
 
 
-async def _drop_foreign_keys(connection: asyncpg.Connection, partition: Partition) -> None:
+async def _drop_foreign_keys(connection: asyncpg.Connection, name: str) -> None:
     """Drop a detached partition's foreign keys first, each in a short transaction of its own:
     dropping the table with them would hold the tables they reference (idempotency records)
     against inserts while its files are unlinked."""
     keys = await connection.fetch(
         "SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'",
-        partition.name,
+        name,
     )
     for key in keys:
-        await connection.execute(f'ALTER TABLE {partition.name} DROP CONSTRAINT "{key[0]}"')
+        await connection.execute(f'ALTER TABLE {name} DROP CONSTRAINT "{key[0]}"')

@@ -264,7 +264,10 @@ class IdempotencyRecord(Base):
     """A claimed idempotency key: one per caller and key, with the fingerprint of its request."""
 
     __tablename__ = "idempotency_records"
-    __table_args__ = (UniqueConstraint("caller", "key"),)
+    __table_args__ = (
+        UniqueConstraint("caller", "key"),
+        Index(None, "created_at"),  # a prune deletes those of a dropped partition's time
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     caller: Mapped[str] = mapped_column(Text, comment="API key name; empty when auth is off")
@@ -442,6 +445,7 @@ class PredictionOutcome(Base):
     __tablename__ = "prediction_outcomes"
     __table_args__ = (
         Index(None, "prediction_id", "recorded_at", "id"),
+        Index(None, "predicted_at"),  # a prune deletes those of a dropped partition's time
         CheckConstraint("(label IS NULL) <> (value IS NULL)", name="label_or_value"),
     )
 
@@ -469,6 +473,7 @@ class LatestOutcome(Base):
         ),
         # Deleting an outcome (a prune) looks up the latest outcomes referencing it.
         Index(None, "outcome_id"),
+        Index(None, "predicted_at"),  # a prune deletes those of a dropped partition's time
     )
 
     prediction_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)

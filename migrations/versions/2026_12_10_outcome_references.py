@@ -13,8 +13,10 @@ while holding both outcome tables against inserts: `recordOutcomes` waited up to
   truncated away (statement trigger on `predictions`); like the version rule, both refuse to
   run outside READ COMMITTED, where their check could miss an outcome committed meanwhile.
 
-Dropping a whole partition is the prune's job: it deletes the partition's outcomes before the
-detach and once more after it (persistence/partitions.py).
+Dropping a whole partition is the prune's job: after the detach (when no outcome can name one
+of its predictions any more) it deletes the outcomes, live-feed commits, shadow answers and
+idempotency records of the partition's time in batches (persistence/partitions.py), found by
+the time indexes added here.
 
 Revision ID: 20261210_outcome_references
 Revises: 20261209_outcome_index
@@ -102,7 +104,16 @@ END $$
 prediction_outcomes, predictions` passes."""
 
 
+TIME_INDEXES = {
+    "prediction_outcomes": "predicted_at",
+    "latest_outcomes": "predicted_at",
+    "idempotency_records": "created_at",
+}
+
+
 def upgrade() -> None:
+    for table, column in TIME_INDEXES.items():
+        op.create_index(op.f(f"ix_{table}_{column}"), table, [column])
     op.execute(CHECK_INSERTED)
     op.execute(KEEP_LABELLED)
     op.execute(KEEP_ON_TRUNCATE)
@@ -134,3 +145,5 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION modelql_keep_predictions_with_outcomes()")
     op.execute("DROP FUNCTION modelql_keep_labelled_predictions()")
     op.execute("DROP FUNCTION modelql_check_outcome_predictions()")
+    for table, column in TIME_INDEXES.items():
+        op.drop_index(op.f(f"ix_{table}_{column}"), table_name=table)

@@ -307,8 +307,7 @@ async def _prune_while_an_outcome_is_recorded(
     store: Store, prediction: uuid.UUID, **options: Any
 ) -> list[partitions.Partition]:
     """Prune the oldest two weeks while another transaction records an outcome of
-    `prediction`, committed after the prune's first delete of outcomes, while its detach waits
-    for that transaction."""
+    `prediction`, committed while the prune's detach waits for that transaction."""
     labelling = await asyncpg.connect(libpq_url(store.url))
     try:
         transaction = labelling.transaction()
@@ -369,4 +368,51 @@ async def test_an_outcome_recorded_during_the_detach_of_an_archived_partition_ke
     assert await store.names() == names  # attached again
     assert [p.detaching for p in await partitions.partitions(store.connection)] == [False] * 4
     assert await store.count("predictions") == 1
-    assert await store.count("prediction_outcomes") == 1  # the first pass's delete is kept
+    assert await store.count("prediction_outcomes") == 2  # nothing deleted
+
+
+async def test_outcomes_and_idempotency_records_go_in_batches_whatever_their_number(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(partitions, "DELETE_BATCH", 2)
+    old = await store.predict([WEEKS[0] + timedelta(hours=h) for h in range(5)])
+    kept = await store.predict([WEEKS[2] + timedelta(hours=1)])
+    await store.record_outcomes(old + kept, "yes")
+    await store.connection.execute(
+        "INSERT INTO idempotency_records (id, caller, key, fingerprint, created_at) "
+        "SELECT gen_random_uuid(), '', 'k' || n, repeat('0', 64), $1::timestamptz + n * interval '1 hour' "
+        "FROM generate_series(0, 4) AS n",
+        WEEKS[0],
+    )
+
+    await partitions.prune(store.connection, before=WEEKS[1])
+
+    assert await store.count("prediction_outcomes") == await store.count("latest_outcomes") == 1
+    assert await store.count("idempotency_records") == 0
+    assert await store.count("predictions") == 1
+
+
+async def test_a_partition_left_detached_by_an_interrupted_prune_is_finished_by_the_next(
+    store: Store,
+):
+    old = await store.predict([WEEKS[0] + timedelta(hours=1)])
+    await store.record_outcomes(old, "yes")
+    oldest = (await partitions.partitions(store.connection))[0]
+    await store.connection.execute(
+        f"COMMENT ON TABLE {oldest.name} IS 'modelql: pruned below {oldest.upper.isoformat()}'"
+    )
+    await store.connection.execute(f"ALTER TABLE predictions DETACH PARTITION {oldest.name}")
+
+    assert await partitions.prune(store.connection, before=WEEKS[0]) == []
+
+    assert await store.connection.fetchval("SELECT to_regclass($1)", oldest.name) is None
+    assert await store.count("prediction_outcomes") == await store.count("latest_outcomes") == 0
+
+
+async def test_a_table_detached_by_hand_is_left_alone(store: Store):
+    oldest = (await partitions.partitions(store.connection))[0]
+    await store.connection.execute(f"ALTER TABLE predictions DETACH PARTITION {oldest.name}")
+
+    await partitions.prune(store.connection, before=WEEKS[0])
+
+    assert await store.connection.fetchval("SELECT to_regclass($1)", oldest.name) is not None
