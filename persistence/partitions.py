@@ -311,12 +311,10 @@ async def _drop(
     first: once it is done no outcome can name one of its predictions any more (the rule
     `outcomes_reference_their_prediction` finds none), so the outcomes are counted then and
     deleted in batches, each a short transaction: writers' commits never wait behind the
-    flush of one large delete. A comment on the table marks it, so that a prune interrupted
-    after the detach is finished by the next one (`_finish_leftovers`)."""
+    flush of one large delete. Once its outcomes are found as the archive holds them, a
+    comment on the detached table marks it, so that a prune stopped from then on is finished
+    by the next one (`_finish_leftovers`)."""
     upper = partition.upper
-    await connection.execute(
-        f"COMMENT ON TABLE {partition.name} IS '{_PRUNED_BELOW}{upper.isoformat()}'"
-    )
     how = "FINALIZE" if partition.detaching else "CONCURRENTLY"
     await connection.execute(f"ALTER TABLE public.{_TABLE} DETACH PARTITION {partition.name} {how}")
     if saved_outcomes is not None:
@@ -331,6 +329,9 @@ async def _drop(
                 f"{recorded} outcomes of {partition.name} where the archive holds "
                 f"{saved_outcomes} (recorded since): archive it again"
             )
+    await connection.execute(
+        f"COMMENT ON TABLE {partition.name} IS '{_PRUNED_BELOW}{upper.isoformat()}'"
+    )
     await _finish(connection, partition.name, upper)
 
 
@@ -378,7 +379,6 @@ async def _attach(connection: asyncpg.Connection, partition: Partition) -> None:
         f"ALTER TABLE public.{_TABLE} ATTACH PARTITION {partition.name} "
         f"FOR VALUES FROM ({lower}) TO ('{partition.upper.isoformat()}')"
     )
-    await connection.execute(f"COMMENT ON TABLE {partition.name} IS NULL")
 
 
 async def _drop_foreign_keys(connection: asyncpg.Connection, name: str) -> None:
