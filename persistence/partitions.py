@@ -58,8 +58,10 @@ _REFERRING = (
 )
 """What refers to predictions by time, deleted with their partition (latest outcomes first:
 they reference outcomes)."""
+_DETACHING = "modelql: detaching "
+"""The comment on a partition being detached, followed by its bounds."""
 _PRUNED_BELOW = "modelql: pruned below "
-"""The comment on a partition being dropped, followed by its upper bound."""
+"""The comment on a detached partition being dropped, followed by its upper bound."""
 DELETE_BATCH = 10_000
 """Rows deleted per transaction when a partition goes."""
 _BOUNDS = re.compile(r"FROM \((?P<lower>[^)]*)\) TO \((?P<upper>[^)]*)\)")
@@ -129,6 +131,10 @@ def is_missing_partition(error: BaseException) -> bool:
 
 def _bound(text: str) -> datetime | None:
     return None if text == "MINVALUE" else datetime.fromisoformat(text.strip("'"))
+
+
+def _bound_text(bound: datetime | None) -> str:
+    return "MINVALUE" if bound is None else bound.isoformat()
 
 
 async def partitions(connection: asyncpg.Connection) -> list[Partition]:
@@ -223,7 +229,7 @@ async def prune(
     that is catalogue work), then the outcomes, live-feed commits and shadow answers of its
     predictions are deleted in batches, then it is dropped, then the idempotency records of
     its predictions. Roll-ups are kept. A partition an earlier prune detached and left is
-    finished first.
+    settled first: attached again if its outcomes were not counted yet, else finished.
     Refused (PartitionInUseError) while a reader (verify, archive) holds one of them;
     `connection` must not be in a transaction. `before_drop` (archiving) runs on each
     partition before its drop, holding it against readers but not the maintenance lock
@@ -231,7 +237,7 @@ async def prune(
     are kept (PruneInterruptedError). Every replica's kept store answers are dropped (NOTIFY
     on the outcomes channel)."""
     async with _maintenance(connection):
-        await _finish_leftovers(connection)
+        settled = await _settle_leftovers(connection)
         doomed = [p for p in await partitions(connection) if p.upper <= before]
         await _take_from_readers(connection, doomed)
     dropped: list[Partition] = []
@@ -255,7 +261,7 @@ async def prune(
             READER_LOCKS,
             [partition.oid for partition in doomed],
         )
-        if doomed:
+        if doomed or settled:
             await connection.execute(f"NOTIFY {OUTCOMES_CHANNEL}")
     return dropped
 
@@ -311,10 +317,11 @@ async def _drop(
     first: once it is done no outcome can name one of its predictions any more (the rule
     `outcomes_reference_their_prediction` finds none), so the outcomes are counted then and
     deleted in batches, each a short transaction: writers' commits never wait behind the
-    flush of one large delete. Once its outcomes are found as the archive holds them, a
-    comment on the detached table marks it, so that a prune stopped from then on is finished
-    by the next one (`_finish_leftovers`)."""
+    flush of one large delete. A comment on the table says how far it got, so that the next
+    prune settles a detached table this one left (`_settle_leftovers`)."""
     upper = partition.upper
+    bounds = f"{_bound_text(partition.lower)} {upper.isoformat()}"
+    await connection.execute(f"COMMENT ON TABLE {partition.name} IS '{_DETACHING}{bounds}'")
     how = "FINALIZE" if partition.detaching else "CONCURRENTLY"
     await connection.execute(f"ALTER TABLE public.{_TABLE} DETACH PARTITION {partition.name} {how}")
     if saved_outcomes is not None:
@@ -324,7 +331,7 @@ async def _drop(
             upper,
         )
         if recorded != saved_outcomes:
-            await _attach(connection, partition)
+            await _attach(connection, partition.name, partition.lower, upper)
             raise OutcomesChangedError(
                 f"{recorded} outcomes of {partition.name} where the archive holds "
                 f"{saved_outcomes} (recorded since): archive it again"
@@ -345,40 +352,53 @@ async def _finish(connection: asyncpg.Connection, name: str, upper: datetime) ->
     await _delete_before(connection, "idempotency_records", "created_at", upper)
 
 
-async def _finish_leftovers(connection: asyncpg.Connection) -> None:
-    """Finish the partitions a prune detached and did not drop (stopped meanwhile)."""
+async def _settle_leftovers(connection: asyncpg.Connection) -> bool:
+    """Settle the tables a stopped prune left detached: attached again when their outcomes
+    were not counted yet, finished when they were; whether any was finished."""
     leftovers = await connection.fetch(
         "SELECT n.nspname || '.' || c.relname AS name, obj_description(c.oid) AS note "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = $1 AND c.relkind = 'r' AND NOT c.relispartition "
-        "AND obj_description(c.oid) LIKE $2",
+        "AND (obj_description(c.oid) LIKE $2 OR obj_description(c.oid) LIKE $3)",
         PARTITIONS_SCHEMA,
+        f"{_DETACHING}%",
         f"{_PRUNED_BELOW}%",
     )
-    for leftover in leftovers:
-        upper = datetime.fromisoformat(leftover["note"].removeprefix(_PRUNED_BELOW))
-        await _finish(connection, leftover["name"], upper)
+    finished = False
+    for name, note in leftovers:
+        if note.startswith(_PRUNED_BELOW):
+            await _finish(connection, name, datetime.fromisoformat(note[len(_PRUNED_BELOW) :]))
+            finished = True
+        else:
+            lower, upper = (_bound(text) for text in note[len(_DETACHING) :].split(" "))
+            assert upper is not None, f"{name}: {note}"
+            await _attach(connection, name, lower, upper)
+    return finished
 
 
 async def _delete_before(
     connection: asyncpg.Connection, table: str, column: str, upper: datetime
 ) -> None:
-    """Delete the rows of `table` whose `column` is before `upper`, DELETE_BATCH at a time."""
+    """Delete the rows of `table` whose `column` is before `upper`, DELETE_BATCH at a time
+    (until none is left: a row moved meanwhile makes a batch short, not the last)."""
     statement = (
         f"DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} "
         f"WHERE {column} < $1 LIMIT {DELETE_BATCH}))"
     )
-    while int((await connection.execute(statement, upper)).split()[-1]) == DELETE_BATCH:
+    while int((await connection.execute(statement, upper)).split()[-1]):
         pass
 
 
-async def _attach(connection: asyncpg.Connection, partition: Partition) -> None:
+async def _attach(
+    connection: asyncpg.Connection, name: str, lower: datetime | None, upper: datetime
+) -> None:
     """Attach a detached partition again (the detach left a CHECK of its bounds: no scan)."""
-    lower = "MINVALUE" if partition.lower is None else f"'{partition.lower.isoformat()}'"
+    start = "MINVALUE" if lower is None else f"'{lower.isoformat()}'"
     await connection.execute(
-        f"ALTER TABLE public.{_TABLE} ATTACH PARTITION {partition.name} "
-        f"FOR VALUES FROM ({lower}) TO ('{partition.upper.isoformat()}')"
+        f"ALTER TABLE public.{_TABLE} ATTACH PARTITION {name} "
+        f"FOR VALUES FROM ({start}) TO ('{upper.isoformat()}')"
     )
+    await connection.execute(f"COMMENT ON TABLE {name} IS NULL")
 
 
 async def _drop_foreign_keys(connection: asyncpg.Connection, name: str) -> None:

@@ -409,6 +409,26 @@ async def test_a_partition_left_detached_by_an_interrupted_prune_is_finished_by_
     assert await store.count("prediction_outcomes") == await store.count("latest_outcomes") == 0
 
 
+async def test_a_partition_left_detached_before_its_outcomes_were_counted_is_attached_again(
+    store: Store,
+):
+    old = await store.predict([WEEKS[0] + timedelta(hours=1)])
+    oldest = (await partitions.partitions(store.connection))[0]
+    await store.connection.execute(
+        f"COMMENT ON TABLE {oldest.name} IS "
+        f"'modelql: detaching {oldest.lower.isoformat()} {oldest.upper.isoformat()}'"
+    )
+    await store.connection.execute(f"ALTER TABLE predictions DETACH PARTITION {oldest.name}")
+
+    assert await partitions.prune(store.connection, before=WEEKS[0]) == []
+
+    assert (await partitions.partitions(store.connection))[0] == oldest
+    assert await store.connection.fetchval("SELECT id FROM predictions") == old[0]
+    assert (
+        await store.connection.fetchval("SELECT obj_description($1::regclass)", oldest.name) is None
+    )
+
+
 async def test_a_table_detached_by_hand_is_left_alone(store: Store):
     oldest = (await partitions.partitions(store.connection))[0]
     await store.connection.execute(f"ALTER TABLE predictions DETACH PARTITION {oldest.name}")
