@@ -274,7 +274,8 @@ def chunk(
     rng = np.random.default_rng([seed, first])
     numbers = np.arange(first, last, dtype=np.int64)
     count = len(numbers)
-    moments = start_us + numbers * span_us // total
+    # In floating point: numbers * span_us overflows int64 beyond about 3,500,000 rows a month.
+    moments = start_us + (numbers * (span_us / total)).astype(np.int64)
     created = np.datetime_as_string(moments.astype("datetime64[us]"), unit="us")
     columns = {name: np.full(count, NULL, dtype=object) for name in COPY_COLUMNS}
     _fill_outputs(columns, versions, numbers % len(versions), rng)
