@@ -8,8 +8,8 @@ from typing import Any
 
 import strawberry
 
-COSTLY_PREDICTION_FIELDS = {"inputs": "inputs", "probabilities": "probabilities"}
-"""Prediction fields read from a JSON column of their own, by the column."""
+COSTLY_PREDICTION_FIELDS = ("inputs", "probabilities")
+"""Prediction fields each read from a JSON column of the same name."""
 
 
 class _DirectiveError(Exception):
@@ -23,9 +23,7 @@ def unasked_prediction_columns(info: strawberry.Info) -> frozenset[str]:
         asked = set(_prediction_fields(info.selected_fields))
     except _DirectiveError:
         return frozenset()
-    return frozenset(
-        column for field, column in COSTLY_PREDICTION_FIELDS.items() if field not in asked
-    )
+    return frozenset(COSTLY_PREDICTION_FIELDS).difference(asked)
 
 
 def _prediction_fields(connection_fields: Iterable[Any]) -> Iterator[str]:

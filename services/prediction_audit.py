@@ -37,7 +37,7 @@ async def prediction_page(
     *,
     limit: int,
     after: Keyset | None,
-    unread: frozenset[str] = frozenset(),
+    unread: frozenset[str],
 ) -> list[PredictionRow]:
     """At most `limit` selected predictions, newest first, strictly after the keyset `after`;
     the columns named in `unread` are null."""
