@@ -151,7 +151,8 @@ class Query:
         self, info: Info, filter: PredictionFilter | None = None
     ) -> PredictionStatsType:
         return PredictionStatsType.of(
-            PredictionFilter.query(filter, limit=info.context.model_limit)
+            PredictionFilter.query(filter, limit=info.context.model_limit),
+            info,
         )
 
     @strawberry.field(

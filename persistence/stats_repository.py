@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    tuple_,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -450,18 +451,58 @@ async def groups(
     """Statistics per group: with TIME ordered by bucket (oldest first), otherwise by count
     (largest first); at most `limit` groups. The p95 latency only `with_p95` (from roll-ups, a
     second statement reads the groups' latency histograms; from the raw table, a sort)."""
+    found, _ = await _grouped(session, query, by, interval, limit, with_p95, False, from_rollups)
+    return found
+
+
+async def groups_and_totals(
+    session: AsyncSession,
+    query: PredictionQuery,
+    by: Sequence[Dimension],
+    interval: Interval,
+    limit: int,
+    *,
+    with_p95: bool = True,
+    from_rollups: bool | None = None,
+) -> tuple[list[Group], Totals]:
+    """`groups` and `totals` in one statement (GROUPING SETS): the selected rows are read once."""
+    found, overall = await _grouped(
+        session, query, by, interval, limit, with_p95, True, from_rollups
+    )
+    if overall is None:  # no dimension: the one group is everything
+        overall = await totals(session, query, from_rollups=from_rollups)
+    return found, overall
+
+
+async def _grouped(
+    session: AsyncSession,
+    query: PredictionQuery,
+    by: Sequence[Dimension],
+    interval: Interval,
+    limit: int,
+    with_p95: bool,
+    with_totals: bool,
+    from_rollups: bool | None,
+) -> tuple[list[Group], Totals | None]:
+    """The groups, and with `with_totals` (and any dimension) the totals as well."""
     rollups = _use_rollups(query, from_rollups, interval)
     asked = list(dict.fromkeys(by))
-    statement, columns = _groups_statement(query, tuple(asked), interval, limit, with_p95, rollups)
+    statement, columns = _groups_statement(
+        query, tuple(asked), interval, limit, with_p95, rollups, with_totals
+    )
     keys = [column for d in asked for column in columns[d]]
     found = (await execute_core(session, statement)).all()
     width = len(keys)
+    overall = None
+    if with_totals and keys:
+        overall, found = Totals(*found[0][width:-1]), found[1:]
     latency = {tuple(row[:width]): row[-1] for row in found}
     if rollups and found and with_p95:
         latency = await _rolled_up_p95(session, query, asked, interval)
-    return [
+    grouped = [
         _group(asked, columns, tuple(row[:width]), Totals(*row[width:-1]), latency) for row in found
     ]
+    return grouped, overall
 
 
 @functools.lru_cache(maxsize=BUILT_STATEMENTS)
@@ -472,8 +513,10 @@ def _groups_statement(
     limit: int,
     with_p95: bool,
     rollups: bool,
+    with_totals: bool,
 ) -> tuple[Select[*tuple[Any, ...]], dict[Dimension, list[SqlColumn]]]:
-    """The statement of `groups` and each dimension's columns in it."""
+    """The statement of `groups` and each dimension's columns in it; `with_totals` (and any
+    dimension), its first row is the totals (the empty grouping set)."""
     asked = list(dimensions)
     rows = _rollup_rows(query, interval) if rollups else None
     columns = {d: _dimension_columns(d, interval, rows) for d in asked}
@@ -498,12 +541,14 @@ def _groups_statement(
         model_id, version_id = Prediction.model_id, Prediction.model_version_id
         where = [raw_where]
         count = func.count()
-    statement = _join_catalogue(statement, asked, model_id, version_id)
+    statement = _join_catalogue(statement, asked, model_id, version_id).where(*where)
     time = [columns[Dimension.TIME][0]] if Dimension.TIME in columns else []
-    statement = (
-        statement.where(*where).group_by(*keys).order_by(*time, count.desc(), *keys).limit(limit)
-    )
-    return statement, columns
+    order = [*time, count.desc(), *keys]
+    if with_totals and keys:
+        everything_first = func.grouping(*keys).desc()
+        statement = statement.group_by(func.grouping_sets(tuple_(), tuple_(*keys)))
+        return statement.order_by(everything_first, *order).limit(limit + 1), columns
+    return statement.group_by(*keys).order_by(*order).limit(limit), columns
 
 
 def _join_catalogue(

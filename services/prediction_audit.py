@@ -80,3 +80,18 @@ async def groups(
     """Statistics per group of `by` (TIME: buckets of `interval`), at most `limit` groups; the
     p95 latency only `with_p95` (it costs a second statement or a sort)."""
     return await stats_repository.groups(session, query, by, interval, limit, with_p95=with_p95)
+
+
+async def groups_and_totals(
+    session: AsyncSession,
+    query: PredictionQuery,
+    by: Sequence[Dimension],
+    interval: Interval,
+    limit: int,
+    *,
+    with_p95: bool,
+) -> tuple[list[Group], Totals]:
+    """`groups` and `totals` of the same predictions, read at once."""
+    return await stats_repository.groups_and_totals(
+        session, query, by, interval, limit, with_p95=with_p95
+    )

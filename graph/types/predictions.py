@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -22,6 +22,19 @@ Info = strawberry.Info[GraphContext, None]
 T = TypeVar("T")
 MAX_GROUPS = 1_000
 """Most groups one `groups` field returns."""
+TOTALS_FIELDS = frozenset(
+    {
+        "count",
+        "meanLatencyMs",
+        "meanValue",
+        "meanConfidence",
+        "labelled",
+        "accuracy",
+        "firstAt",
+        "lastAt",
+    }
+)
+"""PredictionStats' fields read from its totals."""
 
 
 @strawberry.type(name="ClassProbability")
@@ -165,10 +178,14 @@ class PredictionGroupType:
 class PredictionStatsType:
     query: strawberry.Private[prediction_audit.PredictionQuery]
     cache: strawberry.Private[dict[str, asyncio.Future[Any]]]
+    shares_totals: strawberry.Private[bool]
+    """Totals and `groups` are both selected: the first `groups` to run reads the totals too."""
 
     @classmethod
-    def of(cls, query: prediction_audit.PredictionQuery) -> PredictionStatsType:
-        return cls(query=query, cache={})
+    def of(cls, query: prediction_audit.PredictionQuery, info: Info) -> PredictionStatsType:
+        asked = {name for field in info.selected_fields for name in _selected_names(field)}
+        shares_totals = "groups" in asked and bool(TOTALS_FIELDS & asked)
+        return cls(query=query, cache={}, shares_totals=shares_totals)
 
     async def _once(
         self,
@@ -187,6 +204,8 @@ class PredictionStatsType:
         return await result
 
     async def _totals(self, info: Info) -> prediction_audit.Totals:
+        if self.shares_totals and "totals" not in self.cache:
+            await asyncio.sleep(0)  # a sibling `groups` starts meanwhile and reads the totals
         return await self._once(info, "totals", prediction_audit.totals)
 
     @strawberry.field
@@ -248,17 +267,38 @@ class PredictionStatsType:
     ) -> list[PredictionGroupType]:
         limit = info.context.limits.page_size(first, default=100, maximum=MAX_GROUPS)
         dimensions = [prediction_audit.Dimension(d) for d in by]
-        found = await info.context.db.run(
-            lambda session: prediction_audit.groups(
-                session,
-                self.query,
-                dimensions,
-                prediction_audit.Interval(interval or "DAY"),
-                limit,
-                with_p95=selects(info, "p95LatencyMs"),
+        query, bucket = self.query, prediction_audit.Interval(interval or "DAY")
+        with_p95 = selects(info, "p95LatencyMs")
+        if not self.shares_totals or "totals" in self.cache:
+            found = await info.context.db.run(
+                lambda session: prediction_audit.groups(
+                    session, query, dimensions, bucket, limit, with_p95=with_p95
+                )
             )
-        )
+        else:
+            both = asyncio.ensure_future(
+                info.context.db.run(
+                    lambda session: prediction_audit.groups_and_totals(
+                        session, query, dimensions, bucket, limit, with_p95=with_p95
+                    )
+                )
+            )
+            self.cache["totals"] = asyncio.ensure_future(_second(both))
+            found, _ = await both
         return [PredictionGroupType.of(group) for group in found]
+
+
+async def _second(pair: Awaitable[tuple[Any, T]]) -> T:
+    return (await pair)[1]
+
+
+def _selected_names(selection: Selection) -> Iterator[str]:
+    """The names of the fields a selection selects directly (through fragments too)."""
+    for inner in selection.selections:
+        if isinstance(inner, SelectedField):
+            yield inner.name
+        else:
+            yield from _selected_names(inner)
 
 
 def selects(info: Info, name: str) -> bool:

@@ -11,7 +11,7 @@ import itertools
 import typing
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import astuple, dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -31,9 +31,12 @@ from modelql.persistence.prediction_filters import FILTER_FIELDS, PredictionQuer
 from modelql.persistence.prediction_writer import RequestRows, insert
 from modelql.persistence.stats_repository import (
     Dimension,
+    Group,
     Interval,
     Periods,
+    Totals,
     groups,
+    groups_and_totals,
     label_counts,
     p95_latency,
     periods,
@@ -193,6 +196,16 @@ def close(expected: float | None, rel: float) -> object:
     return None if expected is None else pytest.approx(expected, rel=rel)
 
 
+def as_numbers(totals: Totals, group: Group | None = None) -> tuple[object, ...]:
+    """Every statistic (floats to 12 digits: sums may add up in another order), and the group's
+    key and p95."""
+    key: tuple[object, ...] = ()
+    if group is not None:
+        p95 = close(group.p95_latency_ms, 1e-12)
+        key = (group.model, group.version, group.label, group.caller, group.bucket, p95)
+    return (*key, *(close(v, 1e-12) if isinstance(v, float) else v for v in astuple(totals)))
+
+
 moments = st.one_of(st.none(), st.sampled_from([*HOURS, NOW + timedelta(hours=1)]))
 DRAWN = {
     "model": st.sampled_from([None, "iris-classifier", "diabetes-regressor"]),
@@ -232,7 +245,20 @@ async def test_rollups_answer_like_the_raw_table(
         exact = await p95_latency(session, query, from_rollups=False)
         rolled_groups = await groups(session, query, by, interval, 1000, from_rollups=True)
         raw_groups = await groups(session, query, by, interval, 1000, from_rollups=False)
+        at_once = {
+            (rollups, limit): await groups_and_totals(
+                session, query, by, interval, limit, from_rollups=rollups
+            )
+            for rollups in (True, False)
+            for limit in (1000, 2)
+        }
 
+    for (rollups, limit), (both_groups, both_totals) in at_once.items():
+        alone = rolled_groups if rollups else raw_groups
+        assert [as_numbers(g.totals, g) for g in both_groups] == [
+            as_numbers(g.totals, g) for g in alone[:limit]
+        ]
+        assert as_numbers(both_totals) == as_numbers(rolled if rollups else raw)
     assert (rolled.count, rolled.labelled, rolled.correct) == (
         raw.count,
         raw.labelled,
