@@ -7,6 +7,7 @@ connection: `prune` needs one outside any transaction (DETACH ... CONCURRENTLY).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -64,6 +65,13 @@ _PRUNED_BELOW = "modelql: pruned below "
 """The comment on a detached partition being dropped, followed by its upper bound."""
 DELETE_BATCH = 10_000
 """Rows deleted per transaction when a partition goes."""
+_OUTCOME_WRITERS = (
+    "SELECT DISTINCT virtualtransaction FROM pg_locks WHERE mode = 'RowExclusiveLock' "
+    "AND relation IN ('prediction_outcomes'::regclass, 'latest_outcomes'::regclass) "
+    "AND pid <> pg_backend_pid()"
+)
+WRITERS_POLL_S = 0.01
+"""How often a prune looks whether the outcome writers it waits for have finished."""
 _BOUNDS = re.compile(r"FROM \((?P<lower>[^)]*)\) TO \((?P<upper>[^)]*)\)")
 
 
@@ -186,11 +194,20 @@ async def ensure(
     return created
 
 
+_KEEP_WITH_OUTCOMES = (
+    "CREATE TRIGGER outcomes_reference_their_prediction_on_truncate AFTER TRUNCATE "
+    "ON {name} FOR EACH STATEMENT EXECUTE FUNCTION modelql_keep_partition_with_outcomes()"
+)
+"""A partition whose predictions have outcomes cannot be truncated on its own (migration
+20261211_partition_truncate: statement triggers are not cloned onto partitions)."""
+
+
 async def _create(connection: asyncpg.Connection, lower: datetime, upper: datetime) -> Partition:
     name = f"{PARTITIONS_SCHEMA}.{_TABLE}_p{lower.astimezone(UTC):%Y%m%d}"
     await connection.execute(
         f"CREATE TABLE {name} (LIKE public.{_TABLE} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
     )
+    await connection.execute(_KEEP_WITH_OUTCOMES.format(name=name))
     await connection.execute(
         f"ALTER TABLE public.{_TABLE} ATTACH PARTITION {name} "
         f"FOR VALUES FROM ('{lower.isoformat()}') TO ('{upper.isoformat()}')"
@@ -324,6 +341,7 @@ async def _drop(
     await connection.execute(f"COMMENT ON TABLE {partition.name} IS '{_DETACHING}{bounds}'")
     how = "FINALIZE" if partition.detaching else "CONCURRENTLY"
     await connection.execute(f"ALTER TABLE public.{_TABLE} DETACH PARTITION {partition.name} {how}")
+    await _outlive_outcome_writers(connection)
     if saved_outcomes is not None:
         recorded = await connection.fetchval(
             f"SELECT count(*) FROM prediction_outcomes WHERE {_within('predicted_at')}",
@@ -340,6 +358,22 @@ async def _drop(
         f"COMMENT ON TABLE {partition.name} IS '{_PRUNED_BELOW}{upper.isoformat()}'"
     )
     await _finish(connection, partition.name, upper)
+
+
+async def _outlive_outcome_writers(connection: asyncpg.Connection) -> None:
+    """Wait until every transaction writing outcomes when called has ended: an insert whose
+    check read the partition still attached commits (or not) before its outcomes are counted
+    and deleted; later ones find none of its predictions. Polled, not a lock: a lock would
+    queue every new outcome writer behind the slowest one under way."""
+    writing = await _outcome_writers(connection)
+    while writing:
+        await asyncio.sleep(WRITERS_POLL_S)
+        writing &= await _outcome_writers(connection)
+
+
+async def _outcome_writers(connection: asyncpg.Connection) -> set[str]:
+    """The (virtual) transactions holding an outcome table for writing."""
+    return {row[0] for row in await connection.fetch(_OUTCOME_WRITERS)}
 
 
 async def _finish(connection: asyncpg.Connection, name: str, upper: datetime) -> None:

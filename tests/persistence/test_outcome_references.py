@@ -135,6 +135,41 @@ async def test_predictions_with_outcomes_cannot_be_truncated_alone(
         assert await connection.scalar(text("SELECT count(*) FROM predictions")) == 0
 
 
+async def test_every_table_of_the_partitions_schema_is_guarded_against_truncation(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    """Statement triggers are not cloned onto partitions (migration 20261211)."""
+    async with engine.connect() as connection:
+        tables = await connection.execute(
+            text(
+                "SELECT c.relname, EXISTS (SELECT 1 FROM pg_trigger t WHERE t.tgrelid = c.oid "
+                "AND t.tgname = :trigger) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'prediction_partitions' AND c.relkind = 'r'"
+            ),
+            {"trigger": f"{RULE}_on_truncate"},
+        )
+        guarded = dict(tables.all())
+
+    assert "predictions_legacy" in guarded
+    assert all(guarded.values()), guarded
+
+
+async def test_the_partition_of_a_labelled_prediction_cannot_be_truncated(
+    engine: AsyncEngine, demo_catalogue: None
+):
+    prediction = await _labelled(engine)
+    async with engine.connect() as connection:
+        partition = await connection.scalar(
+            text("SELECT tableoid::regclass::text FROM predictions WHERE id = :prediction"),
+            {"prediction": prediction},
+        )
+
+    message = await _refused(engine, f"TRUNCATE {partition}")
+
+    assert f'truncate on table "{partition.split(".")[1]}" violates {RULE}' in message
+
+
 async def test_predictions_are_deleted_only_on_a_fresh_snapshot(
     engine: AsyncEngine, demo_catalogue: None
 ):

@@ -436,3 +436,45 @@ async def test_a_table_detached_by_hand_is_left_alone(store: Store):
     await partitions.prune(store.connection, before=WEEKS[0])
 
     assert await store.connection.fetchval("SELECT to_regclass($1)", oldest.name) is not None
+
+
+async def test_a_partition_with_outcomes_cannot_be_truncated_on_its_own(store: Store):
+    labelled = await store.predict([WEEKS[0] + timedelta(hours=1)])
+    await store.predict([WEEKS[1] + timedelta(hours=1)])
+    await store.record_outcomes(labelled, "yes")
+    first, second = (await partitions.partitions(store.connection))[:2]
+
+    with pytest.raises(asyncpg.ForeignKeyViolationError, match="violates outcomes_reference"):
+        await store.connection.execute(f"TRUNCATE {first.name}")
+    await store.connection.execute(f"TRUNCATE {second.name}")
+
+    assert await store.count("predictions") == 1
+    await store.connection.execute(f"TRUNCATE latest_outcomes, prediction_outcomes, {first.name}")
+    assert await store.count("predictions") == 0
+
+
+async def test_a_prune_outlives_the_outcome_writers_under_way_at_its_detach(store: Store):
+    """A writer that read the partition attached commits before the outcomes are counted."""
+    await store.predict([WEEKS[0] + timedelta(hours=1)])
+    oldest = (await partitions.partitions(store.connection))[0]
+    writer = await asyncpg.connect(libpq_url(store.url))
+    watcher = await asyncpg.connect(libpq_url(store.url))
+    try:
+        transaction = writer.transaction()
+        await transaction.start()
+        await writer.execute("LOCK TABLE prediction_outcomes IN ROW EXCLUSIVE MODE")
+        pruning = asyncio.ensure_future(partitions.prune(store.connection, before=WEEKS[1]))
+        while oldest in await partitions.partitions(watcher):  # until detached
+            assert not pruning.done(), pruning.exception()
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert not pruning.done()
+        assert await watcher.fetchval("SELECT to_regclass($1)", oldest.name) is not None
+
+        await transaction.commit()
+
+        assert await pruning == [oldest]
+        assert await watcher.fetchval("SELECT to_regclass($1)", oldest.name) is None
+    finally:
+        await writer.close()
+        await watcher.close()
