@@ -173,7 +173,8 @@ class PredictionGroupType:
     "(daily for the whole UTC days of the window, hourly for the rest) when the filter allows "
     "(model, version, label, caller, createdAfter/createdBefore on whole hours), else from the "
     "stored predictions. Counts and means are exact either "
-    "way. Each field costs one statement, and only when asked for.",
+    "way. Each field costs one statement, and only when asked for; the totals (count, means, "
+    "labelled, accuracy, first and last time) asked beside `groups` come with its statement.",
 )
 class PredictionStatsType:
     query: strawberry.Private[prediction_audit.PredictionQuery]
@@ -202,6 +203,34 @@ class PredictionStatsType:
             )
         result: asyncio.Future[T] = self.cache[name]
         return await result
+
+    async def _groups(
+        self,
+        info: Info,
+        by: list[prediction_audit.Dimension],
+        interval: prediction_audit.Interval,
+        limit: int,
+        with_p95: bool,
+    ) -> list[prediction_audit.Group]:
+        """The groups; with the totals in the same statement when they are asked for too and
+        nothing has read them yet."""
+        query = self.query
+        if not self.shares_totals or "totals" in self.cache:
+            return await info.context.db.run(
+                lambda session: prediction_audit.groups(
+                    session, query, by, interval, limit, with_p95=with_p95
+                )
+            )
+        both = asyncio.ensure_future(
+            info.context.db.run(
+                lambda session: prediction_audit.groups_and_totals(
+                    session, query, by, interval, limit, with_p95=with_p95
+                )
+            )
+        )
+        self.cache["totals"] = asyncio.ensure_future(_second(both))
+        found, _ = await both
+        return found
 
     async def _totals(self, info: Info) -> prediction_audit.Totals:
         if self.shares_totals and "totals" not in self.cache:
@@ -267,24 +296,8 @@ class PredictionStatsType:
     ) -> list[PredictionGroupType]:
         limit = info.context.limits.page_size(first, default=100, maximum=MAX_GROUPS)
         dimensions = [prediction_audit.Dimension(d) for d in by]
-        query, bucket = self.query, prediction_audit.Interval(interval or "DAY")
-        with_p95 = selects(info, "p95LatencyMs")
-        if not self.shares_totals or "totals" in self.cache:
-            found = await info.context.db.run(
-                lambda session: prediction_audit.groups(
-                    session, query, dimensions, bucket, limit, with_p95=with_p95
-                )
-            )
-        else:
-            both = asyncio.ensure_future(
-                info.context.db.run(
-                    lambda session: prediction_audit.groups_and_totals(
-                        session, query, dimensions, bucket, limit, with_p95=with_p95
-                    )
-                )
-            )
-            self.cache["totals"] = asyncio.ensure_future(_second(both))
-            found, _ = await both
+        bucket = prediction_audit.Interval(interval or "DAY")
+        found = await self._groups(info, dimensions, bucket, limit, selects(info, "p95LatencyMs"))
         return [PredictionGroupType.of(group) for group in found]
 
 
