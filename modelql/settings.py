@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     pipeline_groups_in_flight: int = Field(
         default=2,
         ge=1,
-        description="Groups of one version scored and stored at once while full groups wait.",
+        description="Groups of one version scored and stored at once (the next leaves while one "
+        "commits).",
     )
     pipeline_max_wait_ms: float = Field(
         default=0.0, ge=0, description="Wait for more requests before a group leaves; 0: none."

@@ -117,10 +117,7 @@ class _VersionPipeline:
         future.add_done_callback(_retrieve)
         self._queue.append(_Pending(job, future, self._owner._observer))
         running = sum(not dispatcher.done() for dispatcher in self._dispatchers)
-        if running == 0 or (
-            running < self._owner._groups_in_flight
-            and self._queued_rows() >= self._owner._max_group_rows
-        ):
+        if running < self._owner._groups_in_flight:
             dispatcher = asyncio.create_task(self._dispatch())
             self._dispatchers.add(dispatcher)
             dispatcher.add_done_callback(self._dispatchers.discard)
@@ -132,9 +129,10 @@ class _VersionPipeline:
             await asyncio.shield(asyncio.gather(*self._dispatchers))
 
     async def _dispatch(self) -> None:
-        """Groups leave one after another while requests are queued. Another dispatcher joins
-        (up to `groups_in_flight`) only while a full group waits: large batches then score
-        and commit side by side, small requests keep gathering into one group."""
+        """Groups leave one after another while requests are queued. A request that finds fewer
+        than `groups_in_flight` dispatchers running starts one more: the next group leaves
+        while the previous one waits for its COMMIT (scoring, storing and answering overlap
+        with the flush), and under load each dispatcher's group gathers what came meanwhile."""
         while self._queue:
             if self._owner._max_wait_s and self._queued_rows() < self._owner._max_group_rows:
                 await asyncio.sleep(self._owner._max_wait_s)

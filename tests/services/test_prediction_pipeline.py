@@ -7,7 +7,12 @@ import asyncio
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+)
 
 from modelql.models.artifacts import ArtifactStore
 from modelql.persistence import partitions
@@ -65,6 +70,53 @@ async def test_a_value_the_database_refuses_fails_only_its_own_request(
     async with engine.connect() as connection:
         stored = await connection.scalars(text("select request_id from predictions"))
         assert sorted(stored) == ["fine-1", "fine-2"]
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_the_next_group_leaves_while_the_previous_one_waits_on_the_database(
+    engine: AsyncEngine,
+    artifact_store: ArtifactStore,
+    demo_catalogue: None,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    in_flight: int,
+):
+    """Up to `groups_in_flight` groups are stored at once, however small: here each waits
+    on a lock of the roll-ups held by another transaction."""
+    cache = ModelCache(artifact_store)
+    pipelines = PredictionPipelines(
+        engine=engine, model_cache=cache, max_group_rows=100, groups_in_flight=in_flight
+    )
+    version = await iris_version(sessionmaker)
+    try:
+        async with engine.connect() as holder, engine.connect() as watcher:
+            await holder.execute(text("LOCK TABLE prediction_rollups IN SHARE MODE"))
+            first = asyncio.ensure_future(pipelines.run(job(version, "first")))
+            while await _waiting_on_locks(watcher) < 1:
+                assert not first.done(), first.exception()
+                await asyncio.sleep(0.02)
+            second = asyncio.ensure_future(pipelines.run(job(version, "second")))
+            await asyncio.sleep(0.3)
+            waiting = await _waiting_on_locks(watcher)
+            await holder.commit()
+            outcomes = await asyncio.gather(first, second)
+    finally:
+        cache.close()
+
+    assert waiting == in_flight
+    assert [o.predictions[0].request_id for o in outcomes] == ["first", "second"]
+
+
+async def _waiting_on_locks(connection: AsyncConnection) -> int:
+    """Backends of this database waiting for a lock (a fresh statistics snapshot)."""
+    await connection.rollback()
+    found = await connection.scalar(
+        text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'"
+        )
+    )
+    await connection.rollback()
+    return int(found or 0)
 
 
 async def test_groups_in_flight_side_by_side_store_each_request_once(
