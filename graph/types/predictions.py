@@ -184,7 +184,7 @@ class PredictionStatsType:
 
     @classmethod
     def of(cls, query: prediction_audit.PredictionQuery, info: Info) -> PredictionStatsType:
-        asked = {name for field in info.selected_fields for name in _selected_names(field)}
+        asked = _selected_names(info)
         shares_totals = "groups" in asked and bool(TOTALS_FIELDS & asked)
         return cls(query=query, cache={}, shares_totals=shares_totals)
 
@@ -305,23 +305,20 @@ async def _second(pair: Awaitable[tuple[Any, T]]) -> T:
     return (await pair)[1]
 
 
-def _selected_names(selection: Selection) -> Iterator[str]:
-    """The names of the fields a selection selects directly (through fragments too)."""
-    for inner in selection.selections:
-        if isinstance(inner, SelectedField):
-            yield inner.name
-        else:
-            yield from _selected_names(inner)
+def _selected_names(info: Info) -> set[str]:
+    """The names of the fields the resolved field's selection asks for (fragments included)."""
+    return {name for field in info.selected_fields for name in _field_names(field)}
 
 
 def selects(info: Info, name: str) -> bool:
     """Whether the resolved field's selection asks for the field `name` (fragments included)."""
-    return any(
-        _asks(selection, name) for field in info.selected_fields for selection in field.selections
-    )
+    return name in _selected_names(info)
 
 
-def _asks(selection: Selection, name: str) -> bool:
-    if isinstance(selection, SelectedField):
-        return selection.name == name
-    return any(_asks(inner, name) for inner in selection.selections)
+def _field_names(selection: Selection) -> Iterator[str]:
+    """The names of the fields directly in a selection set, through fragments."""
+    for inner in selection.selections:
+        if isinstance(inner, SelectedField):
+            yield inner.name
+        else:
+            yield from _field_names(inner)
